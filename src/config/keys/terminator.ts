@@ -1,0 +1,3 @@
+import type { KeySpec } from '../spec.js';
+
+export const terminatorKeys: KeySpec[] = [];

@@ -1,0 +1,54 @@
+/**
+ * What every component of a running gateway shares. Built once by the
+ * composition root (compose.ts) and passed down; no module reaches for
+ * globals. Owned here so components never import each other.
+ */
+import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { SessionRegistry } from './sessions.js';
+import type { Resolved } from '../config/load.js';
+
+/** The TLS material of the cluster as currently loaded; swapped atomically on reload. */
+export interface TrustMaterial {
+  readonly clusterId: string;
+  readonly caPem: string;
+  readonly certPem: string;
+  /** Decrypted private key, in memory only. */
+  readonly keyPem: string;
+  readonly revokedSerials: ReadonlySet<string>;
+  /** Monotonic version, bumped on every successful reload. */
+  readonly version: number;
+}
+
+export interface TrustSource {
+  current(): TrustMaterial;
+  isRevoked(serial: string): boolean;
+  /** Called after every successful reload with the serials newly revoked. */
+  onChange(listener: (m: TrustMaterial, newlyRevoked: string[]) => void): () => void;
+  reload(reason: string): Promise<boolean>;
+}
+
+/** Applies revocations that arrive from outside (control plane) durably, then cuts live sessions. */
+export interface RevocationSink {
+  revokeSerial(serial: string, reason: string, source: string): Promise<void>;
+  revokeToken(idOrName: string, source: string): Promise<void>;
+}
+
+export interface GatewayContext {
+  readonly config: Resolved;
+  readonly log: Logger;
+  readonly metrics: GatewayMetrics;
+  readonly sessions: SessionRegistry;
+  readonly trust: TrustSource;
+  readonly clusterId: string;
+  /** Managed state directory (certs/, tokens.db, spool/); undefined with bring-your-own PEM files. */
+  readonly stateDir: string | undefined;
+  readonly now: () => Date;
+}
+
+/** A started part of the gateway. drain() stops accepting and waits up to the deadline. */
+export interface Component {
+  readonly name: string;
+  drain(deadlineMs: number): Promise<void>;
+  close(): Promise<void>;
+}

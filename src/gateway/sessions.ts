@@ -1,0 +1,71 @@
+/**
+ * Live sessions by the credential that opened them, so that a revocation
+ * (certificate serial or access token) can close every one of them at once.
+ * 8786 connections, dashboard sessions and WebSockets all register here.
+ */
+export interface LiveSession {
+  readonly kind: 'dask' | 'dashboard-ws' | 'dashboard-http';
+  readonly serial?: string;
+  readonly tokenId?: string;
+  close(reason: 'revoked' | 'expired' | 'drain'): void;
+}
+
+export class SessionRegistry {
+  readonly #bySerial = new Map<string, Set<LiveSession>>();
+  readonly #byToken = new Map<string, Set<LiveSession>>();
+
+  add(s: LiveSession): () => void {
+    if (s.serial) addTo(this.#bySerial, s.serial, s);
+    if (s.tokenId) addTo(this.#byToken, s.tokenId, s);
+    return () => {
+      if (s.serial) removeFrom(this.#bySerial, s.serial, s);
+      if (s.tokenId) removeFrom(this.#byToken, s.tokenId, s);
+    };
+  }
+
+  /** Closes every session opened with this serial; returns how many. */
+  revokeSerial(serial: string, reason: 'revoked' | 'expired' = 'revoked'): number {
+    return closeAll(this.#bySerial, serial, reason);
+  }
+
+  revokeToken(tokenId: string, reason: 'revoked' | 'expired' = 'revoked'): number {
+    return closeAll(this.#byToken, tokenId, reason);
+  }
+
+  serials(): string[] {
+    return [...this.#bySerial.keys()];
+  }
+
+  tokenIds(): string[] {
+    return [...this.#byToken.keys()];
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const set of this.#bySerial.values()) n += set.size;
+    for (const set of this.#byToken.values()) for (const s of set) if (!s.serial) n++;
+    return n;
+  }
+}
+
+function addTo(map: Map<string, Set<LiveSession>>, key: string, s: LiveSession): void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(s);
+}
+
+function removeFrom(map: Map<string, Set<LiveSession>>, key: string, s: LiveSession): void {
+  const set = map.get(key);
+  if (!set) return;
+  set.delete(s);
+  if (set.size === 0) map.delete(key);
+}
+
+function closeAll(map: Map<string, Set<LiveSession>>, key: string, reason: 'revoked' | 'expired'): number {
+  const set = map.get(key);
+  if (!set) return 0;
+  const list = [...set];
+  map.delete(key);
+  for (const s of list) s.close(reason);
+  return list.length;
+}

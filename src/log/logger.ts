@@ -1,0 +1,79 @@
+/**
+ * Structured JSON logger: one event per line on a writable stream (stdout by
+ * default). Field values under secret-looking keys are replaced before
+ * serialization so a token, cookie, passphrase or key never reaches a log.
+ */
+import type { Writable } from 'node:stream';
+
+export type Level = 'debug' | 'info' | 'warn' | 'error' | 'audit';
+const LEVEL_RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40, audit: 50 };
+
+export type Fields = Record<string, unknown>;
+
+export interface Logger {
+  debug(event: string, fields?: Fields): void;
+  info(event: string, fields?: Fields): void;
+  warn(event: string, fields?: Fields): void;
+  error(event: string, fields?: Fields): void;
+  /** Security-relevant decisions: always written, whatever the level. */
+  audit(event: string, fields?: Fields): void;
+  child(bindings: Fields): Logger;
+}
+
+const SECRET_KEY = /token|secret|passphrase|password|authorization|cookie|private.?key|credential|session.?id/i;
+const REDACTED = '[redacted]';
+
+export function redact(value: unknown, depth = 0): unknown {
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
+  if (value instanceof Error) return { name: value.name, message: value.message, code: (value as { code?: unknown }).code };
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    out[k] = SECRET_KEY.test(k) && !k.endsWith('_id') && !k.endsWith('Id') ? REDACTED : redact(v, depth + 1);
+  }
+  return out;
+}
+
+export interface LoggerOptions {
+  stream?: Writable | NodeJS.WritableStream;
+  level?: Exclude<Level, 'audit'>;
+  bindings?: Fields;
+  now?: () => Date;
+}
+
+export function createLogger(opts: LoggerOptions = {}): Logger {
+  const stream = opts.stream ?? process.stdout;
+  const minRank = LEVEL_RANK[opts.level ?? 'info'];
+  const now = opts.now ?? (() => new Date());
+  // The bindings are constant for a logger: serialize them once, not per line.
+  const bound = opts.bindings ? JSON.stringify(redact(opts.bindings)).slice(1, -1) : '';
+
+  function write(level: Level, event: string, fields?: Fields): void {
+    if (LEVEL_RANK[level] < minRank) return;
+    const head = `{"time":"${now().toISOString()}","level":"${level}","event":${JSON.stringify(event)}`;
+    const body = fields ? JSON.stringify(redact(fields)).slice(1, -1) : '';
+    let line = head;
+    if (bound) line += ',' + bound;
+    if (body) line += ',' + body;
+    try {
+      stream.write(line + '}\n');
+    } catch {
+      // A closed stdout (EPIPE) must degrade logging, not crash the gateway.
+    }
+  }
+
+  return {
+    debug: (e, f) => write('debug', e, f),
+    info: (e, f) => write('info', e, f),
+    warn: (e, f) => write('warn', e, f),
+    error: (e, f) => write('error', e, f),
+    audit: (e, f) => write('audit', e, f),
+    child: (b) => createLogger({ ...opts, stream, bindings: { ...opts.bindings, ...b } }),
+  };
+}
+
+/** A logger that drops everything: for unit tests and tools that print their own output. */
+export const silentLogger: Logger = {
+  debug() {}, info() {}, warn() {}, error() {}, audit() {},
+  child() { return silentLogger; },
+};

@@ -1,0 +1,137 @@
+/**
+ * Decides whether a verified TLS peer certificate may act on this gateway.
+ * One predicate shared by 8786, 8787 (client-certificate login) and the
+ * credentials endpoint so the call sites cannot drift. Pure: the caller
+ * supplies the clock and the revocation set.
+ */
+import type { X509Certificate } from 'node:crypto';
+import { EKU, parseSpiffe, type Identity, type Role } from './identity.js';
+
+export type RefusalReason =
+  | 'no_certificate'
+  | 'unknown_ca'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'revoked'
+  | 'chain_too_long'
+  | 'self_signed'
+  | 'bad_certificate'
+  | 'ca_as_leaf'
+  | 'missing_uri_san'
+  | 'multiple_uri_sans'
+  | 'malformed_identity'
+  | 'wrong_cluster'
+  | 'wrong_role'
+  | 'wrong_eku';
+
+export type PeerVerdict =
+  | { ok: true; identity: Identity; serial: string; notAfter: Date }
+  | { ok: false; reason: RefusalReason; detail?: string; serial?: string; uri?: string };
+
+/**
+ * Maps OpenSSL's verification error (tls.TLSSocket#authorizationError) to
+ * our refusal reasons. Anything unlisted is a bad certificate.
+ */
+export function reasonFromOpenSSL(code: string): RefusalReason {
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return 'expired';
+    case 'CERT_NOT_YET_VALID':
+      return 'not_yet_valid';
+    case 'CERT_REVOKED':
+      return 'revoked';
+    case 'CERT_CHAIN_TOO_LONG':
+      return 'chain_too_long';
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+      return 'self_signed';
+    case 'INVALID_PURPOSE':
+      return 'wrong_eku';
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'CERT_SIGNATURE_FAILURE':
+      return 'unknown_ca';
+    default:
+      return 'bad_certificate';
+  }
+}
+
+/** Normalized serial: lower-case hex without leading zeros ("0" for zero). */
+export function normalizeSerial(hex: string): string {
+  const s = hex.replace(/[^0-9a-fA-F]/g, '').toLowerCase().replace(/^0+/, '');
+  return s === '' ? '0' : s;
+}
+
+/**
+ * Splits Node's X509Certificate#subjectAltName ("DNS:a, URI:spiffe://x, ...").
+ * Node quotes entries containing separators as JSON strings; honour that so a
+ * comma inside a URI cannot smuggle a second entry.
+ */
+export function parseSubjectAltName(san: string | undefined): Array<{ type: string; value: string }> {
+  if (!san) return [];
+  const out: Array<{ type: string; value: string }> = [];
+  let i = 0;
+  while (i < san.length) {
+    const colon = san.indexOf(':', i);
+    if (colon < 0) break;
+    const type = san.slice(i, colon).trim();
+    let j = colon + 1;
+    let value: string;
+    if (san[j] === '"') {
+      let k = j + 1;
+      while (k < san.length && san[k] !== '"') k += san[k] === '\\' ? 2 : 1;
+      try {
+        value = JSON.parse(san.slice(j, k + 1)) as string;
+      } catch {
+        value = san.slice(j + 1, k);
+      }
+      j = k + 1;
+    } else {
+      const comma = san.indexOf(', ', j);
+      const end = comma < 0 ? san.length : comma;
+      value = san.slice(j, end);
+      j = end;
+    }
+    out.push({ type, value });
+    const next = san.indexOf(', ', j);
+    if (next < 0) break;
+    i = next + 2;
+  }
+  return out;
+}
+
+export interface PeerCheckOptions {
+  clusterId: string;
+  allowedRoles: readonly Role[];
+  isRevoked: (serial: string) => boolean;
+  now: Date;
+  /** EKU the peer must hold on this port: clientAuth for every inbound listener. */
+  requiredEku?: string;
+}
+
+/**
+ * Checks a certificate that OpenSSL already chained to the cluster CA.
+ * Order matters for audit quality: structural problems first, then identity.
+ */
+export function checkPeerCertificate(cert: X509Certificate, opts: PeerCheckOptions): PeerVerdict {
+  const serial = normalizeSerial(cert.serialNumber);
+  if (cert.ca) return { ok: false, reason: 'ca_as_leaf', serial };
+  const notBefore = new Date(cert.validFrom);
+  const notAfter = new Date(cert.validTo);
+  if (opts.now < notBefore) return { ok: false, reason: 'not_yet_valid', serial };
+  if (opts.now > notAfter) return { ok: false, reason: 'expired', serial };
+  if (opts.isRevoked(serial)) return { ok: false, reason: 'revoked', serial };
+  const uris = parseSubjectAltName(cert.subjectAltName).filter((e) => e.type === 'URI');
+  if (uris.length === 0) return { ok: false, reason: 'missing_uri_san', serial };
+  if (uris.length > 1) return { ok: false, reason: 'multiple_uri_sans', serial };
+  const uri = uris[0]!.value;
+  const identity = parseSpiffe(uri);
+  if (!identity) return { ok: false, reason: 'malformed_identity', serial, uri };
+  if (identity.cluster !== opts.clusterId) return { ok: false, reason: 'wrong_cluster', serial, uri };
+  if (!opts.allowedRoles.includes(identity.role)) return { ok: false, reason: 'wrong_role', serial, uri };
+  const eku = opts.requiredEku ?? EKU.clientAuth;
+  const usages = cert.keyUsage; // Node names the EKU list keyUsage; undefined means "any".
+  if (usages !== undefined && !usages.includes(eku)) return { ok: false, reason: 'wrong_eku', serial, uri };
+  return { ok: true, identity, serial, notAfter };
+}

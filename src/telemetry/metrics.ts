@@ -1,0 +1,42 @@
+/**
+ * The gateway's own metrics. Names are API: declared here once, never renamed.
+ * Modules receive this object by injection; nothing else creates metrics.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Port = '8786' | '8787' | 'credentials' | 'metrics';
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry();
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'scheduler_gateway_process_' });
+  const r = [registry];
+  const m = {
+    registry,
+    connectionsActive: new Gauge({ name: 'scheduler_gateway_connections_active', help: 'Open authenticated connections', labelNames: ['port', 'role'] as const, registers: r }),
+    connectionsTotal: new Counter({ name: 'scheduler_gateway_connections_total', help: 'Authenticated connections accepted', labelNames: ['port', 'role'] as const, registers: r }),
+    handshakeSeconds: new Histogram({ name: 'scheduler_gateway_tls_handshake_duration_seconds', help: 'TLS handshake duration, accepted and refused', labelNames: ['port'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: r }),
+    refusalsTotal: new Counter({ name: 'scheduler_gateway_refusals_total', help: 'Connections or requests refused, by reason', labelNames: ['port', 'reason'] as const, registers: r }),
+    bytesTotal: new Counter({ name: 'scheduler_gateway_bytes_total', help: 'Bytes forwarded; direction in = from peer to scheduler', labelNames: ['port', 'direction'] as const, registers: r }),
+    policyDenialsTotal: new Counter({ name: 'scheduler_gateway_policy_denials_total', help: 'Dask operations refused by policy', labelNames: ['role', 'op', 'rule'] as const, registers: r }),
+    wireErrorsTotal: new Counter({ name: 'scheduler_gateway_wire_errors_total', help: 'Dask framing violations', labelNames: ['code'] as const, registers: r }),
+    dashboardRequestsTotal: new Counter({ name: 'scheduler_gateway_dashboard_requests_total', help: 'Dashboard HTTP requests by status code', labelNames: ['status'] as const, registers: r }),
+    websocketsOpen: new Gauge({ name: 'scheduler_gateway_dashboard_websockets_open', help: 'Open proxied WebSockets', registers: r }),
+    upstreamErrorsTotal: new Counter({ name: 'scheduler_gateway_upstream_errors_total', help: 'Failures reaching the scheduler or its dashboard', labelNames: ['upstream', 'kind'] as const, registers: r }),
+    reloadsTotal: new Counter({ name: 'scheduler_gateway_reloads_total', help: 'Reloads of TLS material, revocations or policy', labelNames: ['what', 'result'] as const, registers: r }),
+    certificateExpirySeconds: new Gauge({ name: 'scheduler_gateway_certificate_expiry_seconds', help: 'Seconds until each loaded certificate expires', labelNames: ['certificate'] as const, registers: r }),
+    revocationsAppliedTotal: new Counter({ name: 'scheduler_gateway_revocations_applied_total', help: 'Live sessions closed because their credential was revoked or expired', labelNames: ['kind'] as const, registers: r }),
+    inputRejectedTotal: new Counter({ name: 'scheduler_gateway_input_rejected_total', help: 'Hostile or malformed input refused, by surface and reason', labelNames: ['surface', 'reason'] as const, registers: r }),
+    spoolBatches: new Gauge({ name: 'scheduler_gateway_telemetry_spool_batches', help: 'Batches waiting in the telemetry spool', registers: r }),
+    spoolBytes: new Gauge({ name: 'scheduler_gateway_telemetry_spool_bytes', help: 'Bytes in the telemetry spool', registers: r }),
+    spoolOldestAgeSeconds: new Gauge({ name: 'scheduler_gateway_telemetry_spool_oldest_age_seconds', help: 'Age of the oldest unacknowledged batch', registers: r }),
+    spoolDroppedTotal: new Counter({ name: 'scheduler_gateway_telemetry_spool_dropped_total', help: 'Batches dropped from the spool', labelNames: ['reason'] as const, registers: r }),
+    streamLagSeconds: new Gauge({ name: 'scheduler_gateway_telemetry_stream_lag_seconds', help: 'Seconds between the newest batch and the newest acknowledgement', registers: r }),
+    streamBatchesTotal: new Counter({ name: 'scheduler_gateway_telemetry_batches_total', help: 'Telemetry batches by outcome', labelNames: ['outcome'] as const, registers: r }),
+    scrapeErrorsTotal: new Counter({ name: 'scheduler_gateway_scheduler_scrape_errors_total', help: 'Failed scrapes of the scheduler metrics endpoint', registers: r }),
+    controlCommandsTotal: new Counter({ name: 'scheduler_gateway_control_commands_total', help: 'Commands received from the control plane', labelNames: ['type', 'result'] as const, registers: r }),
+    credentialFetchesTotal: new Counter({ name: 'scheduler_gateway_credential_fetches_total', help: 'Cloud credential fetches by result', labelNames: ['result'] as const, registers: r }),
+  };
+  return m;
+}
+
+export type GatewayMetrics = ReturnType<typeof createMetrics>;
