@@ -1,0 +1,32 @@
+# dask-scheduler-gateway: Node 20 on Debian bookworm, with Debian's Dask so the
+# embedded development scheduler works. No Docker engine runs in our CI, so
+# test/docker/dockerfile.test.ts checks this file's paths and runs its CMD outside Docker.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+# Toolchain for better-sqlite3 when no prebuilt binary matches.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+COPY package.json package-lock.json tsconfig.json ./
+COPY src ./src
+# npm ci runs the `prepare` script, which compiles src/ into dist/.
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini python3-distributed python3-prometheus-client \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o node -g node -m 0700 /var/lib/scheduler-gateway
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+USER node
+# State (CA, keys encrypted at rest, token hashes, telemetry spool) lives in a volume.
+VOLUME ["/var/lib/scheduler-gateway"]
+# 8786: Dask over mutual TLS. 8787: dashboard over HTTPS. Metrics (9464) stay on loopback.
+EXPOSE 8786 8787
+ENV NODE_ENV=production
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/cli/bin.js"]
+CMD ["run", "--dir", "/var/lib/scheduler-gateway"]
