@@ -1,3 +1,16 @@
-import type { KeySpec } from '../spec.js';
+/** Keys every part of `run` shares: where the PKI comes from, the cluster, logging. */
+import { parse, type KeySpec } from '../spec.js';
 
-export const commonKeys: KeySpec[] = [];
+const env = (k: string) => `SCHEDULER_GATEWAY_${k.toUpperCase().replace(/[.-]/g, '_')}`;
+
+export const commonKeys: KeySpec[] = [
+  { key: 'config', flag: 'config', env: env('config'), placeholder: 'FILE', describe: 'YAML or JSON file with any of these keys', parse: parse.string },
+  { key: 'dir', flag: 'dir', env: env('dir'), placeholder: 'DIR', describe: "state directory made by 'certs init' (default: certs/ in the working directory)", parse: parse.string },
+  { key: 'passphrase-file', flag: 'passphrase-file', env: env('passphrase_file'), placeholder: 'FILE', describe: `file holding the passphrase of the keys in --dir (or set ${env('passphrase')})`, parse: parse.string },
+  { key: 'tls.ca', flag: 'tls-ca', env: env('tls_ca'), placeholder: 'FILE', describe: 'bring-your-own PKI: CA bundle (PEM) that client certificates must chain to', parse: parse.string },
+  { key: 'tls.cert', flag: 'tls-cert', env: env('tls_cert'), placeholder: 'FILE', describe: 'bring-your-own PKI: the gateway server certificate (PEM)', parse: parse.string },
+  { key: 'tls.key', flag: 'tls-key', env: env('tls_key'), placeholder: 'FILE', describe: 'bring-your-own PKI: its private key (PEM, unencrypted, mode 0600)', parse: parse.string },
+  { key: 'tls.crl', flag: 'tls-crl', env: env('tls_crl'), placeholder: 'FILE', describe: 'bring-your-own PKI: CRL (PEM) of revoked client certificates, watched for changes', parse: parse.string },
+  { key: 'cluster', flag: 'cluster', env: env('cluster'), placeholder: 'ID', describe: 'cluster id in peer SPIFFE URIs (required with --tls-*; read from --dir otherwise)', parse: parse.string },
+  { key: 'log-level', flag: 'log-level', env: env('log_level'), placeholder: 'LEVEL', describe: 'debug, info, warn or error (audit lines are always written)', default: 'info', parse: parse.oneOf(['debug', 'info', 'warn', 'error'] as const) },
+];

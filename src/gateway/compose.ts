@@ -1,0 +1,106 @@
+/**
+ * The one composition root: builds the GatewayContext (logger, metrics,
+ * sessions, trust) and starts each component from a flat list. A new
+ * component is one `components.push(await startX(ctx))` line below.
+ * Components never import each other; they share only the context.
+ */
+import type { AddressInfo } from 'node:net';
+import { createLogger, type Logger } from '../log/logger.js';
+import { createMetrics } from '../telemetry/metrics.js';
+import type { Resolved } from '../config/load.js';
+import type { Component, GatewayContext } from './context.js';
+import { SessionRegistry } from './sessions.js';
+import { settingsFrom, type GatewaySettings } from './settings.js';
+import { openTrust } from './material.js';
+import { startTerminator } from '../terminator/terminator.js';
+import type { InspectorFactory } from '../terminator/inspector.js';
+import { GatewayError } from '../errors/base.js';
+
+export interface GatewayDeps {
+  readonly log?: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  /** Wire-aware policy on 8786; none means plain forwarding with zero overhead. */
+  readonly inspector?: InspectorFactory;
+  /** Poll interval of watched PKI files (tests shorten it). */
+  readonly trustPollMs?: number;
+}
+
+export interface RunningGateway {
+  readonly context: GatewayContext;
+  readonly settings: GatewaySettings;
+  /** Bound address of each listening component, by component name. */
+  readonly addresses: Readonly<Record<string, AddressInfo>>;
+  reload(reason: string): Promise<boolean>;
+  /** Stops accepting, waits up to the deadline (default: drain-timeout-ms), then closes the rest. */
+  drain(deadlineMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Promise<RunningGateway> {
+  const settings = settingsFrom(config, deps.cwd ?? process.cwd());
+  if (!settings.scheduler) throw new GatewayError('GW_USAGE', 'no --scheduler address: start the embedded scheduler first (cli/run.ts) or pass --scheduler HOST:PORT');
+  const log = deps.log ?? createLogger({ level: settings.logLevel });
+  const metrics = createMetrics();
+  const sessions = new SessionRegistry();
+  const trust = await openTrust(settings.pki, { env: deps.env ?? process.env, log, metrics, ...(deps.trustPollMs !== undefined ? { pollMs: deps.trustPollMs } : {}) });
+  const ctx: GatewayContext = {
+    config,
+    log,
+    metrics,
+    sessions,
+    trust,
+    clusterId: trust.current().clusterId,
+    stateDir: settings.pki.mode === 'dir' ? settings.pki.dir : undefined,
+    now: () => new Date(),
+  };
+  // Revocation reaches live sessions on every port, not only new handshakes.
+  trust.onChange((_m, newlyRevoked) => {
+    for (const serial of newlyRevoked) {
+      const closed = sessions.revokeSerial(serial);
+      log.audit('revocation_applied', { serial, sessions_closed: closed });
+    }
+  });
+
+  const components: Component[] = [];
+  const addresses: Record<string, AddressInfo> = {};
+  try {
+    const terminator = await startTerminator(ctx, {
+      listen: settings.listen,
+      scheduler: settings.scheduler,
+      handshakeTimeoutMs: settings.handshakeTimeoutMs,
+      maxConnections: settings.maxConnections,
+      failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
+      upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
+      idleTimeoutMs: settings.idleTimeoutMs,
+      ...(deps.inspector ? { inspector: deps.inspector } : {}),
+    });
+    components.push(terminator);
+    addresses.terminator = terminator.address;
+  } catch (e) {
+    await Promise.allSettled(components.map((c) => c.close()));
+    trust.close();
+    throw e;
+  }
+  log.info('gateway_started', { cluster: ctx.clusterId, components: components.map((c) => c.name), state_dir: ctx.stateDir });
+
+  let closing: Promise<void> | undefined;
+  const shutdown = (deadlineMs: number) => {
+    // Idempotent: SIGTERM during a drain, or close() after drain(), must not run the sequence twice.
+    closing ??= (async () => {
+      await Promise.allSettled(components.map((c) => c.drain(deadlineMs)));
+      await Promise.allSettled(components.map((c) => c.close()));
+      trust.close();
+      log.info('gateway_stopped', {});
+    })();
+    return closing;
+  };
+  return {
+    context: ctx,
+    settings,
+    addresses,
+    reload: (reason) => trust.reload(reason),
+    drain: (deadlineMs) => shutdown(deadlineMs ?? settings.drainTimeoutMs),
+    close: () => shutdown(0),
+  };
+}

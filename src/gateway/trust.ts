@@ -1,0 +1,241 @@
+/**
+ * The live TLS material of the gateway (server certificate, key, CA bundle,
+ * revoked serials), reloaded on SIGHUP and when a watched file changes.
+ * A reload loads and validates everything first, then swaps it in one
+ * assignment: listeners call setSecureContext() from onChange, so
+ * established connections keep their session. A broken new file keeps the
+ * old material, logs why, and counts reloads_total{result="failure"}.
+ *
+ * Where the material comes from is the loader's business (pki/: managed
+ * state directory or bring-your-own PEM files); this module only watches,
+ * validates, swaps and notifies.
+ */
+import { createSecureContext } from 'node:tls';
+import { X509Certificate, createHash } from 'node:crypto';
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { TrustMaterial, TrustSource } from './context.js';
+import { GatewayError } from '../errors/base.js';
+
+export type LoadedTrust = Omit<TrustMaterial, 'version'> & { readonly watchPaths?: readonly string[] };
+
+export interface TrustSourceOptions {
+  /** Reads and decrypts everything from disk; throws on any problem. */
+  readonly load: () => Promise<LoadedTrust>;
+  /** Files whose change triggers a reload (their directories are watched, the files polled); default: the loader's watchPaths. */
+  readonly watchFiles?: readonly string[];
+  readonly log: Logger;
+  readonly metrics: GatewayMetrics;
+  readonly now?: () => Date;
+  /** Coarse poll fallback for filesystems where fs.watch is silent. 0 disables. */
+  readonly pollMs?: number;
+  readonly debounceMs?: number;
+}
+
+type Listener = (m: TrustMaterial, newlyRevoked: string[]) => void;
+
+export class ReloadingTrustSource implements TrustSource {
+  readonly #opts: TrustSourceOptions;
+  readonly #listeners = new Set<Listener>();
+  readonly #watchers: FSWatcher[] = [];
+  #material: TrustMaterial;
+  #fingerprint: string;
+  #stats = new Map<string, string>();
+  #poll: NodeJS.Timeout | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  #running: Promise<boolean> | undefined;
+  #again = false;
+  #closed = false;
+
+  /** Loads once (a failure here stops the start) and starts watching. */
+  static async open(opts: TrustSourceOptions): Promise<ReloadingTrustSource> {
+    const loaded = await opts.load();
+    validate(loaded);
+    const src = new ReloadingTrustSource({ ...opts, watchFiles: opts.watchFiles ?? loaded.watchPaths ?? [] }, material(loaded, 1));
+    src.#watch();
+    return src;
+  }
+
+  private constructor(opts: TrustSourceOptions, m: TrustMaterial) {
+    this.#opts = opts;
+    this.#material = m;
+    this.#fingerprint = fingerprint(m);
+    this.#stats = this.#statAll();
+    this.#recordExpiry(m);
+  }
+
+  current(): TrustMaterial {
+    return this.#material;
+  }
+
+  isRevoked(serial: string): boolean {
+    return this.#material.revokedSerials.has(serial);
+  }
+
+  onChange(listener: Listener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Serialized: a reload requested while one runs runs once more afterwards. Resolves true when new material is live. */
+  reload(reason: string): Promise<boolean> {
+    if (this.#running) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = this.#reloadOnce(reason).finally(() => {
+      this.#running = undefined;
+      if (this.#again && !this.#closed) {
+        this.#again = false;
+        void this.reload(`${reason} (coalesced)`);
+      }
+    });
+    return this.#running;
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#watchers) w.close();
+    if (this.#poll) clearInterval(this.#poll);
+    if (this.#debounce) clearTimeout(this.#debounce);
+  }
+
+  async #reloadOnce(reason: string): Promise<boolean> {
+    const { log, metrics } = this.#opts;
+    let loaded: LoadedTrust;
+    try {
+      loaded = await this.#opts.load();
+      validate(loaded);
+      if (loaded.clusterId !== this.#material.clusterId) {
+        throw new GatewayError('GW_TRUST_CLUSTER_CHANGED', `the cluster id changed from ${this.#material.clusterId} to ${loaded.clusterId}; restart the gateway to serve another cluster`);
+      }
+    } catch (e) {
+      metrics.reloadsTotal.inc({ what: 'tls', result: 'failure' });
+      log.error('trust_reload_failed', { reason, kept_version: this.#material.version, error: errorText(e), code: (e as { code?: string }).code });
+      return false;
+    }
+    const fp = fingerprint(loaded);
+    if (fp === this.#fingerprint) {
+      log.debug('trust_reload_unchanged', { reason });
+      return true;
+    }
+    const before = this.#material;
+    const next = material(loaded, before.version + 1);
+    const newlyRevoked = [...next.revokedSerials].filter((s) => !before.revokedSerials.has(s));
+    this.#material = next;
+    this.#fingerprint = fp;
+    this.#recordExpiry(next);
+    metrics.reloadsTotal.inc({ what: 'tls', result: 'success' });
+    log.info('trust_reloaded', {
+      reason,
+      version: next.version,
+      certificate_changed: before.certPem !== next.certPem,
+      ca_changed: before.caPem !== next.caPem,
+      revoked: next.revokedSerials.size,
+      newly_revoked: newlyRevoked,
+    });
+    for (const l of this.#listeners) {
+      try {
+        l(next, newlyRevoked);
+      } catch (e) {
+        log.error('trust_listener_failed', { error: errorText(e) });
+      }
+    }
+    return true;
+  }
+
+  #recordExpiry(m: TrustMaterial): void {
+    const now = (this.#opts.now ?? (() => new Date()))().getTime();
+    const g = this.#opts.metrics.certificateExpirySeconds;
+    g.set({ certificate: 'gateway' }, (new Date(new X509Certificate(m.certPem).validTo).getTime() - now) / 1000);
+    g.set({ certificate: 'ca' }, (new Date(new X509Certificate(m.caPem).validTo).getTime() - now) / 1000);
+  }
+
+  #watch(): void {
+    const files = this.#opts.watchFiles ?? [];
+    const names = new Set(files.map((f) => basename(f)));
+    for (const dir of new Set(files.map((f) => dirname(f)))) {
+      try {
+        const w = watch(dir, { persistent: false }, (_event, name) => {
+          if (name === null || names.has(String(name))) this.#schedule('file change');
+        });
+        w.on('error', () => {}); // the poll below still covers the directory
+        this.#watchers.push(w);
+      } catch (e) {
+        this.#opts.log.warn('trust_watch_unavailable', { dir, error: errorText(e) });
+      }
+    }
+    const pollMs = this.#opts.pollMs ?? 1000;
+    if (pollMs > 0) {
+      this.#poll = setInterval(() => {
+        const now = this.#statAll();
+        let changed = false;
+        for (const [f, s] of now) if (this.#stats.get(f) !== s) changed = true;
+        this.#stats = now;
+        if (changed) this.#schedule('file change (poll)');
+      }, pollMs).unref();
+    }
+  }
+
+  // Writers replace several files in a row (certificate, then key): wait for the burst to end.
+  #schedule(reason: string): void {
+    if (this.#closed) return;
+    if (this.#debounce) clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => {
+      this.#debounce = undefined;
+      this.#stats = this.#statAll();
+      void this.reload(reason);
+    }, this.#opts.debounceMs ?? 200).unref();
+  }
+
+  #statAll(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const f of this.#opts.watchFiles ?? []) {
+      try {
+        const s = statSync(f);
+        out.set(f, `${s.ino}:${s.size}:${s.mtimeMs}`);
+      } catch {
+        out.set(f, 'missing');
+      }
+    }
+    return out;
+  }
+}
+
+function material(l: LoadedTrust, version: number): TrustMaterial {
+  return { clusterId: l.clusterId, caPem: l.caPem, certPem: l.certPem, keyPem: l.keyPem, revokedSerials: l.revokedSerials, version };
+}
+
+/** Throws unless the key matches the certificate and OpenSSL accepts the set as a context. */
+function validate(m: LoadedTrust): void {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(m.certPem);
+    new X509Certificate(m.caPem);
+  } catch (e) {
+    throw new GatewayError('GW_TRUST_INVALID', `a certificate does not parse: ${errorText(e)}`);
+  }
+  try {
+    createSecureContext({ key: m.keyPem, cert: m.certPem, ca: m.caPem });
+  } catch (e) {
+    throw new GatewayError('GW_TRUST_INVALID', `the key does not match the certificate or OpenSSL refuses it: ${errorText(e)}`);
+  }
+  const cas = m.caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (!cas.some((pem) => { const ca = new X509Certificate(pem); return cert.checkIssued(ca) && cert.verify(ca.publicKey); })) {
+    // A server certificate from another CA would make every worker refuse the gateway.
+    throw new GatewayError('GW_TRUST_INVALID', 'the server certificate is not issued by the configured CA');
+  }
+}
+
+function fingerprint(m: LoadedTrust): string {
+  const h = createHash('sha256');
+  h.update(m.clusterId).update('\0').update(m.caPem).update('\0').update(m.certPem).update('\0').update(m.keyPem).update('\0');
+  h.update([...m.revokedSerials].sort().join(','));
+  return h.digest('hex');
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

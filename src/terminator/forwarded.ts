@@ -1,0 +1,98 @@
+/**
+ * One authenticated, forwarding connection: registered as a live session by
+ * certificate serial so a revocation can cut it, counted in the gauges, its
+ * bytes read from the socket counters (never per chunk), and one line
+ * written when it ends.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { GatewayContext } from '../gateway/context.js';
+import type { LiveSession } from '../gateway/sessions.js';
+import type { ConnectionAudit, ConnectionFacts } from './audit.js';
+import type { InspectorFactory, PeerInfo } from './inspector.js';
+import { pipeBoth } from './pipe.js';
+
+type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied';
+
+export class ForwardedConnection {
+  readonly #ctx: GatewayContext;
+  readonly #audit: ConnectionAudit;
+  readonly #facts: ConnectionFacts;
+  readonly #peer: TLSSocket;
+  readonly #upstream: Socket;
+  readonly #started = Date.now();
+  readonly #unregister: () => void;
+  readonly #onGone: (c: ForwardedConnection) => void;
+  #cut: CutReason | undefined;
+  #denial: Record<string, unknown> | undefined;
+  #countedIn = 0;
+  #countedOut = 0;
+
+  constructor(args: {
+    ctx: GatewayContext;
+    audit: ConnectionAudit;
+    facts: ConnectionFacts;
+    peerInfo: PeerInfo;
+    peer: TLSSocket;
+    upstream: Socket;
+    inspector: InspectorFactory | undefined;
+    idleTimeoutMs: number;
+    closeDeadlineMs: number;
+    onGone: (c: ForwardedConnection) => void;
+  }) {
+    this.#ctx = args.ctx;
+    this.#audit = args.audit;
+    this.#facts = args.facts;
+    this.#peer = args.peer;
+    this.#upstream = args.upstream;
+    this.#onGone = args.onGone;
+    const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, close: (reason) => this.cut(reason) };
+    this.#unregister = this.#ctx.sessions.add(session);
+    this.#ctx.metrics.connectionsActive.inc({ port: '8786', role: this.#facts.role ?? 'unknown' });
+    if (args.idleTimeoutMs > 0) {
+      this.#peer.setTimeout(args.idleTimeoutMs, () => this.cut('idle_timeout'));
+    }
+    pipeBoth(this.#peer, this.#upstream, args.inspector?.(args.peerInfo), args.closeDeadlineMs, {
+      onDenied: (d, direction) => {
+        this.#cut ??= 'policy_denied';
+        this.#denial = { code: d.code, denial: d.reason, direction, ...(d.op ? { op: d.op } : {}), ...(d.rule ? { rule: d.rule } : {}), ...(d.detail ? { detail: d.detail } : {}) };
+        this.#ctx.metrics.policyDenialsTotal.inc({ role: this.#facts.role ?? 'unknown', op: d.op ?? 'unknown', rule: d.rule ?? d.reason });
+      },
+      onClosed: (why) => this.#finish(why),
+    });
+  }
+
+  get serial(): string | undefined {
+    return this.#facts.serial;
+  }
+
+  /** Closes both sides now; the reason lands in the audit line. */
+  cut(reason: CutReason | 'drain'): void {
+    this.#cut ??= reason;
+    if (reason === 'revoked' || reason === 'expired') this.#ctx.metrics.revocationsAppliedTotal.inc({ kind: 'certificate' });
+    this.#peer.destroy();
+    this.#upstream.destroy();
+  }
+
+  /** Adds the bytes moved since the last call to the counters (called on a coarse tick and at the end). */
+  flushBytes(): void {
+    const inNow = this.#upstream.bytesWritten;
+    const outNow = this.#upstream.bytesRead;
+    if (inNow > this.#countedIn) this.#ctx.metrics.bytesTotal.inc({ port: '8786', direction: 'in' }, inNow - this.#countedIn);
+    if (outNow > this.#countedOut) this.#ctx.metrics.bytesTotal.inc({ port: '8786', direction: 'out' }, outNow - this.#countedOut);
+    this.#countedIn = inNow;
+    this.#countedOut = outNow;
+  }
+
+  #finish(why: string): void {
+    this.#unregister();
+    this.flushBytes();
+    this.#ctx.metrics.connectionsActive.dec({ port: '8786', role: this.#facts.role ?? 'unknown' });
+    this.#audit.closed(this.#facts, this.#cut ?? why, {
+      bytesIn: this.#upstream.bytesWritten,
+      bytesOut: this.#upstream.bytesRead,
+      durationMs: Date.now() - this.#started,
+    }, this.#denial);
+    this.#onGone(this);
+  }
+}

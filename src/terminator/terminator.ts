@@ -1,0 +1,302 @@
+/**
+ * Port 8786: accept, sniff, TLS handshake under a deadline, authenticate,
+ * dial the scheduler, forward. Each step is one module of this folder:
+ *   sniff.ts         what the first bytes are (TLS, HTTP, plaintext Dask, garbage)
+ *   rate-limit.ts    per-address budget of failed handshakes
+ *   tls-options.ts   the TLS policy (versions, suites, client certificates)
+ *   authenticate.ts  chain verdict + identity (cluster, role, revocation, EKU)
+ *   upstream.ts      the one upstream connection per peer
+ *   pipe.ts          the byte copy, both ways, half-close, errors
+ *   forwarded.ts     a live, authenticated connection (session, metrics, end)
+ *   audit.ts         one line per decision
+ * This folder knows nothing about Dask framing: wire-aware policy plugs in
+ * through inspector.ts. It must not import dashboard/, telemetry/ internals
+ * or policy/.
+ */
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { Component, GatewayContext } from '../gateway/context.js';
+import { formatEndpoint, type Endpoint } from '../config/spec.js';
+import { ConnectionAudit, type ConnectionFacts } from './audit.js';
+import { authenticatePeer } from './authenticate.js';
+import { terminatorError } from './errors.js';
+import { ForwardedConnection } from './forwarded.js';
+import type { InspectorFactory } from './inspector.js';
+import type { Identity } from '../pki/identity.js';
+import { FailedHandshakeLimiter } from './rate-limit.js';
+import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
+import { secureContextOptions, serverOptions } from './tls-options.js';
+import { dialUpstream, UpstreamUnavailable } from './upstream.js';
+
+export interface TerminatorOptions {
+  readonly listen: Endpoint;
+  readonly scheduler: Endpoint;
+  /** From accept to an authenticated peer: bounds slowloris and half-open sockets. */
+  readonly handshakeTimeoutMs: number;
+  /** Concurrent connections, handshaking ones included. */
+  readonly maxConnections: number;
+  /** Failed handshakes per minute per source address before refusing it. */
+  readonly failedHandshakesPerMinute: number;
+  readonly upstreamConnectTimeoutMs: number;
+  /** 0 disables: Dask connections are long-lived and mostly quiet. */
+  readonly idleTimeoutMs: number;
+  /** After one side half-closes, how long the other direction may still flow. */
+  readonly closeDeadlineMs?: number;
+  readonly inspector?: InspectorFactory;
+}
+
+export interface Terminator extends Component {
+  /** The bound address (port 0 resolves to the real port). */
+  readonly address: AddressInfo;
+  /** Handshaking plus forwarding connections. */
+  readonly connections: number;
+}
+
+interface Pending {
+  readonly facts: ConnectionFacts;
+  readonly raw: Socket;
+  readonly startedAt: number;
+  readonly timer: NodeJS.Timeout;
+  settled: boolean;
+  tlsError?: string;
+}
+
+const BYTES_TICK_MS = 5_000;
+
+export async function startTerminator(ctx: GatewayContext, opts: TerminatorOptions): Promise<Terminator> {
+  const t = new TerminatorServer(ctx, opts);
+  await t.listen();
+  return t;
+}
+
+class TerminatorServer implements Terminator {
+  readonly name = 'terminator';
+  readonly #ctx: GatewayContext;
+  readonly #opts: TerminatorOptions;
+  readonly #audit: ConnectionAudit;
+  readonly #limiter: FailedHandshakeLimiter;
+  readonly #front: NetServer;
+  readonly #tls: TlsServer;
+  /** Handshaking connections by "address:port", so TLS events find their record. */
+  readonly #pending = new Map<string, Pending>();
+  readonly #live = new Set<ForwardedConnection>();
+  readonly #idPrefix = randomBytes(3).toString('hex');
+  readonly #stopTrust: () => void;
+  readonly #tick: NodeJS.Timeout;
+  #seq = 0;
+  #count = 0;
+  #draining = false;
+  #closed: Promise<void> | undefined;
+
+  constructor(ctx: GatewayContext, opts: TerminatorOptions) {
+    this.#ctx = ctx;
+    this.#opts = opts;
+    this.#audit = new ConnectionAudit(ctx.log, ctx.metrics);
+    this.#limiter = new FailedHandshakeLimiter({ perMinute: opts.failedHandshakesPerMinute });
+    this.#front = createNetServer({ allowHalfOpen: true }, (raw) => this.#onAccept(raw));
+    this.#tls = createTlsServer(serverOptions(ctx.trust.current()));
+    this.#tls.on('secureConnection', (s: TLSSocket) => this.#onSecure(s));
+    this.#tls.on('tlsClientError', (err: NodeJS.ErrnoException, s: TLSSocket) => this.#onTlsError(err, s));
+    // Established connections keep their context; only new handshakes see the new one.
+    this.#stopTrust = ctx.trust.onChange((m) => this.#tls.setSecureContext(secureContextOptions(m)));
+    this.#tick = setInterval(() => this.#flushBytes(), BYTES_TICK_MS).unref();
+  }
+
+  get address(): AddressInfo {
+    return this.#front.address() as AddressInfo;
+  }
+
+  get connections(): number {
+    return this.#count;
+  }
+
+  listen(): Promise<void> {
+    const l = this.#opts.listen;
+    return new Promise((resolve, reject) => {
+      const onError = (e: NodeJS.ErrnoException) => reject(terminatorError('listen', { address: formatEndpoint(l), cause: e.code ?? e.message }));
+      this.#front.once('error', onError);
+      const done = () => {
+        this.#front.off('error', onError);
+        this.#front.on('error', (e) => this.#ctx.log.error('terminator_listener_error', { error: e }));
+        this.#ctx.log.info('terminator_listening', { address: formatEndpoint(l), port: this.address.port, scheduler: formatEndpoint(this.#opts.scheduler) });
+        resolve();
+      };
+      if (l.path !== undefined) this.#front.listen(l.path, done);
+      else this.#front.listen({ host: l.host, port: l.port, backlog: 1024 }, done);
+    });
+  }
+
+  #onAccept(raw: Socket): void {
+    const remote = raw.remoteAddress ?? 'unknown';
+    const facts: ConnectionFacts = { conn: `${this.#idPrefix}-${(++this.#seq).toString(36)}`, peer: `${remote}:${raw.remotePort ?? 0}` };
+    raw.on('error', () => {}); // resets before or during the handshake are normal; the close path audits them
+    if (this.#draining) return void raw.destroy();
+    if (this.#count >= this.#opts.maxConnections) {
+      this.#audit.refused(facts, 'too_many_connections', `limit ${this.#opts.maxConnections}`);
+      return void raw.destroy();
+    }
+    if (this.#limiter.isLimited(remote)) {
+      this.#audit.refused(facts, 'rate_limited', `more than ${this.#opts.failedHandshakesPerMinute} failed handshakes per minute`);
+      return void raw.destroy();
+    }
+    this.#count++;
+    raw.setNoDelay(true);
+    const key = facts.peer;
+    const p: Pending = {
+      facts,
+      raw,
+      startedAt: performance.now(),
+      settled: false,
+      timer: setTimeout(() => this.#refuse(p, 'handshake_timeout', `no authenticated TLS session within ${this.#opts.handshakeTimeoutMs} ms`), this.#opts.handshakeTimeoutMs),
+    };
+    this.#pending.set(key, p);
+    raw.once('close', () => {
+      this.#count--;
+      if (this.#pending.get(key) === p) this.#pending.delete(key);
+      clearTimeout(p.timer);
+      if (!p.settled) this.#refuse(p, p.tlsError ? 'tls_handshake_failed' : 'handshake_aborted', p.tlsError ?? 'connection closed before the handshake completed');
+    });
+    this.#sniff(p);
+  }
+
+  #sniff(p: Pending): void {
+    let seen: Buffer | undefined;
+    const onData = (chunk: Buffer) => {
+      seen = seen ? Buffer.concat([seen, chunk]) : chunk;
+      const kind = sniff(seen);
+      if (kind === 'need_more' && seen.length < SNIFF_MAX_BYTES) return;
+      p.raw.off('data', onData);
+      p.raw.pause();
+      if (kind === 'tls') {
+        // Node's TLSSocket feeds bytes already buffered on the socket to OpenSSL first.
+        p.raw.unshift(seen);
+        this.#tls.emit('connection', p.raw);
+        return;
+      }
+      const spoke = kind === 'need_more' ? 'garbage' : kind;
+      this.#settle(p);
+      this.#audit.protocolMismatch(p.facts, spoke);
+      this.#limiter.recordFailure(p.raw.remoteAddress ?? 'unknown');
+      if (spoke === 'http') {
+        p.raw.end(HTTP_EXPLANATION);
+        setTimeout(() => p.raw.destroy(), 1_000).unref();
+      } else {
+        p.raw.destroy();
+      }
+    };
+    p.raw.on('data', onData);
+  }
+
+  #pendingOf(s: TLSSocket): Pending | undefined {
+    return this.#pending.get(`${s.remoteAddress}:${s.remotePort ?? 0}`);
+  }
+
+  #onTlsError(err: NodeJS.ErrnoException, s: TLSSocket): void {
+    const p = this.#pendingOf(s);
+    if (p) p.tlsError = err.code ?? err.message;
+    s.destroy();
+  }
+
+  #onSecure(s: TLSSocket): void {
+    const p = this.#pendingOf(s);
+    if (!p || p.settled) return void s.destroy();
+    this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
+    const trust = this.#ctx.trust;
+    const verdict = authenticatePeer(s, { clusterId: trust.current().clusterId, isRevoked: (x) => trust.isRevoked(x), now: this.#ctx.now() });
+    if (verdict.serial) p.facts.serial = verdict.serial;
+    if (verdict.uri) p.facts.uri = verdict.uri;
+    if (!verdict.ok) {
+      this.#refuse(p, verdict.reason, verdict.detail);
+      return void s.destroy();
+    }
+    p.facts.role = verdict.identity.role;
+    s.setNoDelay(true);
+    this.#settle(p);
+    void this.#connectUpstream(p, s, verdict.identity, verdict.serial, verdict.sanHosts);
+  }
+
+  async #connectUpstream(p: Pending, peer: TLSSocket, identity: Identity, serial: string, sanHosts: string[]): Promise<void> {
+    const abort = new AbortController();
+    const onGone = () => abort.abort();
+    peer.once('close', onGone);
+    peer.on('error', () => {}); // the pipe installs the real handlers; a reset while dialing must not throw
+    let upstream: Socket;
+    try {
+      upstream = await dialUpstream(this.#opts.scheduler, this.#opts.upstreamConnectTimeoutMs, abort.signal);
+    } catch (e) {
+      const err = e as UpstreamUnavailable;
+      if (!abort.signal.aborted) {
+        this.#ctx.metrics.upstreamErrorsTotal.inc({ upstream: 'scheduler', kind: err.kind ?? 'error' });
+        this.#audit.refused(p.facts, 'upstream_unavailable', err.cause_ ?? String(e));
+      } else {
+        this.#ctx.log.info('connection_closed', { port: 8786, conn: p.facts.conn, peer: p.facts.peer, reason: 'peer_closed_while_dialing' });
+      }
+      peer.destroy();
+      return;
+    } finally {
+      peer.off('close', onGone);
+    }
+    if (peer.destroyed || this.#draining) {
+      upstream.destroy();
+      peer.destroy();
+      return;
+    }
+    this.#audit.accepted(p.facts);
+    const conn = new ForwardedConnection({
+      ctx: this.#ctx,
+      audit: this.#audit,
+      facts: p.facts,
+      peerInfo: { identity, serial, remoteAddress: peer.remoteAddress ?? 'unknown', sanHosts, connectionId: p.facts.conn },
+      peer,
+      upstream,
+      inspector: this.#opts.inspector,
+      idleTimeoutMs: this.#opts.idleTimeoutMs,
+      closeDeadlineMs: this.#opts.closeDeadlineMs ?? 30_000,
+      onGone: (c) => this.#live.delete(c),
+    });
+    this.#live.add(conn);
+  }
+
+  #settle(p: Pending): void {
+    p.settled = true;
+    clearTimeout(p.timer);
+    if (this.#pending.get(p.facts.peer) === p) this.#pending.delete(p.facts.peer);
+  }
+
+  #refuse(p: Pending, reason: string, detail?: string): void {
+    if (p.settled) return;
+    this.#settle(p);
+    if (reason !== 'upstream_unavailable') this.#limiter.recordFailure(p.raw.remoteAddress ?? p.facts.peer.replace(/:\d+$/, ''));
+    this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
+    this.#audit.refused(p.facts, reason, detail);
+    p.raw.destroy();
+  }
+
+  #flushBytes(): void {
+    for (const c of this.#live) c.flushBytes();
+  }
+
+  async drain(deadlineMs: number): Promise<void> {
+    this.#draining = true;
+    this.#front.close();
+    const until = Date.now() + deadlineMs;
+    while (this.#count > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    for (const c of [...this.#live]) c.cut('drain');
+    for (const p of [...this.#pending.values()]) this.#refuse(p, 'draining');
+  }
+
+  /** Idempotent: drain and close race on SIGTERM during shutdown; the first call wins. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      await this.drain(0);
+      this.#stopTrust();
+      clearInterval(this.#tick);
+      const deadline = Date.now() + 2_000;
+      while (this.#count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      this.#ctx.log.info('terminator_closed', { remaining: this.#count });
+    })();
+    return this.#closed;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * A gateway started in-process for tests: listens on 127.0.0.1:0 in front of
+ * a given scheduler endpoint, with a test cluster's state directory, logging
+ * JSON lines into memory so tests can assert audit lines.
+ *
+ * Exports:
+ *   startTestGateway({cluster, scheduler, config?, t?}) -> TestGateway
+ *     .gw (RunningGateway) .port .address ('tls://127.0.0.1:<port>') .lines (parsed log lines)
+ *     .audits(event?) .waitForLog(pred, timeoutMs) .close()
+ */
+import { Writable } from 'node:stream';
+import { createLogger } from '../../src/log/logger.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/compose.js';
+import { resolveConfig } from '../../src/config/load.js';
+import { runKeys } from '../../src/config/keys/index.js';
+import type { Flags } from '../../src/config/load.js';
+import type { InspectorFactory } from '../../src/terminator/inspector.js';
+import type { TestCluster } from './pki.js';
+import { waitFor } from './dask.js';
+
+export type LogLine = Record<string, unknown> & { event: string; level: string };
+
+export interface TestGateway {
+  readonly gw: RunningGateway;
+  readonly port: number;
+  readonly address: string;
+  readonly lines: LogLine[];
+  audits(event?: string): LogLine[];
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number, what?: string): Promise<LogLine>;
+  close(): Promise<void>;
+}
+
+export interface TestGatewayOptions {
+  readonly cluster: TestCluster;
+  /** "127.0.0.1:PORT" or a Unix socket path. */
+  readonly scheduler: string;
+  /** Extra flags, e.g. {'handshake-timeout-ms': '500'}. */
+  readonly flags?: Flags;
+  readonly inspector?: InspectorFactory;
+  readonly t?: { teardown(fn: () => unknown): void };
+  /** Echo log lines to stderr (debugging). */
+  readonly echo?: boolean;
+}
+
+export async function startTestGateway(o: TestGatewayOptions): Promise<TestGateway> {
+  const lines: LogLine[] = [];
+  let partial = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      partial += chunk.toString();
+      let i: number;
+      while ((i = partial.indexOf('\n')) >= 0) {
+        const line = partial.slice(0, i);
+        partial = partial.slice(i + 1);
+        if (o.echo) process.stderr.write(line + '\n');
+        try { lines.push(JSON.parse(line) as LogLine); } catch { /* not ours */ }
+      }
+      cb();
+    },
+  });
+  const flags: Flags = { dir: o.cluster.dir, listen: '127.0.0.1:0', scheduler: o.scheduler, 'log-level': 'debug', ...o.flags };
+  const config = resolveConfig(runKeys, { flags, env: {} });
+  const gw = await startGateway(config, {
+    log: createLogger({ stream: sink, level: 'debug' }),
+    env: { SCHEDULER_GATEWAY_PASSPHRASE: o.cluster.passphrase },
+    trustPollMs: 250,
+    ...(o.inspector ? { inspector: o.inspector } : {}),
+  });
+  const port = gw.addresses.terminator!.port;
+  const tg: TestGateway = {
+    gw,
+    port,
+    address: `tls://127.0.0.1:${port}`,
+    lines,
+    audits: (event) => lines.filter((l) => l.level === 'audit' && (event === undefined || l.event === event)),
+    waitForLog: (pred, timeoutMs = 15_000, what = 'log line') => waitFor(() => lines.find(pred), { timeoutMs, what }),
+    close: () => gw.close(),
+  };
+  o.t?.teardown(() => gw.close());
+  return tg;
+}
