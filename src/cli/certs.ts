@@ -1,7 +1,249 @@
+/**
+ * `scheduler-gateway certs init|issue|list|revoke`: the managed per-cluster
+ * PKI. Argument parsing and printing only; the work is in src/pki/. Every
+ * failure is a GatewayError: one line on stderr, exit code 2, nothing changed.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import type { CliIo } from './io.js';
-import { GatewayError } from '../errors/base.js';
+import { parseArgs, type FlagDecl } from './args.js';
+import type { Flags } from '../config/load.js';
+import { pkiError } from '../pki/errors.js';
+import { initCluster } from '../pki/init.js';
+import { issueCertificate, parseIssuableRole, ISSUABLE_ROLES } from '../pki/issue.js';
+import { revokeCertificate, parseReason, readRevokedSerials } from '../pki/revocation.js';
+import { prepareOutDir, writeBundle } from '../pki/bundle.js';
+import { resolvePassphrase, readPassphraseFile, PASSPHRASE_ENV } from '../pki/passphrase.js';
+import { readIndex, requireInitialized, statusOf, type IndexEntry } from '../pki/records.js';
+import { parseDays, parseKeyType, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS } from '../pki/validity.js';
+import { CRL_REASONS } from '../pki/x509.js';
+import { isValidName } from '../pki/identity.js';
 
-// Placeholder until its issue lands: refuses plainly instead of pretending.
-export async function main(_argv: string[], _io: CliIo): Promise<number> {
-  throw new GatewayError('GW_NOT_IMPLEMENTED', "'certs' is not implemented yet");
+interface Sub {
+  flags: FlagDecl[];
+  usage: string;
+  run(flags: Flags, dir: string, io: CliIo): Promise<number>;
+}
+
+const DIR_HELP = `  --dir DIR                 state directory (default: certs/ at the repository root, or $SCHEDULER_GATEWAY_DIR)`;
+const PASS_HELP = `  --passphrase-file FILE    file holding the key-store passphrase (mode 0600); default: $${PASSPHRASE_ENV}`;
+const common: FlagDecl[] = [{ flag: 'dir' }, { flag: 'help', boolean: true }];
+
+const SUBS: Record<string, Sub> = {
+  init: {
+    flags: [...common, { flag: 'cluster' }, { flag: 'host', repeatable: true }, { flag: 'days' }, { flag: 'key-type' }, { flag: 'passphrase-file' }],
+    usage: `usage: scheduler-gateway certs init --cluster ID [--host NAME_OR_IP ...] [--days N] [--key-type ec-p256|rsa-3072] [--dir DIR]
+
+Creates the cluster CA (path length 0: it signs leaves only) and the gateway's
+server certificate. Private keys are stored encrypted with the passphrase.
+
+  --cluster ID              cluster id: 1-63 characters of a-z, 0-9, '-', '.', '_'
+  --host NAME_OR_IP         DNS name or IP clients use to reach the gateway; repeat for several
+                            (default: localhost, 127.0.0.1, ::1)
+  --days N                  CA validity in days (default ${DEFAULT_CA_DAYS}); the gateway certificate gets at most ${DEFAULT_LEAF_DAYS}
+  --key-type TYPE           ec-p256 (default) or rsa-3072
+${DIR_HELP}
+${PASS_HELP}
+`,
+    run: runInit,
+  },
+  issue: {
+    flags: [...common, { flag: 'role' }, { flag: 'name' }, { flag: 'out' }, { flag: 'days' }, { flag: 'p12', boolean: true },
+      { flag: 'p12-password-file' }, { flag: 'passphrase-file' }],
+    usage: `usage: scheduler-gateway certs issue --role ${ISSUABLE_ROLES.join('|')} --name NAME --out OUTDIR [--days N] [--p12] [--dir DIR]
+
+Issues a certificate for spiffe://<cluster>/<role>/<name> (scheduler: spiffe://<cluster>/scheduler)
+and writes into OUTDIR: ca.pem, NAME.pem, NAME-key.pem (unencrypted, mode 0600),
+NAME-distributed.yaml (Dask configuration) and NAME-README.md (Security(...) and dask CLI lines).
+
+  --role ROLE               worker, client, admin or scheduler
+  --name NAME               unique among valid certificates; 1-63 of A-Z a-z 0-9 . _ -
+  --out OUTDIR              where to write the bundle (created 0700 if missing)
+  --days N                  validity in days (default ${DEFAULT_LEAF_DAYS}; at most the CA's remaining life)
+  --p12                     also write NAME.p12 for a browser; its password is printed once
+  --p12-password-file FILE  take the PKCS#12 password from FILE instead of generating one
+${DIR_HELP}
+${PASS_HELP}
+`,
+    run: runIssue,
+  },
+  list: {
+    flags: [...common, { flag: 'json', boolean: true }],
+    usage: `usage: scheduler-gateway certs list [--json] [--dir DIR]
+
+Shows every certificate issued in this cluster: serial, role, name, not-after and
+status (valid, expired, revoked). Never shows key material.
+
+  --json                    one JSON document for machines
+${DIR_HELP}
+`,
+    run: runList,
+  },
+  revoke: {
+    flags: [...common, { flag: 'name' }, { flag: 'serial' }, { flag: 'reason' }, { flag: 'passphrase-file' }],
+    usage: `usage: scheduler-gateway certs revoke (--name NAME | --serial HEX) [--reason REASON] [--dir DIR]
+
+Records the revocation in revoked.json (the running gateway cuts that identity's
+sessions) and writes a CRL signed by the CA to crl.pem.
+
+  --name NAME               the valid certificate with this name
+  --serial HEX              the certificate with this serial (as certs list shows it)
+  --reason REASON           ${Object.keys(CRL_REASONS).join(', ')} (default unspecified)
+${DIR_HELP}
+${PASS_HELP}
+`,
+    run: runRevoke,
+  },
+};
+
+const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke> [options]
+
+  init      create the cluster CA and the gateway certificate
+  issue     issue a worker, client, admin or scheduler certificate and its Dask bundle
+  list      list issued certificates and their status
+  revoke    revoke a certificate and publish a new CRL
+
+Run 'scheduler-gateway certs <subcommand> --help' for its options.
+`;
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const sub = SUBS[name];
+  if (!sub) throw pkiError('usage', { message: `unknown certs subcommand '${name}' (init, issue, list, revoke)` });
+  const { flags, positionals } = parseArgs(rest, sub.flags);
+  if (flags.help) {
+    io.stdout.write(sub.usage);
+    return 0;
+  }
+  if (positionals.length > 0) throw pkiError('usage', { message: `unexpected argument '${positionals[0]}' (see certs ${name} --help)` });
+  return sub.run(flags, stateDir(flags, io), io);
+}
+
+/** --dir, else $SCHEDULER_GATEWAY_DIR, else certs/ at the root of the repository holding cwd (cwd itself outside one). */
+export function stateDir(flags: Flags, io: CliIo): string {
+  const given = str(flags, 'dir') ?? io.env.SCHEDULER_GATEWAY_DIR;
+  if (given !== undefined && given !== '') return resolve(io.cwd, given);
+  return join(repositoryRoot(io.cwd), 'certs');
+}
+
+function repositoryRoot(cwd: string): string {
+  for (let d = resolve(cwd); ; d = dirname(d)) {
+    if (existsSync(join(d, '.git'))) return d;
+    if (dirname(d) === d) return resolve(cwd);
+  }
+}
+
+function str(flags: Flags, name: string): string | undefined {
+  const v = flags[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw pkiError('usage', { message: `--${name} needs a value` });
+  return v;
+}
+
+function required(flags: Flags, name: string, sub: string): string {
+  const v = str(flags, name);
+  if (v === undefined || v === '') throw pkiError('usage', { message: `certs ${sub} needs --${name} (see certs ${sub} --help)` });
+  return v;
+}
+
+function passphrase(flags: Flags, io: CliIo, dir?: string): string {
+  const file = str(flags, 'passphrase-file');
+  return resolvePassphrase({ env: io.env, ...(file !== undefined ? { passphraseFile: resolve(io.cwd, file) } : {}), ...(dir ? { dir } : {}) }).passphrase;
+}
+
+async function runInit(flags: Flags, dir: string, io: CliIo): Promise<number> {
+  const clusterId = required(flags, 'cluster', 'init');
+  const hosts = (flags.host as string[] | undefined) ?? [];
+  const days = parseDays(str(flags, 'days'), DEFAULT_CA_DAYS);
+  const keyType = parseKeyType(str(flags, 'key-type'));
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw pkiError('badDir', { dir, reason: 'not a directory' });
+  const pass = passphrase(flags, io);
+  const r = await initCluster({ dir, clusterId, passphrase: pass, hosts, days, keyType });
+  io.stdout.write(`Initialized cluster ${clusterId} in ${dir} (${keyType}).\n`
+    + `  CA certificate:       ${join(dir, 'ca.pem')} (path length 0, valid ${days} days)\n`
+    + `  gateway certificate:  ${join(dir, 'gateway.pem')} serial ${r.gatewaySerial}\n`
+    + `  private keys are encrypted with the passphrase; keep it safe, it is not stored.\n`
+    + `Next: scheduler-gateway certs issue --dir ${dir} --role worker --name NAME --out OUTDIR\n`);
+  return 0;
+}
+
+async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
+  const role = parseIssuableRole(required(flags, 'role', 'issue'));
+  const name = required(flags, 'name', 'issue');
+  if (!isValidName(name)) throw pkiError('invalidName', { name });
+  const out = required(flags, 'out', 'issue');
+  const days = parseDays(str(flags, 'days'), DEFAULT_LEAF_DAYS);
+  const p12File = str(flags, 'p12-password-file');
+  const wantP12 = flags.p12 === true || p12File !== undefined;
+  requireInitialized(dir);
+  const pass = passphrase(flags, io, dir);
+  const p12Password = !wantP12 ? undefined : p12File !== undefined ? readPassphraseFile(resolve(io.cwd, p12File)) : randomBytes(15).toString('base64url');
+  const outDir = prepareOutDir(resolve(io.cwd, out));
+  const issued = await issueCertificate({ dir, passphrase: pass, role, name, days });
+  const files = writeBundle(outDir, issued, p12Password);
+  io.stdout.write(`Issued ${issued.uri} serial ${issued.serial}, valid until ${issued.notAfter.toISOString()}.\n`
+    + `  ${files.caPath}\n  ${files.certPath}\n  ${files.keyPath} (unencrypted, mode 0600)\n`
+    + `  ${files.yamlPath}\n  ${files.readmePath}\n`
+    + (files.p12Path !== undefined ? `  ${files.p12Path}\n` : '')
+    + (files.p12Path !== undefined && p12File === undefined ? `PKCS#12 password (shown only now): ${p12Password}\n` : ''));
+  return 0;
+}
+
+interface ListRow {
+  serial: string;
+  role: string;
+  name: string;
+  uri: string;
+  notBefore: string;
+  notAfter: string;
+  status: string;
+  revokedAt?: string;
+  reason?: string;
+}
+
+async function runList(flags: Flags, dir: string, io: CliIo): Promise<number> {
+  requireInitialized(dir);
+  const now = new Date();
+  // revoked.json is written first on revoke; honour it even if index.json lags behind.
+  const revoked = readRevokedSerials(dir);
+  const rows = readIndex(dir).certificates.map((e) => row(e, revoked, now));
+  if (flags.json === true) {
+    io.stdout.write(JSON.stringify({ certificates: rows }, null, 2) + '\n');
+    return 0;
+  }
+  io.stdout.write(table(['SERIAL', 'ROLE', 'NAME', 'NOT AFTER', 'STATUS'],
+    rows.map((r) => [r.serial, r.role, r.name, r.notAfter.replace(/\.\d{3}Z$/, 'Z'), r.status])));
+  return 0;
+}
+
+function row(e: IndexEntry, revoked: Set<string>, now: Date): ListRow {
+  const status = revoked.has(e.serial) ? 'revoked' : statusOf(e, now);
+  return {
+    serial: e.serial, role: e.role, name: e.name, uri: e.uri, notBefore: e.notBefore, notAfter: e.notAfter, status,
+    ...(e.revokedAt !== undefined ? { revokedAt: e.revokedAt, reason: e.revocationReason ?? 'unspecified' } : {}),
+  };
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
+  return line(head) + rows.map(line).join('');
+}
+
+async function runRevoke(flags: Flags, dir: string, io: CliIo): Promise<number> {
+  const name = str(flags, 'name');
+  const serial = str(flags, 'serial');
+  if ((name === undefined) === (serial === undefined)) throw pkiError('usage', { message: 'certs revoke needs exactly one of --name or --serial' });
+  const reason = parseReason(str(flags, 'reason'));
+  requireInitialized(dir);
+  const pass = passphrase(flags, io, dir);
+  const r = await revokeCertificate({ dir, passphrase: pass, reason, ...(name !== undefined ? { name } : { serial: serial! }) });
+  io.stdout.write(`Revoked ${r.role} '${r.name}' serial ${r.serial} (${reason}).\n`
+    + `  ${join(dir, 'revoked.json')} updated; CRL number ${r.crlNumber} written to ${join(dir, 'crl.pem')}.\n`);
+  return 0;
 }
