@@ -87,7 +87,12 @@ export class TokenCache {
     if (!isWellFormedToken(presented)) return { ok: false, reason: 'malformed' };
     this.#ensureFresh();
     const hash = tokenHash(presented);
-    const row = this.#byHash.get(hash.toString('hex'));
+    let row = this.#byHash.get(hash.toString('hex'));
+    if (!row) {
+      // A token created a moment ago by the CLI: data_version says whether anything changed (one cheap query).
+      this.refresh();
+      row = this.#byHash.get(hash.toString('hex'));
+    }
     if (!row || !hashesEqual(row.hash, hash)) return { ok: false, reason: this.#healthy ? 'unknown' : 'store_unavailable' };
     return this.#judge(row);
   }

@@ -13,9 +13,7 @@ t.test('verify accepts an active token and refuses wrong, malformed, revoked and
   const cache = new TokenCache(daemon, { now: clock, onInvalidated: (id, why) => invalidated.push(`${id}:${why}`) });
   const a = cli.create({ name: 'a' });
   const b = cli.create({ name: 'b', expiresDays: 1 });
-  t.match(cache.verify(a.token), { ok: false }, 'unseen until the next refresh');
-  now = new Date(now.getTime() + 1000);
-  t.match(cache.verify(a.token), { ok: true, token: { id: a.record.id } }, 'seen after at most a second');
+  t.match(cache.verify(a.token), { ok: true, token: { id: a.record.id } }, 'a token created by another process is seen at once');
   t.match(cache.verify('dgw_nope'), { ok: false, reason: 'malformed' });
   t.match(cache.verify(b.token), { ok: true });
 

@@ -1,0 +1,157 @@
+/**
+ * Port 8787: the Dask dashboard over HTTPS for members only. Wires the token
+ * cache, the authenticator, TLS (hot-swapped on trust reload) and the server,
+ * and exposes the component to the composition root.
+ *
+ * Folder map: auth.ts (who is asking), session-cookie.ts (browser sessions),
+ * routes.ts (which scope a route needs), request-target.ts (path sanity),
+ * server.ts (the pipeline), proxy.ts (upstream leg), websockets.ts (open
+ * WebSockets, limits, revocation), refusals.ts (audit + count), pages.ts,
+ * security-headers.ts, tls.ts, rate-limit.ts. Nothing here imports
+ * terminator/ or telemetry/ code other than the injected metrics.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Component, GatewayContext } from '../gateway/context.js';
+import type { Endpoint } from '../config/spec.js';
+import { TokenStore } from '../tokens/store.js';
+import { TokenCache } from '../tokens/cache.js';
+import { Authenticator } from './auth.js';
+import { SessionCookies } from './session-cookie.js';
+import { DashboardServer, type DashboardLimits } from './server.js';
+import { certificateFiles, dashboardTls } from './tls.js';
+import { dashboardError } from './errors.js';
+
+export interface DashboardDeps {
+  /** The token store; by default <stateDir>/tokens.db, opened (and closed) by the component. */
+  readonly tokens?: TokenStore;
+  readonly limits?: Partial<DashboardLimits>;
+}
+
+export interface DashboardComponent extends Component {
+  /** Where 8787 actually listens (port 0 resolved); undefined when the dashboard is disabled. */
+  readonly address: AddressInfo | undefined;
+  /** The value clients should set as distributed.dashboard.link. */
+  readonly linkTemplate: string | undefined;
+  readonly server: DashboardServer | undefined;
+}
+
+export function linkTemplate(port: number): string {
+  return `https://{host}:${port}/status`;
+}
+
+export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = {}): Promise<DashboardComponent> {
+  const cfg = ctx.config;
+  const log = ctx.log.child({ component: 'dashboard' });
+  if (cfg['dashboard.enabled'] === false) {
+    log.info('dashboard.disabled');
+    return { name: 'dashboard', address: undefined, linkTemplate: undefined, server: undefined, drain: async () => {}, close: async () => {} };
+  }
+  const listen = cfg['dashboard.listen'] as Endpoint;
+  const upstream = cfg['dashboard.upstream'] as { host: string; port: number };
+  if (!isLoopback(upstream.host)) throw dashboardError('upstreamNotLoopback', { address: `${upstream.host}:${upstream.port}` });
+  const files = certificateFiles(cfg['dashboard.tls-cert'] as string | undefined, cfg['dashboard.tls-key'] as string | undefined);
+  const clientCertAuth = cfg['dashboard.client-cert-auth'] === true;
+
+  const ownStore = !deps.tokens && ctx.stateDir !== undefined;
+  const store = deps.tokens ?? (ctx.stateDir !== undefined ? TokenStore.open(ctx.stateDir, { now: ctx.now }) : undefined);
+  if (!store && !clientCertAuth) throw dashboardError('noCredentials');
+  const cache = store
+    ? new TokenCache(store, {
+        now: ctx.now,
+        onInvalidated: (id, reason) => {
+          const n = ctx.sessions.revokeToken(id, reason);
+          log.audit('dashboard.token.invalidated', { token_id: id, reason, sessions_closed: n });
+        },
+        onStoreError: (e) => log.error('dashboard.tokens.store_error', { error: e }),
+      })
+    : undefined;
+  cache?.start();
+
+  const auth = new Authenticator({ tokens: cache, cookies: new SessionCookies(cfg['dashboard.session-ttl'] as number), clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now });
+  const dash = new DashboardServer({
+    log,
+    metrics: ctx.metrics,
+    sessions: ctx.sessions,
+    auth,
+    upstream,
+    tls: dashboardTls(ctx.trust.current(), files),
+    requestCert: clientCertAuth,
+    maxWebSocketsPerIdentity: cfg['dashboard.max-websockets-per-identity'] as number,
+    limits: deps.limits,
+    now: ctx.now,
+  });
+  const unsubscribe = ctx.trust.onChange((m) => {
+    try {
+      dash.setSecureContext(dashboardTls(m, files));
+      log.info('dashboard.tls.reloaded', { version: m.version });
+    } catch (e) {
+      // A failed reload keeps the old certificate.
+      log.error('dashboard.tls.reload_failed', { error: e });
+    }
+  });
+
+  const shutdown = () => {
+    unsubscribe();
+    cache?.stop();
+    dash.close();
+    if (ownStore) store?.close();
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      dash.server.once('error', reject);
+      const opts = listen.path !== undefined ? { path: listen.path } : { host: listen.host, port: listen.port };
+      dash.server.listen(opts, () => {
+        dash.server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    shutdown();
+    throw dashboardError('listen', { address: listen.path ?? `${listen.host}:${listen.port}`, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+  }
+  dash.server.on('error', (e) => log.error('dashboard.server.error', { error: e }));
+  const address = dash.server.address() as AddressInfo;
+  const link = linkTemplate(address.port);
+  log.info('dashboard.listening', {
+    address: `${address.address}:${address.port}`,
+    upstream: `${upstream.host}:${upstream.port}`,
+    client_cert_auth: clientCertAuth,
+    tokens: store ? store.path : 'disabled (no state directory)',
+    certificate: files ? files.cert : 'cluster gateway certificate',
+    dashboard_link: link,
+    hint: `clients: export DASK_DISTRIBUTED__DASHBOARD__LINK='${link}'`,
+  });
+
+  let closed = false;
+  return {
+    name: 'dashboard',
+    address,
+    linkTemplate: link,
+    server: dash,
+    async drain(deadlineMs: number) {
+      dash.server.close();
+      dash.server.closeIdleConnections();
+      const until = Date.now() + deadlineMs;
+      while (Date.now() < until && (await connections(dash)) > dash.websockets.size) await new Promise((r) => setTimeout(r, 50));
+      dash.websockets.closeAll('drain');
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      dash.websockets.closeAll('drain');
+      await new Promise<void>((resolve) => {
+        dash.server.close(() => resolve());
+        dash.server.closeAllConnections();
+      });
+      shutdown();
+    },
+  };
+}
+
+function connections(dash: DashboardServer): Promise<number> {
+  return new Promise((resolve) => dash.server.getConnections((_e, n) => resolve(n ?? 0)));
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

@@ -1,0 +1,53 @@
+/**
+ * TLS of 8787: the same policy as 8786 (TLS 1.2+, AEAD suites with forward
+ * secrecy, no renegotiation). The certificate is the cluster's gateway
+ * certificate, or a publicly trusted one from --dashboard-tls-cert/-key so
+ * browsers need no extra CA. The cluster CA is always the client-certificate
+ * trust anchor.
+ */
+import { constants } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import type { SecureContextOptions } from 'node:tls';
+import type { TrustMaterial } from '../gateway/context.js';
+import { dashboardError } from './errors.js';
+
+const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+export interface CertificateFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
+export function certificateFiles(cert: string | undefined, key: string | undefined): CertificateFiles | undefined {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) throw dashboardError('tlsPair');
+  return { cert, key };
+}
+
+export function dashboardTls(m: TrustMaterial, files: CertificateFiles | undefined): SecureContextOptions {
+  const own = files ? { cert: readPem(files.cert, false), key: readPem(files.key, true) } : { cert: m.certPem, key: m.keyPem };
+  return {
+    ...own,
+    ca: m.caPem,
+    ciphers: CIPHERS,
+    minVersion: 'TLSv1.2',
+    honorCipherOrder: true,
+    ecdhCurve: 'X25519:P-256:P-384',
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_CIPHER_SERVER_PREFERENCE,
+  };
+}
+
+function readPem(file: string, secret: boolean): string {
+  try {
+    if (secret && (statSync(file).mode & 0o077) !== 0) throw new Error('other users can read it; run chmod 600');
+    const pem = readFileSync(file, 'utf8');
+    if (!pem.includes('-----BEGIN ')) throw new Error('not a PEM file');
+    return pem;
+  } catch (e) {
+    throw dashboardError('tlsFile', { file, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
+  }
+}
