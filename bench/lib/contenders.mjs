@@ -1,0 +1,133 @@
+// The contenders: each terminates mutual TLS 1.3 on 127.0.0.1 (except
+// "direct", the plain-TCP limit) and forwards to the bench backend. Each is
+// started fresh per axis by start(env) -> { port, proc }.
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CLUSTER } from './certs.mjs';
+import { freePort, startProcess, waitForPort } from './proc.mjs';
+
+function haproxyConfig({ port, backendPort, certs, maxConns }) {
+  return `global
+  maxconn ${maxConns}
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+frontend bench
+  bind 127.0.0.1:${port} ssl crt ${certs.combined} ca-file ${certs.ca} verify required ssl-min-ver TLSv1.3
+  default_backend scheduler
+backend scheduler
+  server s1 127.0.0.1:${backendPort}
+`;
+}
+
+function stunnelConfig({ port, backendPort, certs }) {
+  return `foreground = yes
+pid =
+debug = 3
+[bench]
+accept = 127.0.0.1:${port}
+connect = 127.0.0.1:${backendPort}
+cert = ${certs.gw.cert}
+key = ${certs.gw.key}
+CAfile = ${certs.ca}
+verifyChain = yes
+requireCert = yes
+sslVersionMin = TLSv1.3
+socket = a:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+`;
+}
+
+/** Arguments of `scheduler-gateway run` in bring-your-own-PEM mode. BENCH_GATEWAY_ARGS appends more. */
+export function gatewayArgs({ port, backendPort, certs, inspect }) {
+  const extra = (process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean);
+  return [
+    'run',
+    '--tls-ca', certs.ca,
+    '--tls-cert', certs.gw.cert,
+    '--tls-key', certs.gw.key,
+    '--cluster', CLUSTER,
+    '--listen', `127.0.0.1:${port}`,
+    '--scheduler', `127.0.0.1:${backendPort}`,
+    '--inspect', inspect ? 'true' : 'false',
+    ...extra,
+  ];
+}
+
+async function launch(name, cmd, args, env, port, extra = {}) {
+  const proc = startProcess(`${name}-${env.tag}`, cmd, args, { logDir: env.logs, ...extra });
+  try {
+    await waitForPort(port, { proc, timeoutMs: 30000 });
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+  return { port, proc };
+}
+
+function gateway(name, inspect) {
+  return {
+    name,
+    tls: true,
+    available: (env) => existsSync(join(env.root, 'dist/cli/bin.js')) || 'dist/cli/bin.js missing (npm run build)',
+    async start(env) {
+      const port = await freePort();
+      const nodeFlags = env.profileDir
+        ? ['--cpu-prof', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`]
+        : [];
+      const args = [...nodeFlags, join(env.root, 'dist/cli/bin.js'), ...gatewayArgs({ ...env, port, inspect })];
+      return launch(name, process.execPath, args, env, port, { cwd: env.work });
+    },
+  };
+}
+
+export const CONTENDERS = {
+  direct: {
+    name: 'direct',
+    tls: false,
+    available: () => true,
+    async start(env) {
+      return { port: env.backendPort, proc: null };
+    },
+  },
+  haproxy: {
+    name: 'haproxy',
+    tls: true,
+    available: (env) => (env.bin.haproxy ? true : 'haproxy not installed'),
+    async start(env) {
+      const port = await freePort();
+      const cfg = join(env.work, `haproxy-${env.tag}.cfg`);
+      writeFileSync(cfg, haproxyConfig({ ...env, port }));
+      return launch('haproxy', env.bin.haproxy, ['-db', '-f', cfg], env, port);
+    },
+  },
+  stunnel: {
+    name: 'stunnel',
+    tls: true,
+    available: (env) => (env.bin.stunnel ? true : 'stunnel not installed'),
+    async start(env) {
+      const port = await freePort();
+      const cfg = join(env.work, `stunnel-${env.tag}.conf`);
+      writeFileSync(cfg, stunnelConfig({ ...env, port }));
+      return launch('stunnel', env.bin.stunnel, [cfg], env, port);
+    },
+  },
+  'node-baseline': {
+    name: 'node-baseline',
+    tls: true,
+    available: () => true,
+    async start(env) {
+      const port = await freePort();
+      const script = join(env.root, 'bench/contenders/node-baseline.mjs');
+      const { certs } = env;
+      return launch('node-baseline', process.execPath, [script, String(port), String(env.backendPort), certs.ca, certs.gw.cert, certs.gw.key], env, port);
+    },
+  },
+  gateway: gateway('gateway', false),
+  'gateway-inspect': gateway('gateway-inspect', true),
+};
+
+export const DEFAULT_CONTENDERS = Object.keys(CONTENDERS);

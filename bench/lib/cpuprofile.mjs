@@ -1,0 +1,85 @@
+// Summarizes V8 .cpuprofile files (node --cpu-prof): self time per function
+// and per category, so the report can say what limits an axis.
+import { readFileSync, readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+function category(frame) {
+  const { functionName: fn, url } = frame;
+  if (fn === '(garbage collector)') return 'GC';
+  if (fn === '(idle)') return 'idle';
+  if (fn === '(program)') return 'native/program';
+  if (url.includes('/dist/')) return 'gateway code';
+  if (url.includes('node_modules')) return 'npm dependencies';
+  if (url.startsWith('node:')) return 'node core';
+  return url ? 'other JS' : 'native/builtin';
+}
+
+/** Self time per function and category for one profile. */
+export function summarizeProfile(profile, top = 20) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const { samples = [], timeDeltas = [] } = profile;
+  for (let i = 0; i < samples.length; i++) {
+    // timeDeltas[i] is the gap before sample i: attribute it to the sample taken then.
+    const dt = timeDeltas[i + 1] ?? 0;
+    self.set(samples[i], (self.get(samples[i]) ?? 0) + Math.max(0, dt));
+  }
+  const fns = new Map();
+  const cats = new Map();
+  let total = 0;
+  let idle = 0;
+  for (const [id, us] of self) {
+    const f = byId.get(id).callFrame;
+    const cat = category(f);
+    if (cat === 'idle') {
+      idle += us;
+      continue;
+    }
+    total += us;
+    const where = f.url ? `${f.url.replace(/^file:\/\/.*?\/(dist|node_modules)\//, '$1/')}:${f.lineNumber + 1}` : '';
+    const key = `${f.functionName || '(anonymous)'} ${where}`.trim();
+    fns.set(key, (fns.get(key) ?? 0) + us);
+    cats.set(cat, (cats.get(cat) ?? 0) + us);
+  }
+  const rank = (m) => [...m].sort((a, b) => b[1] - a[1]).map(([name, us]) => ({ name, ms: us / 1000, pct: total ? (100 * us) / total : 0 }));
+  return { busy_ms: total / 1000, idle_ms: idle / 1000, functions: rank(fns).slice(0, top), categories: rank(cats) };
+}
+
+/** Summaries of every .cpuprofile in dir, with a markdown rendering. */
+export function summarizeProfiles(dir, top = 20) {
+  const out = { files: {} };
+  const md = ['# Gateway CPU profiles (self time, idle excluded)', ''];
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sort()) {
+    let s;
+    try {
+      s = summarizeProfile(JSON.parse(readFileSync(join(dir, f), 'utf8')), top);
+    } catch (e) {
+      md.push(`## ${f}`, '', `unreadable: ${e.message}`, '');
+      continue;
+    }
+    out.files[basename(f)] = s;
+    md.push(`## ${f}`, '', `busy ${s.busy_ms.toFixed(0)} ms, idle ${s.idle_ms.toFixed(0)} ms`, '');
+    md.push('| category | self ms | % |', '|---|---:|---:|');
+    for (const c of s.categories) md.push(`| ${c.name} | ${c.ms.toFixed(0)} | ${c.pct.toFixed(1)} |`);
+    md.push('', '| function | self ms | % |', '|---|---:|---:|');
+    for (const fn of s.functions) md.push(`| \`${fn.name}\` | ${fn.ms.toFixed(1)} | ${fn.pct.toFixed(1)} |`);
+    md.push('');
+  }
+  out.markdown = md.join('\n');
+  return out;
+}
+
+// `node bench/lib/cpuprofile.mjs DIR|FILE`: print the summary.
+if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
+  const target = process.argv[2];
+  if (!target) {
+    process.stderr.write('usage: node bench/lib/cpuprofile.mjs DIR_OR_FILE\n');
+    process.exit(2);
+  }
+  if (target.endsWith('.cpuprofile')) {
+    const s = summarizeProfile(JSON.parse(readFileSync(target, 'utf8')));
+    process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+  } else {
+    process.stdout.write(summarizeProfiles(target).markdown + '\n');
+  }
+}

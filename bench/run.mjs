@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+// `npm run bench`: the gateway against direct TCP, haproxy, stunnel and a
+// naive Node terminator, plus a real Dask workload. Writes
+// bench/results/<timestamp>.json and bench/results/latest.md.
+//
+//   node bench/run.mjs [--quick] [--only=bulk,pingpong,multi,handshake,memory,dask]
+//                      [--contenders=direct,haproxy,stunnel,node-baseline,gateway,gateway-inspect]
+//                      [--profile] [--no-build]
+// --profile runs the gateway under `node --cpu-prof` and summarizes self time per axis.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AXES, sizes } from './lib/axes.mjs';
+import { ensureCerts } from './lib/certs.mjs';
+import { CONTENDERS, DEFAULT_CONTENDERS } from './lib/contenders.mjs';
+import { daskAvailable, daskSizes, daskVariants, runDaskVariant } from './lib/dask.mjs';
+import { summarizeProfiles } from './lib/cpuprofile.mjs';
+import { startProcess, stopAll, waitForPort } from './lib/proc.mjs';
+import { markdown } from './lib/report.mjs';
+import { buildGateway, buildTools, ensurePrereqs, machineInfo, nofileLimit, versions } from './lib/setup.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ALL_AXES = [...Object.keys(AXES), 'dask'];
+
+function parseFlags(argv) {
+  const o = { quick: false, only: ALL_AXES, contenders: DEFAULT_CONTENDERS, profile: false, build: true };
+  for (const a of argv) {
+    const [k, v] = a.split('=', 2);
+    if (k === '--quick') o.quick = true;
+    else if (k === '--profile') o.profile = true;
+    else if (k === '--no-build') o.build = false;
+    else if (k === '--only' && v) o.only = v.split(',');
+    else if (k === '--contenders' && v) o.contenders = v.split(',');
+    else throw new Error(`unknown flag ${a}\nusage: node bench/run.mjs [--quick] [--only=${ALL_AXES.join(',')}] [--contenders=${DEFAULT_CONTENDERS.join(',')}] [--profile] [--no-build]`);
+  }
+  for (const x of o.only) if (!ALL_AXES.includes(x)) throw new Error(`unknown axis '${x}' (axes: ${ALL_AXES.join(', ')})`);
+  for (const c of o.contenders) if (!CONTENDERS[c]) throw new Error(`unknown contender '${c}' (contenders: ${DEFAULT_CONTENDERS.join(', ')})`);
+  return o;
+}
+
+const log = (msg) => process.stdout.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+async function main() {
+  const opts = parseFlags(process.argv.slice(2));
+  const started = new Date();
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const work = join(root, 'bench/work');
+  const logs = join(work, 'logs', stamp);
+  const resultsDir = join(root, 'bench/results');
+  mkdirSync(logs, { recursive: true });
+  mkdirSync(resultsDir, { recursive: true });
+  const notes = [];
+
+  const bin = await ensurePrereqs(log);
+  const tools = buildTools(root, join(work, 'bin'));
+  const certs = ensureCerts(join(work, 'certs'));
+  const gatewayWanted = opts.contenders.some((c) => c.startsWith('gateway'));
+  if (gatewayWanted && opts.build) await buildGateway(root, log);
+
+  // Each proxied connection costs a contender two descriptors, and RLIMIT_NOFILE cannot be raised here.
+  const nofile = nofileLimit();
+  const holdMax = Math.min(10000, Math.floor((nofile - 300) / 2));
+  if (holdMax < 10000) notes.push(`The open-files limit is ${nofile} and cannot be raised, so a proxy holding N client connections needs 2N descriptors: the last memory step holds ${holdMax.toLocaleString('en-US')} connections and the 10,000 figure is extrapolated linearly from it.`);
+  const sz = sizes(opts.quick, holdMax);
+  const profileDir = opts.profile ? join(work, 'profiles', stamp) : null;
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+
+  const env = { root, work, logs, certs, bin, maxConns: holdMax + 20, profileDir, quick: opts.quick, daskSizes: daskSizes(opts.quick) };
+  const ctx = { loadgen: tools.loadgen, certs, sizes: sz, quick: opts.quick };
+  const meta = {
+    started: started.toISOString(),
+    command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
+    quick: opts.quick,
+    contenders: opts.contenders,
+    sizes: sz,
+    dask: opts.only.includes('dask') ? env.daskSizes : undefined,
+    machine: machineInfo(),
+    versions: versions(root, bin),
+    notes,
+  };
+  const axes = {};
+  const backend = startProcess('backend', tools.backend, ['0'], { logDir: logs });
+  const port = await new Promise((resolve, reject) => {
+    let buf = '';
+    backend.child.stdout.on('data', (d) => {
+      buf += d;
+      const m = /PORT (\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    backend.exitPromise.then((e) => reject(new Error(`backend exited: ${JSON.stringify(e)}`)));
+  });
+  await waitForPort(port, { proc: backend });
+  env.backendPort = port;
+
+  // Axes outer, contenders inner: a change in background load hits every contender alike.
+  for (const axis of opts.only.filter((a) => a !== 'dask')) {
+    axes[axis] = {};
+    for (const name of opts.contenders) {
+      const contender = CONTENDERS[name];
+      const avail = contender.available(env);
+      if (avail !== true) {
+        axes[axis][name] = { error: avail };
+        continue;
+      }
+      if (axis === 'memory' && !contender.tls) continue; // no terminator, nothing to measure
+      const tag = `${axis}-${name}`;
+      let inst = null;
+      const t0 = Date.now();
+      try {
+        inst = await contender.start({ ...env, tag });
+        axes[axis][name] = await AXES[axis].run(ctx, contender, inst);
+        log(`${axis} ${name}: ${brief(axes[axis][name])} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      } catch (e) {
+        axes[axis][name] = { error: String(e.message ?? e) };
+        log(`${axis} ${name}: ERROR ${axes[axis][name].error}`);
+      } finally {
+        // A profiled gateway writes its .cpuprofile only on a clean exit: give it time to drain.
+        const exit = await inst?.proc?.stop(profileDir ? 20000 : 5000);
+        if (exit && exit.code && exit.signal === null && exit.code !== 0 && exit.code !== 143) {
+          notes.push(`${name} exited with code ${exit.code} after ${axis}`);
+        }
+      }
+    }
+  }
+  await backend.stop();
+
+  if (opts.only.includes('dask')) {
+    const avail = await daskAvailable();
+    axes.dask = {};
+    for (const v of daskVariants(opts.contenders)) {
+      if (avail !== true) {
+        axes.dask[v] = { error: avail };
+        continue;
+      }
+      const t0 = Date.now();
+      try {
+        axes.dask[v] = await runDaskVariant(v, env);
+        log(`dask ${v}: ${brief(axes.dask[v])} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      } catch (e) {
+        axes.dask[v] = { error: String(e.message ?? e) };
+        log(`dask ${v}: ERROR ${axes.dask[v].error}`);
+      }
+    }
+  }
+
+  meta.finished = new Date().toISOString();
+  meta.duration_s = (Date.now() - started.getTime()) / 1000;
+  meta.machine['load average at end'] = os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  const results = { meta, axes };
+  if (profileDir) {
+    results.profiles = summarizeProfiles(profileDir);
+    writeFileSync(join(profileDir, 'summary.md'), results.profiles.markdown);
+    log(`profile summary: ${relative(root, join(profileDir, 'summary.md'))}`);
+  }
+  const jsonPath = join(resultsDir, `${stamp}.json`);
+  writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
+  const md = markdown(results);
+  writeFileSync(join(resultsDir, 'latest.md'), md + '\n');
+  process.stdout.write('\n' + md + '\n');
+  log(`wrote ${relative(root, jsonPath)} and bench/results/latest.md in ${meta.duration_s.toFixed(0)} s`);
+}
+
+function brief(r) {
+  return Object.entries(r)
+    .filter(([, v]) => typeof v === 'number')
+    .slice(0, 4)
+    .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(2)}`)
+    .join(' ');
+}
+
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    if (stopping) return;
+    stopping = true;
+    await stopAll();
+    process.exit(130);
+  });
+}
+
+main().then(
+  async () => {
+    await stopAll();
+  },
+  async (e) => {
+    process.stderr.write(`bench: ${e?.stack ?? e}\n`);
+    await stopAll();
+    process.exitCode = 1;
+  },
+);
