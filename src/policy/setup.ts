@@ -1,0 +1,54 @@
+/**
+ * Builds the 8786 policy from resolved configuration for the composition
+ * root: the holder (validated at start, reloadable) and the inspector factory
+ * (undefined when inspection is off, so the terminator pipes bytes untouched).
+ */
+import type { Resolved } from '../config/load.js';
+import type { GatewayContext } from '../gateway/context.js';
+import type { InspectorFactory } from '../terminator/inspector.js';
+import type { FrameLimits } from '../wire/frame-parser.js';
+import { PolicyHolder } from './holder.js';
+import { createInspectorFactory } from './inspector.js';
+import { DEFAULT_SETTINGS, type PolicySettings, type UnknownOps } from './rules.js';
+
+export interface PolicySetup {
+  readonly holder: PolicyHolder;
+  readonly inspector: InspectorFactory | undefined;
+  /** Re-reads the policy file; logs, audits and counts the outcome; a failure keeps the old policy. */
+  reload(reason: string): Promise<boolean>;
+}
+
+export function settingsFromConfig(config: Resolved): PolicySettings {
+  return {
+    workerClientOps: (config['policy.worker-client-ops'] as boolean | undefined) ?? DEFAULT_SETTINGS.workerClientOps,
+    unknownOps: (config['policy.unknown-ops'] as UnknownOps | undefined) ?? DEFAULT_SETTINGS.unknownOps,
+    pinWorkerName: (config['policy.pin-worker-name'] as boolean | undefined) ?? DEFAULT_SETTINGS.pinWorkerName,
+  };
+}
+
+export function limitsFromConfig(config: Resolved): FrameLimits {
+  return {
+    maxFrames: (config['policy.max-frames'] as number | undefined) ?? 1_000_000,
+    maxFrame0Bytes: (config['policy.max-frame0-bytes'] as number | undefined) ?? 64 * 1024 * 1024,
+    maxMessageBytes: (config['policy.max-message-bytes'] as number | undefined) ?? 16 * 2 ** 30,
+  };
+}
+
+export function openPolicy(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics'>): PolicySetup {
+  const { config, log, metrics } = ctx;
+  const holder = new PolicyHolder(config['policy.file'] as string | undefined, settingsFromConfig(config));
+  const inspect = (config['policy.inspect'] as boolean | undefined) ?? true;
+  const inspector = inspect ? createInspectorFactory(holder, { log, metrics, limits: limitsFromConfig(config) }) : undefined;
+  log.info('policy_loaded', { source: holder.current().source, inspect, ...holder.current().settings });
+  return {
+    holder,
+    inspector,
+    async reload(reason) {
+      const r = await holder.reload();
+      metrics.reloadsTotal.inc({ what: 'policy', result: r.ok ? 'ok' : 'error' });
+      if (r.ok) log.audit('policy_reloaded', { source: holder.current().source, reason });
+      else log.error('policy_reload_failed', { source: holder.path, reason, code: r.error?.code, error: r.error?.message });
+      return r.ok;
+    },
+  };
+}
