@@ -60,6 +60,8 @@ export interface TestDashboardOptions {
   readonly flags?: Flags;
   readonly limits?: Partial<DashboardLimits>;
   readonly cluster?: TestCluster;
+  /** The gateway clock (token expiry, sessions); TLS still uses the real one. */
+  readonly now?: () => Date;
   readonly t: { teardown(fn: () => unknown): void };
 }
 
@@ -82,7 +84,7 @@ export async function startTestDashboard(o: TestDashboardOptions): Promise<TestD
     flags: { 'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${o.upstreamPort}`, ...o.flags },
     env: {},
   });
-  const ctx: GatewayContext = { config, log, metrics, sessions: new SessionRegistry(), trust, clusterId: trust.current().clusterId, stateDir: cluster.dir, now: () => new Date() };
+  const ctx: GatewayContext = { config, log, metrics, sessions: new SessionRegistry(), trust, clusterId: trust.current().clusterId, stateDir: cluster.dir, now: o.now ?? (() => new Date()) };
   const component = await startDashboard(ctx, o.limits ? { limits: o.limits } : {});
   const port = component.address!.port;
   const tokens = TokenStore.open(cluster.dir);
