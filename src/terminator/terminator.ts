@@ -26,7 +26,7 @@ import { ForwardedConnection } from './forwarded.js';
 import type { InspectorFactory } from './inspector.js';
 import type { Identity } from '../pki/identity.js';
 import { FailedHandshakeLimiter } from './rate-limit.js';
-import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
+import { DASK_LISTENER_HANDSHAKE, HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
 import { secureContextOptions, serverOptions } from './tls-options.js';
 import { dialUpstream, UpstreamUnavailable } from './upstream.js';
 
@@ -64,6 +64,8 @@ interface Pending {
 }
 
 const BYTES_TICK_MS = 5_000;
+/** TLS clients send their ClientHello at once; silence this long suggests a plaintext Dask connector (sniff.ts). */
+const DASK_PROBE_AFTER_MS = 1_500;
 
 export async function startTerminator(ctx: GatewayContext, opts: TerminatorOptions): Promise<Terminator> {
   const t = new TerminatorServer(ctx, opts);
@@ -163,7 +165,12 @@ class TerminatorServer implements Terminator {
 
   #sniff(p: Pending): void {
     let seen: Buffer | undefined;
+    const probe = setTimeout(() => {
+      if (!seen && !p.settled) p.raw.write(DASK_LISTENER_HANDSHAKE);
+    }, Math.min(DASK_PROBE_AFTER_MS, this.#opts.handshakeTimeoutMs / 2));
+    p.raw.once('close', () => clearTimeout(probe));
     const onData = (chunk: Buffer) => {
+      clearTimeout(probe);
       seen = seen ? Buffer.concat([seen, chunk]) : chunk;
       const kind = sniff(seen);
       if (kind === 'need_more' && seen.length < SNIFF_MAX_BYTES) return;
@@ -201,16 +208,14 @@ class TerminatorServer implements Terminator {
 
   #onSecure(s: TLSSocket): void {
     const p = this.#pendingOf(s);
-    if (!p || p.settled) return void s.destroy();
+    if (!p) return void s.destroy();
+    if (p.settled) return; // timed out or drained: the raw socket is already being destroyed
     this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
     const trust = this.#ctx.trust;
     const verdict = authenticatePeer(s, { clusterId: trust.current().clusterId, isRevoked: (x) => trust.isRevoked(x), now: this.#ctx.now() });
     if (verdict.serial) p.facts.serial = verdict.serial;
     if (verdict.uri) p.facts.uri = verdict.uri;
-    if (!verdict.ok) {
-      this.#refuse(p, verdict.reason, verdict.detail);
-      return void s.destroy();
-    }
+    if (!verdict.ok) return this.#refuse(p, verdict.reason, verdict.detail);
     p.facts.role = verdict.identity.role;
     s.setNoDelay(true);
     this.#settle(p);
@@ -271,6 +276,9 @@ class TerminatorServer implements Terminator {
     if (reason !== 'upstream_unavailable') this.#limiter.recordFailure(p.raw.remoteAddress ?? p.facts.peer.replace(/:\d+$/, ''));
     this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
     this.#audit.refused(p.facts, reason, detail);
+    // Destroy exactly one of the raw socket and the TLSSocket wrapping its
+    // handle: destroying both in one tick crashes Node 20 (SIGSEGV). The
+    // raw socket's close destroys the TLSSocket.
     p.raw.destroy();
   }
 

@@ -1,0 +1,145 @@
+/**
+ * Real Dask through the gateway: a tcp:// scheduler on loopback, the gateway
+ * in front of it, two `dask worker` processes on tls:// with worker
+ * certificates, and Python clients with client and admin certificates.
+ */
+import t from 'tap';
+import { connect as tlsConnect } from 'node:tls';
+import { writeFileSync } from 'node:fs';
+import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { clientPrelude, daskAvailable, runClient, spawnDaskScript, startScheduler, startWorker, waitFor, type DaskProcess } from '../helpers/dask.js';
+import { encryptPrivateKeyPem } from '../../src/pki/keystore.js';
+import { normalizeSerial } from '../../src/pki/peer-certificate.js';
+
+if (!daskAvailable()) {
+  t.fail('python3-distributed is not installed (apt-get install python3-distributed)');
+  t.end();
+} else {
+  let cluster: TestCluster;
+  let gw: TestGateway;
+  const workers: DaskProcess[] = [];
+  const files = (i: { caPath: string; certPath: string; keyPath: string }) => ({ ca: i.caPath, cert: i.certPath, key: i.keyPath });
+
+  t.before(async () => {
+    cluster = await makeTestCluster();
+    const sched = await cluster.issue('scheduler', 'scheduler');
+    const scheduler = await startScheduler({ tls: files(sched), t });
+    gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${scheduler.port}`, t, echo: !!process.env.ECHO });
+    for (const name of ['w1', 'w2']) {
+      const w = await cluster.issue('worker', name);
+      workers.push(await startWorker({ scheduler: gw.address, tls: files(w), name, t }));
+    }
+  });
+  t.teardown(() => cluster?.cleanup());
+
+  t.test('a client through the gateway runs 2,000 tasks, moves 20 MiB byte-exact, transfers between workers, and uses client.run and get_client', async (t) => {
+    const alice = await cluster.issue('client', 'alice');
+    const out = await runClient<Record<string, unknown>>(`${clientPrelude(gw.address, files(alice))}
+c.wait_for_workers(2, timeout=60)
+futs = c.map(lambda x: x * 2, range(2000), pure=False)
+total = sum(c.gather(futs))
+payload = os.urandom(20 * 1024 * 1024)
+[fut] = c.scatter([payload])
+back = c.gather(fut)
+ws = sorted(c.scheduler_info()["workers"])
+a = c.submit(lambda: os.urandom(1_000_000), workers=[ws[0]], pure=False)
+b = c.submit(lambda blob: hashlib.sha256(blob).hexdigest(), a, workers=[ws[1]])
+moved = b.result() == hashlib.sha256(a.result()).hexdigest()
+holders = sorted(c.who_has(a)[a.key])
+pids = c.run(lambda: os.getpid())
+def inner(n):
+    from distributed import get_client
+    cl = get_client()
+    return [cl.submit(lambda v: v + 1, n, pure=False).result(), cl.scheduler.address]
+nested = c.submit(inner, 41, pure=False).result()
+print(json.dumps({"total": total, "sent": hashlib.sha256(payload).hexdigest(), "received": hashlib.sha256(back).hexdigest(),
+  "size": len(back), "workers": ws, "moved": moved, "holders": holders, "pids": sorted(pids.values()), "nested": nested}))
+c.close()
+`, { timeoutMs: 180_000 });
+    t.equal(out.total, 2 * (1999 * 2000) / 2, '2,000 tasks computed');
+    t.equal(out.size, 20 * 1024 * 1024, '20 MiB came back');
+    t.equal(out.received, out.sent, 'scatter + gather is byte-exact (sha256)');
+    t.equal(out.moved, true, 'a task on the second worker read data produced on the first');
+    t.same(out.holders, out.workers, 'both workers hold the transferred key');
+    t.same(out.pids, workers.map((w) => w.pid).sort((a, b) => a - b), 'client.run reached both worker processes');
+    t.same(out.nested, [42, gw.address], 'get_client() inside a task connects through the gateway');
+    const accepted = gw.audits('connection_accepted');
+    t.ok(accepted.some((l) => l.uri === `spiffe://${cluster.clusterId}/client/alice`), 'the client connection is audited with its identity');
+    t.ok(accepted.some((l) => l.uri === `spiffe://${cluster.clusterId}/worker/w1` && l.serial), 'worker connections are audited with identity and serial');
+  });
+
+  t.test('run_on_scheduler works with an admin certificate', async (t) => {
+    const root = await cluster.issue('admin', 'root');
+    const out = await runClient<{ pid: number }>(`${clientPrelude(gw.address, files(root))}
+print(json.dumps({"pid": c.run_on_scheduler(lambda: os.getpid())}))
+c.close()
+`);
+    t.type(out.pid, 'number');
+    t.ok(gw.audits('connection_accepted').some((l) => l.role === 'admin'), 'admin connection audited');
+  });
+
+  t.test("revoking a connected client's certificate closes its connection within 2 s while workers keep running", async (t) => {
+    const bob = await cluster.issue('client', 'bob');
+    const long: DaskProcess = spawnDaskScript(`${clientPrelude(gw.address, files(bob))}
+import time
+print("CONNECTED", flush=True)
+while True:
+    c.submit(lambda: 1, pure=False).result()
+    time.sleep(0.2)
+`, { t });
+    await waitFor(() => long.output().includes('CONNECTED'), { timeoutMs: 60_000, what: 'long-running client connected' });
+    const serial = normalizeSerial(bob.serial);
+    const revokedAt = Date.now();
+    await cluster.revoke(bob.serial);
+    const line = await gw.waitForLog((l) => l.event === 'connection_closed' && l.reason === 'revoked' && l.serial === serial, 10_000, 'revocation audit');
+    const elapsed = Date.parse(String(line.time)) - revokedAt;
+    t.ok(elapsed <= 2_000, `connection closed ${elapsed} ms after the revocation (limit 2000)`);
+    t.equal(line.level, 'audit');
+    t.equal(gw.gw.context.sessions.serials().includes(serial), false, 'no live session left for the serial');
+    await long.stop('SIGKILL');
+    t.ok(workers.every((w) => w.alive()), 'both workers still run');
+    const carol = await cluster.issue('client', 'carol');
+    const out = await runClient<{ n: number }>(`${clientPrelude(gw.address, files(carol))}
+print(json.dumps({"n": len(c.scheduler_info()["workers"]), "r": c.submit(lambda: 7).result()}))
+c.close()
+`);
+    t.equal(out.n, 2, 'the cluster still has both workers');
+    const refused = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: gw.port, ca: cluster.caPem, cert: bob.certPem, key: bob.keyPem, checkServerIdentity: () => undefined });
+      s.on('error', () => resolve('error'));
+      s.on('close', () => resolve('closed'));
+      s.on('data', () => resolve('data'));
+    });
+    t.not(refused, 'data', 'the revoked certificate cannot reconnect');
+    await gw.waitForLog((l) => l.event === 'connection_refused' && l.reason === 'revoked' && l.serial === serial, 10_000);
+  });
+
+  t.test('a reload with a new server certificate keeps worker connections and serves the new certificate to new ones', async (t) => {
+    const pidsBefore = workers.map((w) => w.pid);
+    const fresh = await cluster.issue('gateway', 'gateway-2');
+    const dir = cluster.dir;
+    writeFileSync(`${dir}/gateway-key.pem.tmp`, encryptPrivateKeyPem(fresh.keyPem, cluster.passphrase), { mode: 0o600 });
+    writeFileSync(`${dir}/gateway.pem.tmp`, fresh.certPem);
+    const { renameSync } = await import('node:fs');
+    renameSync(`${dir}/gateway-key.pem.tmp`, `${dir}/gateway-key.pem`);
+    renameSync(`${dir}/gateway.pem.tmp`, `${dir}/gateway.pem`);
+    t.equal(await gw.gw.reload('SIGHUP'), true, 'reload succeeded');
+    const dave = await cluster.issue('client', 'dave');
+    const seen = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: gw.port, ca: cluster.caPem, cert: dave.certPem, key: dave.keyPem, checkServerIdentity: () => undefined }, () => {
+        resolve(normalizeSerial(s.getPeerCertificate().serialNumber));
+        s.destroy();
+      });
+      s.on('error', reject);
+    });
+    t.equal(seen, normalizeSerial(fresh.serial), 'a new connection sees the new server certificate');
+    const out = await runClient<{ pids: number[]; r: number }>(`${clientPrelude(gw.address, files(dave))}
+print(json.dumps({"pids": sorted(c.run(lambda: os.getpid()).values()), "r": sum(c.gather(c.map(lambda x: x + 1, range(100))))}))
+c.close()
+`);
+    t.same(out.pids, [...pidsBefore].sort((a, b) => a - b), 'the same worker processes are still registered and computing');
+    t.equal(out.r, 5050);
+    t.ok(workers.every((w) => w.alive()), 'no worker restarted');
+  });
+}
