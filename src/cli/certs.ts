@@ -13,7 +13,7 @@ import { pkiError } from '../pki/errors.js';
 import { initCluster } from '../pki/init.js';
 import { issueCertificate, parseIssuableRole, ISSUABLE_ROLES } from '../pki/issue.js';
 import { revokeCertificate, parseReason, readRevokedSerials } from '../pki/revocation.js';
-import { prepareOutDir, writeBundle } from '../pki/bundle.js';
+import { checkOutDir, writeBundle } from '../pki/bundle.js';
 import { resolvePassphrase, readPassphraseFile, PASSPHRASE_ENV } from '../pki/passphrase.js';
 import { readIndex, requireInitialized, statusOf, type IndexEntry } from '../pki/records.js';
 import { parseDays, parseKeyType, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS } from '../pki/validity.js';
@@ -183,7 +183,7 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
   requireInitialized(dir);
   const pass = passphrase(flags, io, dir);
   const p12Password = !wantP12 ? undefined : p12File !== undefined ? readPassphraseFile(resolve(io.cwd, p12File)) : randomBytes(15).toString('base64url');
-  const outDir = prepareOutDir(resolve(io.cwd, out));
+  const outDir = checkOutDir(resolve(io.cwd, out));
   const issued = await issueCertificate({ dir, passphrase: pass, role, name, days });
   const files = writeBundle(outDir, issued, p12Password);
   io.stdout.write(`Issued ${issued.uri} serial ${issued.serial}, valid until ${issued.notAfter.toISOString()}.\n`

@@ -5,8 +5,8 @@
  * Security(...) and `dask worker --tls-*` lines, and optionally NAME.p12.
  * Paths written into the configuration are absolute, resolved at issue time.
  */
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import { pkiError } from './errors.js';
 import type { IssuedCertificate } from './issue.js';
@@ -25,13 +25,21 @@ export interface BundleFiles {
   p12Path?: string;
 }
 
-/** Creates OUTDIR (0700) or checks it is a writable directory; call before issuing so a bad --out changes nothing. */
-export function prepareOutDir(outDir: string): string {
+/**
+ * Checks, without creating anything, that OUTDIR is (or can be created as) a
+ * writable directory: call it before issuing so a bad --out changes nothing.
+ */
+export function checkOutDir(outDir: string): string {
   const dir = resolve(outDir);
+  let probe = dir;
+  while (!existsSync(probe)) {
+    const up = dirname(probe);
+    if (up === probe) break;
+    probe = up;
+  }
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    if (!statSync(dir).isDirectory()) throw pkiError('outputDir', { dir, reason: 'not a directory' });
-    accessSync(dir, constants.W_OK);
+    if (!statSync(probe).isDirectory()) throw pkiError('outputDir', { dir, reason: `${probe} is not a directory` });
+    accessSync(probe, constants.W_OK);
   } catch (e) {
     if ((e as { code?: string }).code === 'GW_PKI_OUTPUT_DIR') throw e;
     throw pkiError('outputDir', { dir, reason: errnoText(e) });
@@ -53,6 +61,7 @@ export function bundlePaths(outDir: string, name: string, withP12: boolean): Bun
 
 export function writeBundle(outDir: string, issued: IssuedCertificate, p12Password?: string): BundleFiles {
   const files = bundlePaths(outDir, issued.name, p12Password !== undefined);
+  mkdirSync(resolve(outDir), { recursive: true, mode: 0o700 });
   writeFileAtomic(files.caPath, issued.caPem, 0o644);
   writeFileAtomic(files.certPath, issued.certPem, 0o644);
   writeFileAtomic(files.keyPath, issued.keyPem, 0o600);

@@ -1,0 +1,53 @@
+/**
+ * Runs `certs` in-process the way src/cli/bin.ts does (a GatewayError is one
+ * line on stderr and its exit code), and fingerprints a directory so a test
+ * can prove a failed command changed nothing on disk.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { main } from '../../src/cli/certs.js';
+import { isGatewayError } from '../../src/errors/base.js';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function runCerts(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd: string }): Promise<CliResult> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  out.on('data', (b: Buffer) => { stdout += b.toString(); });
+  err.on('data', (b: Buffer) => { stderr += b.toString(); });
+  let code: number;
+  try {
+    code = await main(argv, { stdout: out, stderr: err, env: opts.env ?? {}, cwd: opts.cwd });
+  } catch (e) {
+    if (!isGatewayError(e)) throw e;
+    err.write(`scheduler-gateway certs: ${e.message} [${e.code}]\n`);
+    code = e.exitCode;
+  }
+  await new Promise((r) => setImmediate(r));
+  return { code, stdout, stderr };
+}
+
+/** Paths, modes and contents of everything under dir ('absent' if it does not exist). */
+export function fingerprint(dir: string): string {
+  if (!existsSync(dir)) return 'absent';
+  const h = createHash('sha256');
+  const walk = (d: string, rel: string): void => {
+    const st = lstatSync(d);
+    h.update(`${rel}\0${st.mode}\0`);
+    if (st.isDirectory()) {
+      for (const name of readdirSync(d).sort()) walk(join(d, name), `${rel}/${name}`);
+    } else {
+      h.update(readFileSync(d));
+    }
+  };
+  walk(dir, '.');
+  return h.digest('hex');
+}
