@@ -1,0 +1,155 @@
+import t from 'tap';
+import { Writable } from 'node:stream';
+import { ConnectionInspector, type PolicySource } from '../../src/policy/inspector.js';
+import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS, type PolicySettings } from '../../src/policy/rules.js';
+import { createLogger } from '../../src/log/logger.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
+import type { Denial } from '../../src/terminator/inspector.js';
+import type { PeerRole } from '../../src/pki/identity.js';
+import { collectOps, HANDSHAKE, msg, oneByteAtATime, recordedConnections, WIDE_LIMITS } from '../wire/wire-helpers.js';
+
+interface Harness {
+  insp: ConnectionInspector;
+  metrics: ReturnType<typeof createMetrics>;
+  audits: Record<string, unknown>[];
+  setSettings(s: Partial<PolicySettings>): void;
+}
+
+function harness(role: PeerRole, opts: { settings?: Partial<PolicySettings>; remote?: string; sans?: string[]; name?: string } = {}): Harness {
+  const audits: Record<string, unknown>[] = [];
+  const log = createLogger({ stream: new Writable({ write: (c, _e, cb) => (audits.push(JSON.parse(String(c))), cb()) }) });
+  const metrics = createMetrics({ defaultMetrics: false });
+  let current = compilePolicy(DEFAULT_POLICY, { ...DEFAULT_SETTINGS, ...opts.settings }, 'test');
+  const source: PolicySource = { current: () => current };
+  const insp = new ConnectionInspector({ identity: { cluster: 'c1', role, name: opts.name ?? 'w1' }, serial: 'ab', remoteAddress: opts.remote ?? '127.0.0.1', sanHosts: opts.sans ?? [], connectionId: 'conn-1' }, source, { log, metrics, limits: WIDE_LIMITS });
+  return { insp, metrics, audits, setSettings: (s) => (current = compilePolicy(DEFAULT_POLICY, { ...DEFAULT_SETTINGS, ...s }, 'test')) };
+}
+
+function run(h: Harness, ...messages: unknown[]): Denial | null {
+  for (const m of messages) {
+    const d = h.insp.fromPeer(Buffer.isBuffer(m) ? m : msg(m));
+    if (d) return d;
+  }
+  return null;
+}
+
+/** Classifies a recorded connection by its first op after the handshake. */
+function kind(stream: Buffer): string {
+  const ops = collectOps([stream]).ops.map((o) => o.split(':')[1]);
+  if (ops.includes('register-worker')) return 'worker-stream';
+  if (ops.includes('register_nanny')) return 'nanny';
+  if (ops.includes('heartbeat_worker')) return 'worker-pool';
+  if (ops.includes('broadcast')) return 'client-pool';
+  if (ops.includes('register-client')) return stream.includes(Buffer.from('Client-worker')) ? 'task-client' : 'client-stream';
+  return 'other';
+}
+
+const conns = new Map(recordedConnections().map((c) => [kind(c.toScheduler), c.toScheduler]));
+
+t.test('recorded real conversations pass the default policy for the role that sent them, in any chunking', async (t) => {
+  for (const [k, role] of [['worker-stream', 'worker'], ['nanny', 'worker'], ['worker-pool', 'worker'], ['client-stream', 'client'], ['task-client', 'worker'], ['client-pool', 'admin']] as const) {
+    const stream = conns.get(k);
+    t.ok(stream, `fixture has a ${k} connection`);
+    if (!stream) continue;
+    t.equal(harness(role).insp.fromPeer(stream), null, `${k} as ${role}, one chunk`);
+    const h = harness(role);
+    let d: Denial | null = null;
+    for (const b of oneByteAtATime(stream)) d ??= h.insp.fromPeer(b);
+    t.equal(d, null, `${k} as ${role}, one byte at a time`);
+  }
+});
+
+t.test('a client certificate cannot register a worker', async (t) => {
+  const d = harness('client').insp.fromPeer(conns.get('worker-stream')!);
+  t.match(d, { code: 'GW_POLICY_DENIED', reason: 'op-denied', op: 'register-worker', rule: 'default-deny' });
+});
+
+t.test('a client certificate calling run_on_scheduler or Client.run is refused', async (t) => {
+  t.match(harness('client').insp.fromPeer(conns.get('client-pool')!), { code: 'GW_POLICY_DENIED', op: 'broadcast' });
+  t.match(run(harness('client'), HANDSHAKE, { op: 'run_function', function: Buffer.from('x'), reply: true }), { op: 'run_function', rule: 'default-deny' });
+  t.equal(run(harness('admin'), HANDSHAKE, { op: 'run_function', function: Buffer.from('x') }), null);
+});
+
+t.test('get_client() inside a task works by default and is refused when worker-client-ops is off', async (t) => {
+  t.equal(harness('worker').insp.fromPeer(conns.get('task-client')!), null);
+  t.match(harness('worker', { settings: { workerClientOps: false } }).insp.fromPeer(conns.get('task-client')!), { op: 'register-client', code: 'GW_POLICY_DENIED' });
+});
+
+t.test('worker addresses are pinned to the source address or a certificate SAN', async (t) => {
+  const reg = (address: unknown, extra: Record<string, unknown> = {}) => ({ op: 'register-worker', address, name: 'w1', reply: false, ...extra });
+  t.equal(run(harness('worker'), HANDSHAKE, reg('tcp://127.0.0.1:40000')), null);
+  t.match(run(harness('worker'), HANDSHAKE, reg('tcp://10.9.9.9:40000')), { code: 'GW_POLICY_PIN_ADDRESS', reason: 'pin-address', op: 'register-worker', detail: /10\.9\.9\.9/ });
+  t.equal(run(harness('worker', { sans: ['10.9.9.9'] }), HANDSHAKE, reg('tls://10.9.9.9:40000')), null, 'an IP SAN');
+  t.equal(run(harness('worker', { sans: ['w1.internal'] }), HANDSHAKE, reg('tls://W1.internal:40000')), null, 'a DNS SAN, case-insensitive');
+  t.equal(run(harness('worker', { remote: '::ffff:127.0.0.1' }), HANDSHAKE, reg('tcp://127.0.0.1:1')), null, 'IPv4-mapped source');
+  t.equal(run(harness('worker', { remote: '::1' }), HANDSHAKE, reg('tcp://[::1]:1')), null, 'IPv6');
+  t.match(run(harness('worker'), HANDSHAKE, reg(5)), { code: 'GW_POLICY_PIN_ADDRESS' }, 'a non-string address');
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'heartbeat_worker', now: 1 }), { code: 'GW_POLICY_PIN_ADDRESS', detail: /declares no address/ });
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'unregister', address: 'tcp://10.0.0.7:1' }), { code: 'GW_POLICY_PIN_ADDRESS', op: 'unregister' });
+  t.equal(run(harness('worker'), HANDSHAKE, { op: 'register_nanny', reply: true }), null, 'register_nanny carries no address in 2022.12');
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'register_nanny', address: 'tcp://10.0.0.7:1' }), { code: 'GW_POLICY_PIN_ADDRESS' });
+  t.match(run(harness('admin'), HANDSHAKE, reg('tcp://10.9.9.9:1')), { code: 'GW_POLICY_PIN_ADDRESS' }, 'admins are pinned too');
+});
+
+t.test('with pin-worker-name, register-worker must carry the certificate name', async (t) => {
+  const settings = { pinWorkerName: true };
+  t.equal(run(harness('worker', { settings, name: 'w1' }), HANDSHAKE, { op: 'register-worker', address: 'tcp://127.0.0.1:1', name: 'w1' }), null);
+  t.match(run(harness('worker', { settings, name: 'w1' }), HANDSHAKE, { op: 'register-worker', address: 'tcp://127.0.0.1:1', name: 'w2' }), { code: 'GW_POLICY_PIN_NAME', rule: 'pin-worker-name' });
+  t.match(run(harness('worker', { settings, name: '0' }), HANDSHAKE, { op: 'register-worker', address: 'tcp://127.0.0.1:1' }), { code: 'GW_POLICY_PIN_NAME' }, 'absent name');
+  t.equal(run(harness('worker', { settings, name: '7' }), HANDSHAKE, { op: 'register-worker', address: 'tcp://127.0.0.1:1', name: 7 }), null, 'integer names compare as decimal');
+});
+
+t.test('stream messages naming another client or worker are refused', async (t) => {
+  t.equal(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'Client-a' }, [{ op: 'client-desires-keys', client: 'Client-a', keys: [] }]), null);
+  t.match(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'Client-a' }, [{ op: 'heartbeat-client' }, { op: 'client-releases-keys', client: 'Client-b', keys: [] }]), { code: 'GW_POLICY_PIN_STREAM', op: 'client-releases-keys', detail: /Client-b/ });
+  const w = { op: 'register-worker', address: 'tcp://127.0.0.1:5', name: 'w1' };
+  t.equal(run(harness('worker'), HANDSHAKE, w, [{ op: 'task-finished', key: 'k', worker: 'tcp://127.0.0.1:5' }]), null);
+  t.match(run(harness('worker'), HANDSHAKE, w, [{ op: 'task-finished', key: 'k', worker: 'tcp://127.0.0.1:6' }]), { code: 'GW_POLICY_PIN_STREAM' });
+  t.match(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'a' }, [{ op: 'register-client', client: 'a' }]), { code: 'GW_POLICY_PIN_STREAM', detail: /already a stream/ });
+  t.match(run(harness('client'), HANDSHAKE, { op: 'register-client' }), { code: 'GW_POLICY_PIN_STREAM', detail: /without a client id/ });
+});
+
+t.test('the handshake must come first, as a map without op or pickles', async (t) => {
+  t.match(run(harness('admin'), { op: 'identity' }), { code: 'GW_WIRE_BAD_HANDSHAKE', reason: 'wire', rule: 'GW_WIRE_BAD_HANDSHAKE' });
+  t.match(run(harness('admin'), [HANDSHAKE]), { code: 'GW_WIRE_BAD_HANDSHAKE' });
+  t.match(run(harness('admin'), { ...HANDSHAKE, x: { __Pickled__: 1 } }), { code: 'GW_WIRE_BAD_HANDSHAKE', detail: /__Pickled__/ });
+});
+
+t.test('request connections carry maps with a string op; streams may also carry batches and a bare "OK"', async (t) => {
+  t.match(run(harness('admin'), HANDSHAKE, [{ op: 'identity' }]), { code: 'GW_WIRE_NOT_AN_OP' });
+  t.match(run(harness('admin'), HANDSHAKE, { status: 'OK' }), { code: 'GW_WIRE_NOT_AN_OP', detail: /without "op"/ });
+  t.match(run(harness('admin'), HANDSHAKE, { op: 3 }), { code: 'GW_WIRE_NOT_AN_OP' });
+  t.equal(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'a' }, 'OK', [{ op: 'heartbeat-client' }, 'OK']), null);
+  t.match(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'a' }, ['OK', [{ __Pickled__: 0 }]]), { code: 'GW_POLICY_PICKLED' });
+});
+
+t.test('framing violations are counted in wire_errors_total and the denial is sticky', async (t) => {
+  const h = harness('admin');
+  const bad = Buffer.alloc(24);
+  bad.writeBigUInt64LE(1n << 45n, 0);
+  const d = h.insp.fromPeer(bad);
+  t.match(d, { code: 'GW_WIRE_MESSAGE_TOO_LARGE', reason: 'wire' });
+  t.equal(h.insp.fromPeer(msg(HANDSHAKE)), d);
+  const m = await h.metrics.wireErrorsTotal.get();
+  t.same(m.values.map((v) => [v.labels.code, v.value]), [['GW_WIRE_MESSAGE_TOO_LARGE', 1]]);
+});
+
+t.test('unknown ops are labelled "(unknown)" so hostile names cannot grow metric labels; audit mode writes one line per op', async (t) => {
+  t.match(run(harness('client'), HANDSHAKE, { op: 'x'.repeat(500) }), { op: '(unknown)', code: 'GW_POLICY_UNKNOWN_OP', detail: /^op "x{64}\.\.\."/ });
+  const h = harness('client', { settings: { unknownOps: 'audit' } });
+  t.equal(run(h, HANDSHAKE, { op: 'new-op' }, { op: 'new-op' }, { op: 'other-op' }), null);
+  const lines = h.audits.filter((a) => a.event === 'policy.unknown_op_allowed');
+  t.same(lines.map((l) => l.op), ['new-op', 'other-op']);
+  t.match(lines[0], { level: 'audit', role: 'client', serial: 'ab', connection: 'conn-1' });
+});
+
+t.test('a policy reload applies to a live connection from its next message', async (t) => {
+  const h = harness('worker');
+  t.equal(run(h, HANDSHAKE, { op: 'identity' }, { op: 'gather', keys: [] }), null);
+  h.setSettings({ workerClientOps: false });
+  t.match(run(h, { op: 'gather', keys: [] }), { code: 'GW_POLICY_DENIED', op: 'gather' });
+});
+
+t.test('the scheduler direction is passed through', async (t) => {
+  t.equal(harness('client').insp.fromScheduler(Buffer.from('anything at all')), null);
+});
