@@ -1,7 +1,75 @@
+/**
+ * `scheduler-gateway telemetry preview`: prints the next batch exactly as the
+ * running gateway would send it, built by the same code (settings, scrape,
+ * parser, privacy filter, batch encoder). The gateway's own samples come from
+ * its --metrics-listen endpoint; if no gateway is running there, a fresh
+ * registry stands in (all counters zero) and stderr says so.
+ */
+import { resolve } from 'node:path';
 import type { CliIo } from './io.js';
-import { GatewayError } from '../errors/base.js';
+import { parseArgs, type FlagDecl } from './args.js';
+import { readConfigFile, resolveConfig } from '../config/load.js';
+import { runKeys } from '../config/keys/index.js';
+import { formatEndpoint, type Endpoint } from '../config/spec.js';
+import { silentLogger } from '../log/logger.js';
+import { readState } from '../pki/records.js';
+import { createMetrics } from '../telemetry/metrics.js';
+import { Collector, batchMessage, encodeBatch } from '../telemetry/collector.js';
+import { scrapeText } from '../telemetry/scrape.js';
+import { peekNextSeq } from '../telemetry/spool.js';
+import { loadHashKey, telemetrySettings } from '../telemetry/telemetry.js';
 
-// Placeholder until its issue lands: refuses plainly instead of pretending.
-export async function main(_argv: string[], _io: CliIo): Promise<number> {
-  throw new GatewayError('GW_NOT_IMPLEMENTED', "'telemetry' is not implemented yet");
+const FLAGS: FlagDecl[] = [...runKeys.map((k) => ({ flag: k.flag, boolean: k.boolean ?? false, repeatable: k.repeatable ?? false })), { flag: 'pretty', boolean: true }, { flag: 'help', boolean: true }];
+
+const USAGE = `usage: scheduler-gateway telemetry preview [--dir DIR] [--config FILE] [--pretty] [any option of 'run']
+
+Prints the next telemetry batch exactly as it would be sent (without its
+gzip), with the same configuration as 'run'. Nothing is sent or spooled.
+`;
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, FLAGS);
+  if (flags.help || positionals[0] !== 'preview' || positionals.length !== 1) {
+    io[flags.help ? 'stdout' : 'stderr'].write(USAGE);
+    return flags.help ? 0 : 2;
+  }
+  const configFile = (flags.config as string | undefined) ?? io.env.SCHEDULER_GATEWAY_CONFIG;
+  const config = resolveConfig(runKeys, { flags, env: io.env, ...(configFile ? { file: readConfigFile(resolve(io.cwd, configFile)) } : {}) });
+  const dir = resolve(io.cwd, (config['dir'] as string | undefined) ?? 'certs');
+  const clusterId = (config['cluster'] as string | undefined) ?? readState(dir).clusterId;
+  const s = telemetrySettings(config, dir);
+  const now = new Date();
+  const gatewayText = await ownMetricsText(s.metricsListen, io);
+  const collector = new Collector({
+    gatewayText: async () => gatewayText,
+    schedulerUrl: s.schedulerUrl,
+    scrapeIntervalMs: s.scrapeIntervalMs,
+    scrapeTimeoutMs: 5000,
+    scrapeMaxBytes: 4 * 1024 * 1024,
+    allowlist: s.allowlist,
+    hashKey: s.hashLabels ? loadHashKey(dir) : undefined,
+    metrics: createMetrics({ defaultMetrics: false }),
+    log: silentLogger,
+    now: () => now,
+  });
+  await collector.scrapeOnce();
+  const collected = await collector.collect();
+  if (!collected.scheduler.ok) io.stderr.write(`telemetry preview: scheduler metrics not included: ${collected.scheduler.error}\n`);
+  const seq = s.spoolDir ? await peekNextSeq(s.spoolDir, now) : 1;
+  const msg = batchMessage(clusterId, seq, now, collected);
+  io.stdout.write((flags.pretty ? JSON.stringify(msg, null, 2) : encodeBatch(msg, false).toString('utf8')) + '\n');
+  return 0;
+}
+
+async function ownMetricsText(listen: Endpoint | undefined, io: CliIo): Promise<string> {
+  if (listen?.host !== undefined) {
+    const host = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
+    try {
+      return await scrapeText(new URL(`http://${formatEndpoint({ host, port: listen.port })}/metrics`), { timeoutMs: 3000, maxBytes: 4 * 1024 * 1024 });
+    } catch {
+      // fall through: no gateway running there
+    }
+  }
+  io.stderr.write(`telemetry preview: no gateway answering on ${listen ? formatEndpoint(listen) : '(metrics endpoint off)'}; its own counters are shown as a fresh gateway's\n`);
+  return createMetrics().registry.metrics();
 }

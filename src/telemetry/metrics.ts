@@ -35,6 +35,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     scrapeErrorsTotal: new Counter({ name: 'scheduler_gateway_scheduler_scrape_errors_total', help: 'Failed scrapes of the scheduler metrics endpoint', registers: r }),
     controlCommandsTotal: new Counter({ name: 'scheduler_gateway_control_commands_total', help: 'Commands received from the control plane', labelNames: ['type', 'result'] as const, registers: r }),
     credentialFetchesTotal: new Counter({ name: 'scheduler_gateway_credential_fetches_total', help: 'Cloud credential fetches by result', labelNames: ['result'] as const, registers: r }),
+    streamErrorsTotal: new Counter({ name: 'scheduler_gateway_telemetry_stream_errors_total', help: 'Control-plane connection failures by reason (tls, auth, http, network, protocol, timeout)', labelNames: ['reason'] as const, registers: r }),
+    spoolRecoveredTotal: new Counter({ name: 'scheduler_gateway_telemetry_spool_recovered_total', help: 'Spool files found torn or corrupt at startup and removed', labelNames: ['kind'] as const, registers: r }),
   };
   return m;
 }

@@ -1,0 +1,75 @@
+/**
+ * The gateway's Prometheus endpoint (default 127.0.0.1:9464). It has no
+ * authentication, so it binds loopback unless the operator opts in with
+ * --metrics-listen-unsafe-public. renderMetrics() is also what the dashboard
+ * mounts for admin tokens.
+ */
+import { createServer, type Server } from 'node:http';
+import { isIP } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../log/logger.js';
+import type { Endpoint } from '../config/spec.js';
+import { formatEndpoint } from '../config/spec.js';
+import { telemetryError } from './errors.js';
+
+export async function renderMetrics(registry: Registry): Promise<{ contentType: string; body: string }> {
+  return { contentType: registry.contentType, body: await registry.metrics() };
+}
+
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1' || /^::ffff:127\./i.test(host);
+  return false;
+}
+
+export interface MetricsServer {
+  readonly address: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: boolean; registry: Registry; log: Logger }): Promise<MetricsServer> {
+  const { listen } = o;
+  if (listen.path !== undefined) throw telemetryError('badEndpoint', { key: '--metrics-listen', reason: 'expected HOST:PORT' });
+  if (!isLoopbackHost(listen.host) && !o.unsafePublic) {
+    throw telemetryError('badEndpoint', { key: '--metrics-listen', reason: `${formatEndpoint(listen)} is not loopback; the endpoint is unauthenticated: pass --metrics-listen-unsafe-public to expose it` });
+  }
+  const server: Server = createServer(async (req, res) => {
+    res.setHeader('cache-control', 'no-store');
+    res.setHeader('x-content-type-options', 'nosniff');
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    try {
+      const { contentType, body } = await renderMetrics(o.registry);
+      res.writeHead(200, { 'content-type': contentType });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    } catch (e) {
+      o.log.error('telemetry.metrics.render_failed', { err: e });
+      res.writeHead(500, { 'content-type': 'text/plain' }).end('error\n');
+    }
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
+  server.maxHeadersCount = 50;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(telemetryError('badEndpoint', { key: '--metrics-listen', reason: `cannot listen on ${formatEndpoint(listen)}: ${e.code ?? e.message}` })));
+    server.listen(listen.port, listen.host, () => resolve());
+  });
+  const addr = server.address();
+  const address = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : { host: listen.host, port: listen.port };
+  o.log.info('telemetry.metrics.listening', { address: formatEndpoint(address) });
+  return {
+    address,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * The telemetry component of `run`: the /metrics endpoint, the scheduler
+ * scrape, and (with --control-plane) the batcher, the spool and the stream
+ * with its command channel. Everything here is asynchronous and bounded; no
+ * failure in it stops the gateway.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Component, GatewayContext, RevocationSink } from '../gateway/context.js';
+import type { Endpoint } from '../config/spec.js';
+import type { Resolved } from '../config/load.js';
+import { isGatewayError } from '../errors/base.js';
+import { telemetryError } from './errors.js';
+import { loadAllowlist, type Allowlist } from './allowlist.js';
+import { Collector, batchMessage, encodeBatch } from './collector.js';
+import { Spool, FLAG_GZIP } from './spool.js';
+import { TelemetryStream } from './stream.js';
+import { Backoff } from './backoff.js';
+import { CommandProcessor, revocationCommands, type CommandHandler } from './commands.js';
+import { STREAM_PATH, commandKey } from './protocol.js';
+import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+
+/** Settings resolved from configuration; shared by `run` and `telemetry preview`. */
+export interface TelemetrySettings {
+  readonly metricsListen: Endpoint | undefined;
+  readonly metricsUnsafePublic: boolean;
+  readonly controlPlane: URL | undefined;
+  readonly caFile: string | undefined;
+  readonly credentialFile: string | undefined;
+  readonly intervalMs: number;
+  readonly scrapeIntervalMs: number;
+  readonly schedulerUrl: URL | undefined;
+  readonly spoolDir: string | undefined;
+  readonly spoolMaxBytes: number;
+  readonly spoolMaxAgeMs: number;
+  readonly allowlist: Allowlist;
+  readonly hashLabels: boolean;
+  readonly gzip: boolean;
+}
+
+export function telemetrySettings(config: Resolved, stateDir: string | undefined): TelemetrySettings {
+  const get = <T>(k: string) => config[k] as T;
+  const upstream = get<Endpoint | undefined>('dashboard.upstream');
+  const derived = upstream?.host !== undefined ? new URL(`http://${upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host}:${upstream.port}/metrics`) : undefined;
+  const explicitSpool = get<string | undefined>('telemetry.spool-dir');
+  return {
+    metricsListen: get<Endpoint | undefined>('metrics.listen'),
+    metricsUnsafePublic: get<boolean | undefined>('metrics.listen-unsafe-public') ?? false,
+    controlPlane: streamUrl(get<URL | undefined>('control-plane.url')),
+    caFile: get<string | undefined>('control-plane.ca'),
+    credentialFile: get<string | undefined>('control-plane.credential'),
+    intervalMs: get<number | undefined>('telemetry.interval') ?? 15_000,
+    scrapeIntervalMs: get<number | undefined>('telemetry.scrape-interval') ?? 15_000,
+    schedulerUrl: get<URL | undefined>('telemetry.scheduler-metrics-url') ?? derived,
+    spoolDir: explicitSpool ?? (stateDir ? join(stateDir, 'spool') : undefined),
+    spoolMaxBytes: get<number | undefined>('telemetry.spool-max-bytes') ?? 256 * 1024 * 1024,
+    spoolMaxAgeMs: (get<number | undefined>('telemetry.spool-max-age-days') ?? 30) * 86_400_000,
+    allowlist: loadAllowlist(get<string | undefined>('telemetry.allowlist')),
+    hashLabels: get<boolean | undefined>('telemetry.hash-labels') ?? false,
+    gzip: get<boolean | undefined>('telemetry.gzip') ?? false,
+  };
+}
+
+/** https://host -> wss://host:443/v1/stream; an explicit path is kept. */
+export function streamUrl(u: URL | undefined): URL | undefined {
+  if (!u) return undefined;
+  const out = new URL(u.href);
+  out.protocol = 'wss:';
+  if (out.pathname === '/' || out.pathname === '') out.pathname = STREAM_PATH;
+  return out;
+}
+
+/** The credential: one line of printable ASCII, in a file only its owner can read. */
+export function readCredential(file: string): string {
+  const bad = (reason: string) => telemetryError('badCredential', { file, reason });
+  let text: string;
+  try {
+    if ((statSync(file).mode & 0o077) !== 0) throw bad(`readable by other users; run chmod 600 ${file}`);
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if (isGatewayError(e)) throw e;
+    throw bad(`cannot read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  const cred = text.trim();
+  if (cred.length < 16 || cred.length > 4096 || !/^[\x21-\x7e]+$/.test(cred)) throw bad('expected one line of 16 to 4096 printable characters');
+  return cred;
+}
+
+/** The per-cluster key of hashed labels: 32 random bytes, created once, 0600. */
+export function loadHashKey(dir: string): Buffer {
+  const file = join(dir, 'telemetry-hash.key');
+  try {
+    const key = readFileSync(file);
+    if (key.length === 32) return key;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw telemetryError('spoolIo', { dir, reason: `cannot read ${file}` });
+  }
+  const key = randomBytes(32);
+  writeFileSync(file, key, { mode: 0o600, flag: 'wx' });
+  return key;
+}
+
+export interface TelemetryDeps {
+  /** Applies revocation commands; without it commands are refused. */
+  readonly revocations?: RevocationSink;
+  /** Extra command handlers (issue 9: credential pushes). */
+  readonly commands?: ReadonlyMap<string, CommandHandler>;
+  /** Backoff and timeouts; tests shorten them. */
+  readonly backoff?: { baseMs: number; capMs: number };
+  readonly ackTimeoutMs?: number;
+  readonly scrapeTimeoutMs?: number;
+}
+
+export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = {}): Promise<Component & { metricsAddress: MetricsServer['address'] | undefined }> {
+  const log = ctx.log.child({ component: 'telemetry' });
+  const s = telemetrySettings(ctx.config, ctx.stateDir);
+  const stateDirForKey = ctx.stateDir ?? s.spoolDir;
+  const hashKey = s.hashLabels && stateDirForKey ? loadHashKey(stateDirForKey) : undefined;
+  if (s.hashLabels && !hashKey) throw telemetryError('badEndpoint', { key: '--telemetry-hash-labels', reason: 'needs a state directory or --spool-dir for its key' });
+
+  const metricsServer = s.metricsListen
+    ? await startMetricsServer({ listen: s.metricsListen, unsafePublic: s.metricsUnsafePublic, registry: ctx.metrics.registry, log })
+    : undefined;
+  const collector = new Collector({
+    gatewayText: () => ctx.metrics.registry.metrics(),
+    schedulerUrl: s.schedulerUrl,
+    scrapeIntervalMs: s.scrapeIntervalMs,
+    scrapeTimeoutMs: deps.scrapeTimeoutMs ?? Math.min(10_000, Math.max(100, s.scrapeIntervalMs)),
+    scrapeMaxBytes: 4 * 1024 * 1024,
+    allowlist: s.allowlist,
+    hashKey,
+    metrics: ctx.metrics,
+    log,
+    now: ctx.now,
+  });
+
+  let spool: Spool | undefined;
+  let stream: TelemetryStream | undefined;
+  if (s.controlPlane) {
+    if (!s.credentialFile) throw telemetryError('badCredential', { file: '(none)', reason: '--control-plane needs --control-plane-credential' });
+    if (!s.spoolDir) throw telemetryError('spoolIo', { dir: '(none)', reason: '--control-plane needs a state directory or --spool-dir' });
+    const credential = readCredential(s.credentialFile);
+    const caPem = s.caFile ? readFileSync(s.caFile, 'utf8') : undefined;
+    spool = await Spool.open({ dir: s.spoolDir, maxBytes: s.spoolMaxBytes, maxAgeMs: s.spoolMaxAgeMs, log, metrics: ctx.metrics, now: ctx.now });
+    const handlers = new Map<string, CommandHandler>([...(deps.revocations ? revocationCommands(deps.revocations) : []), ...(deps.commands ?? [])]);
+    const commands = await CommandProcessor.open({
+      clusterId: ctx.clusterId, key: commandKey(credential), handlers, seenFile: join(s.spoolDir, 'commands-seen.json'), log, metrics: ctx.metrics, now: ctx.now,
+    });
+    stream = new TelemetryStream({
+      url: s.controlPlane, caPem, credential, clusterId: ctx.clusterId, spool, commands, log, metrics: ctx.metrics,
+      backoff: new Backoff(deps.backoff ?? { baseMs: 1000, capMs: 5 * 60_000 }),
+      ackTimeoutMs: deps.ackTimeoutMs ?? 30_000,
+      now: ctx.now,
+    });
+    stream.start();
+    log.info('telemetry.stream.configured', { url: s.controlPlane.origin, spool: s.spoolDir, interval_ms: s.intervalMs, pinned_ca: s.caFile !== undefined });
+  }
+  collector.start();
+
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const tick = async () => {
+    if (!spool) return;
+    try {
+      await spool.expire();
+      const collected = await collector.collect();
+      const seq = await spool.nextSeq();
+      const created = ctx.now();
+      await spool.put(seq, created.getTime(), encodeBatch(batchMessage(ctx.clusterId, seq, created, collected), s.gzip), s.gzip ? FLAG_GZIP : 0);
+      ctx.metrics.streamBatchesTotal.inc({ outcome: 'spooled' });
+      stream?.notify();
+    } catch (e) {
+      // Disk full and friends: this batch is lost (a gap in seq the receiver can see); the gateway goes on.
+      const reason = isGatewayError(e) && e.code === 'GW_TELEMETRY_SPOOL_IO' ? 'write_failed' : 'collect_failed';
+      ctx.metrics.spoolDroppedTotal.inc({ reason });
+      log.error('telemetry.batch.failed', { reason, problem: isGatewayError(e) ? e.message : String(e) });
+    }
+  };
+  const loop = () => {
+    if (stopped) return;
+    timer = setTimeout(() => void tick().finally(loop), s.intervalMs);
+  };
+  if (spool) loop();
+
+  const stopBatching = () => {
+    stopped = true;
+    clearTimeout(timer);
+    collector.stop();
+  };
+  return {
+    name: 'telemetry',
+    metricsAddress: metricsServer?.address,
+    async drain() {
+      stopBatching();
+    },
+    async close() {
+      stopBatching();
+      await stream?.close();
+      await metricsServer?.close();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * Test fixtures of the telemetry tests: a GatewayContext built by hand, a
+ * receiver with a fresh database and development TLS, enrolled clusters, and
+ * a poll-until helper. Everything lives in a temp directory removed on teardown.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
+import { createLogger, type Logger } from '../../src/log/logger.js';
+import { createMetrics, type GatewayMetrics } from '../../src/telemetry/metrics.js';
+import { SessionRegistry } from '../../src/gateway/sessions.js';
+import type { GatewayContext, TrustSource } from '../../src/gateway/context.js';
+import { ReceiverDb } from '../../src/telemetry/receiver-db.js';
+import { startReceiver, type Receiver, type ReceiverFaults } from '../../src/telemetry/receiver.js';
+import { devTls } from '../../src/telemetry/dev-cert.js';
+
+export interface Teardown { teardown(fn: () => unknown): void }
+
+export function tempDir(t: Teardown, prefix = 'sgw-tel-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A logger whose lines are kept for assertions. */
+export function captureLogger(): { log: Logger; lines: () => Record<string, unknown>[] } {
+  const out: string[] = [];
+  const stream = { write: (s: string) => { out.push(s); return true; } } as unknown as Writable;
+  return { log: createLogger({ stream, level: 'debug' }), lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+const noTrust: TrustSource = {
+  current: () => { throw new Error('no trust material in telemetry tests'); },
+  isRevoked: () => false,
+  onChange: () => () => undefined,
+  reload: async () => true,
+};
+
+export function makeContext(o: { config: Record<string, unknown>; clusterId: string; stateDir?: string; log?: Logger; metrics?: GatewayMetrics }): GatewayContext {
+  return {
+    config: o.config,
+    log: o.log ?? createLogger({ stream: { write: () => true } as unknown as Writable }),
+    metrics: o.metrics ?? createMetrics({ defaultMetrics: false }),
+    sessions: new SessionRegistry(),
+    trust: noTrust,
+    clusterId: o.clusterId,
+    stateDir: o.stateDir,
+    now: () => new Date(),
+  };
+}
+
+export interface TestReceiver {
+  readonly dir: string;
+  readonly dbPath: string;
+  readonly db: ReceiverDb;
+  readonly caPath: string;
+  url(): URL;
+  /** Enrolls a cluster and writes its credential file (0600); returns the path. */
+  enroll(cluster: string): string;
+  start(faults?: ReceiverFaults, port?: number): Promise<Receiver>;
+  stop(): Promise<void>;
+  port: number;
+}
+
+export async function testReceiver(t: Teardown, dir: string): Promise<TestReceiver> {
+  const tls = await devTls(join(dir, 'receiver-tls'));
+  const dbPath = join(dir, 'receiver.db');
+  const db = new ReceiverDb(dbPath);
+  let running: Receiver | undefined;
+  const r: TestReceiver = {
+    dir, dbPath, db, caPath: tls.caPath, port: 0,
+    url: () => new URL(`https://127.0.0.1:${r.port}`),
+    enroll(cluster) {
+      const file = join(dir, `${cluster}.credential`);
+      writeFileSync(file, db.enroll(cluster) + '\n', { mode: 0o600 });
+      return file;
+    },
+    async start(faults, port) {
+      running = await startReceiver({
+        listen: { host: '127.0.0.1', port: port ?? r.port }, db, certPem: tls.certPem, keyPem: tls.keyPem,
+        log: createLogger({ stream: { write: () => true } as unknown as Writable }), commandPollMs: 100, ...(faults ? { faults } : {}),
+      });
+      r.port = running.port;
+      return running;
+    },
+    async stop() {
+      await running?.close();
+      running = undefined;
+    },
+  };
+  t.teardown(async () => { await r.stop(); db.close(); });
+  return r;
+}
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** The telemetry config of a test gateway: short intervals, loopback, a free metrics port. */
+export function telemetryConfig(o: { controlPlane?: URL; ca?: string; credential?: string; spoolDir?: string; schedulerUrl?: URL; intervalMs?: number; extra?: Record<string, unknown> }): Record<string, unknown> {
+  return {
+    'metrics.listen': { host: '127.0.0.1', port: 0 },
+    'metrics.listen-unsafe-public': false,
+    'control-plane.url': o.controlPlane,
+    'control-plane.ca': o.ca,
+    'control-plane.credential': o.credential,
+    'telemetry.interval': o.intervalMs ?? 100,
+    'telemetry.scrape-interval': 100,
+    'telemetry.scheduler-metrics-url': o.schedulerUrl,
+    'telemetry.spool-dir': o.spoolDir,
+    'telemetry.spool-max-bytes': 64 * 1024 * 1024,
+    'telemetry.spool-max-age-days': 30,
+    'telemetry.hash-labels': false,
+    'telemetry.gzip': false,
+    ...o.extra,
+  };
+}
+
+export interface BatchRow { seq: number; samples: number }
+
+/** Seqs stored for a cluster, ascending, read straight from the receiver's SQLite file. */
+export function storedSeqs(db: ReceiverDb, cluster: string): number[] {
+  return db.batches(cluster).map((b) => b.seq).sort((a, b) => a - b);
+}
+
+/** The current value of one labelled series of a prom-client metric. */
+export async function metricValue(m: { get(): Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> }, labels: Record<string, string> = {}): Promise<number> {
+  const { values } = await m.get();
+  return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((n, v) => n + v.value, 0);
+}

@@ -1,0 +1,112 @@
+import t from 'tap';
+import { join } from 'node:path';
+import { startTelemetry } from '../../src/telemetry/telemetry.js';
+import { devTls } from '../../src/telemetry/dev-cert.js';
+import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger } from './helpers.js';
+import type { GatewayContext } from '../../src/gateway/context.js';
+import type { ReceiverDb } from '../../src/telemetry/receiver-db.js';
+
+const FAST = { backoff: { baseMs: 50, capMs: 300 }, ackTimeoutMs: 2000 };
+
+function assertExactlyOnce(t: Tap.Test, db: ReceiverDb, cluster: string, spooled: number) {
+  const seqs = storedSeqs(db, cluster);
+  t.equal(seqs.length, spooled, 'the receiver holds as many batches as the gateway made');
+  t.equal(new Set(seqs).size, seqs.length, 'no seq is stored twice');
+  t.same(seqs, seqs.map((_, i) => seqs[0]! + i), 'the seqs form a contiguous range: no gap');
+  const bodies = db.batches(cluster);
+  const produced = bodies.reduce((n, b) => n + (JSON.parse(b.body) as { samples: unknown[] }).samples.length, 0);
+  t.ok(produced > 0, 'batches carry samples');
+  t.equal(db.sampleCount(cluster), produced, 'every sample is stored exactly once');
+}
+
+async function spooled(ctx: GatewayContext) {
+  return metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'spooled' });
+}
+
+t.test('batches made while the receiver is down arrive exactly once after it comes up', async (t) => {
+  const dir = tempDir(t);
+  const rx = await testReceiver(t, dir);
+  await rx.start();
+  await rx.stop(); // keep the port, leave it closed
+  const cluster = 'down-then-up';
+  const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool') }) });
+  const tel = await startTelemetry(ctx, FAST);
+  t.teardown(() => tel.close());
+  await waitFor('5 batches spooled while the receiver is down', async () => (await metricValue(ctx.metrics.spoolBatches)) >= 5);
+  t.ok((await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'network' })) >= 1, 'failed connections are counted');
+  t.equal(storedSeqs(rx.db, cluster).length, 0, 'nothing arrived while the receiver was down');
+  await rx.start();
+  await waitFor('at least 3 more batches after the receiver is up', async () => storedSeqs(rx.db, cluster).length >= 8);
+  await tel.drain(0);
+  const made = await spooled(ctx);
+  await waitFor('the spool to drain', async () => (await metricValue(ctx.metrics.spoolBatches)) === 0 && storedSeqs(rx.db, cluster).length === made);
+  assertExactlyOnce(t, rx.db, cluster, made);
+  t.equal(await metricValue(ctx.metrics.spoolBytes), 0, 'the spool is empty once everything is acknowledged');
+});
+
+t.test('nacks, dropped connections and slow acks still end with every batch exactly once', async (t) => {
+  const dir = tempDir(t);
+  const rx = await testReceiver(t, dir);
+  await rx.start({ nackEvery: 3, dropEvery: 5, ackDelayMs: 120 });
+  const cluster = 'faulty-receiver';
+  const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool') }) });
+  const tel = await startTelemetry(ctx, FAST);
+  t.teardown(() => tel.close());
+  await waitFor('12 batches stored', async () => storedSeqs(rx.db, cluster).length >= 12, 30_000);
+  await tel.drain(0);
+  const made = await spooled(ctx);
+  await waitFor('the spool to drain', async () => (await metricValue(ctx.metrics.spoolBatches)) === 0 && storedSeqs(rx.db, cluster).length === made, 30_000);
+  assertExactlyOnce(t, rx.db, cluster, made);
+  t.ok((await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'nack' })) >= 1, 'nacks are counted');
+  t.ok((await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'duplicate' })) >= 1, 'a batch stored but not acknowledged was resent and acknowledged as a duplicate');
+});
+
+t.test('an ack slower than the timeout cuts the connection and the batch stays spooled until acknowledged', async (t) => {
+  const dir = tempDir(t);
+  const rx = await testReceiver(t, dir);
+  await rx.start({ ackDelayMs: 1500 });
+  const cluster = 'slow-acks';
+  const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool'), intervalMs: 200 }) });
+  const tel = await startTelemetry(ctx, { ...FAST, ackTimeoutMs: 300 });
+  t.teardown(() => tel.close());
+  await waitFor('an ack timeout', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'ack_timeout' })) >= 1);
+  await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
+  t.ok((await metricValue(ctx.metrics.spoolBatches)) >= 1, 'unacknowledged batches stay in the spool');
+  const seqs = storedSeqs(rx.db, cluster);
+  t.equal(new Set(seqs).size, seqs.length, 'resent batches are not stored twice');
+});
+
+t.test('a control plane whose certificate is not trusted receives nothing', async (t) => {
+  const dir = tempDir(t);
+  const rx = await testReceiver(t, dir);
+  await rx.start();
+  const other = await devTls(join(dir, 'other-ca'));
+  for (const [name, ca] of [['pinned foreign CA', other.caPath], ['system CAs', undefined]] as const) {
+    await t.test(name, async (t) => {
+      const cluster = name === 'system CAs' ? 'untrusted-system' : 'untrusted-pinned';
+      const cap = captureLogger();
+      const ctx = makeContext({ clusterId: cluster, log: cap.log, config: telemetryConfig({ controlPlane: rx.url(), ca, credential: rx.enroll(cluster), spoolDir: join(dir, cluster) }) });
+      const tel = await startTelemetry(ctx, FAST);
+      t.teardown(() => tel.close());
+      await waitFor('two refused TLS connections', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'tls' })) >= 2);
+      await waitFor('a spooled batch', async () => (await metricValue(ctx.metrics.spoolBatches)) >= 2);
+      t.equal(storedSeqs(rx.db, cluster).length, 0, 'the receiver stored nothing');
+      t.equal(await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'sent' }), 0, 'no batch was sent');
+      t.ok(cap.lines().some((l) => l['event'] === 'telemetry.stream.failed' && l['reason'] === 'tls'), 'the refusal is logged');
+    });
+  }
+});
+
+t.test('a refused credential sends nothing and is counted as auth', async (t) => {
+  const dir = tempDir(t);
+  const rx = await testReceiver(t, dir);
+  await rx.start();
+  const cluster = 'wrong-credential';
+  rx.enroll(cluster);
+  const wrong = rx.enroll('someone-else');
+  const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: wrong, spoolDir: join(dir, 'spool') }) });
+  const tel = await startTelemetry(ctx, FAST);
+  t.teardown(() => tel.close());
+  await waitFor('two refused upgrades', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'auth' })) >= 2);
+  t.equal(storedSeqs(rx.db, cluster).length, 0, 'the receiver stored nothing');
+});
