@@ -61,7 +61,7 @@ async function main() {
   // Each proxied connection costs a contender two descriptors, and RLIMIT_NOFILE cannot be raised here.
   const nofile = nofileLimit();
   const holdMax = Math.min(10000, Math.floor((nofile - 300) / 2));
-  if (holdMax < 10000) notes.push(`The open-files limit is ${nofile} and cannot be raised, so a proxy holding N client connections needs 2N descriptors: the last memory step holds ${holdMax.toLocaleString('en-US')} connections and the 10,000 figure is extrapolated linearly from it.`);
+  if (holdMax < 10000 && !opts.quick && opts.only.includes('memory')) notes.push(`The open-files limit is ${nofile} and cannot be raised, so a proxy holding N client connections needs 2N descriptors: the last memory step holds ${holdMax.toLocaleString('en-US')} connections and the 10,000 figure is extrapolated linearly from it.`);
   const sz = sizes(opts.quick, holdMax);
   const profileDir = opts.profile ? join(work, 'profiles', stamp) : null;
   if (profileDir) mkdirSync(profileDir, { recursive: true });

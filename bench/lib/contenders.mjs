@@ -42,7 +42,7 @@ socket = r:TCP_NODELAY=1
 }
 
 /** Arguments of `scheduler-gateway run` in bring-your-own-PEM mode. BENCH_GATEWAY_ARGS appends more. */
-export function gatewayArgs({ port, backendPort, certs, inspect }) {
+export function gatewayArgs({ port, backendPort, certs, inspect, maxConns }) {
   const extra = (process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean);
   return [
     'run',
@@ -52,7 +52,9 @@ export function gatewayArgs({ port, backendPort, certs, inspect }) {
     '--cluster', CLUSTER,
     '--listen', `127.0.0.1:${port}`,
     '--scheduler', `127.0.0.1:${backendPort}`,
-    '--inspect', inspect ? 'true' : 'false',
+    `--inspect=${inspect ? 'true' : 'false'}`,
+    // The default (4096) is below the 10,000-connection memory step; haproxy gets the same maxconn.
+    '--max-connections', String(maxConns),
     ...extra,
   ];
 }
@@ -68,17 +70,22 @@ async function launch(name, cmd, args, env, port, extra = {}) {
   return { port, proc };
 }
 
+/** The gateway's entry point; BENCH_GATEWAY_BIN points at another build (e.g. a before/after comparison). */
+function gatewayEntry(env) {
+  return process.env.BENCH_GATEWAY_BIN ?? join(env.root, 'dist/cli/bin.js');
+}
+
 function gateway(name, inspect) {
   return {
     name,
     tls: true,
-    available: (env) => existsSync(join(env.root, 'dist/cli/bin.js')) || 'dist/cli/bin.js missing (npm run build)',
+    available: (env) => existsSync(gatewayEntry(env)) || `${gatewayEntry(env)} missing (npm run build)`,
     async start(env) {
       const port = await freePort();
       const nodeFlags = env.profileDir
         ? ['--cpu-prof', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`]
         : [];
-      const args = [...nodeFlags, join(env.root, 'dist/cli/bin.js'), ...gatewayArgs({ ...env, port, inspect })];
+      const args = [...nodeFlags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect })];
       return launch(name, process.execPath, args, env, port, { cwd: env.work });
     },
   };
