@@ -7,6 +7,7 @@
 import { formatSpiffe, isValidName, NAMED_ROLES, type Role } from './identity.js';
 import { pkiError } from './errors.js';
 import { buildLeafCertificate, loadCa } from './ca.js';
+import { refreshCrl } from './revocation.js';
 import { readIndex, requireInitialized, statusOf, writeIndex, type IndexEntry } from './records.js';
 import { withLock } from './state-dir.js';
 import { daysLeft, DEFAULT_LEAF_DAYS, validityWindow } from './validity.js';
@@ -62,7 +63,7 @@ export async function issueCertificate(opts: IssueOptions): Promise<IssuedCertif
   const keys = await generateKeyPair(state.keyType);
   const window = validityWindow(now, days);
 
-  return withLock(dir, async () => {
+  const issued = await withLock(dir, async () => {
     const index = readIndex(dir);
     const clash = index.certificates.find((e) => e.name === name && statusOf(e, now) === 'valid');
     if (clash) throw pkiError('duplicateName', { name, serial: clash.serial });
@@ -83,4 +84,7 @@ export async function issueCertificate(opts: IssueOptions): Promise<IssuedCertif
       notBefore: window.notBefore, notAfter: window.notAfter, gatewayHost: state.hosts[0],
     };
   });
+  // Between revocations nothing else would re-sign the CRL before it lapses.
+  await refreshCrl(dir, opts.passphrase, { now, ca });
+  return issued;
 }

@@ -4,7 +4,6 @@
  * error naming the file. Writers go through state-dir.ts (atomic, locked).
  */
 import { ROLES, type Role } from './identity.js';
-import { normalizeSerial } from './peer-certificate.js';
 import { pkiError } from './errors.js';
 import { isKeyType, isCrlReason, type KeyType, type CrlReason } from './x509.js';
 import { existsSync } from 'node:fs';
@@ -115,11 +114,6 @@ export function readRevocationList(dir: string): RevocationList {
 export const writeState = (dir: string, s: ClusterState): void => writeJsonAtomic(statePath(dir, 'state'), s);
 export const writeIndex = (dir: string, i: CertIndex): void => writeJsonAtomic(statePath(dir, 'index'), i);
 export const writeRevocationList = (dir: string, r: RevocationList): void => writeJsonAtomic(statePath(dir, 'revoked'), r);
-
-/** Serials as stored: normalized hex (see peer-certificate.ts normalizeSerial). */
-export function storedSerial(hex: string): string {
-  return normalizeSerial(hex);
-}
 
 /** The directory exists, is private, and holds a cluster: its state. */
 export function requireInitialized(dir: string): ClusterState {

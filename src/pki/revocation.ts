@@ -4,14 +4,14 @@
  * is written first: it is what cuts live sessions, so a crash between the
  * writes errs on the side of the revocation having happened.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { pkiError } from './errors.js';
 import { loadCa, type LoadedCa } from './ca.js';
 import { normalizeSerial } from './peer-certificate.js';
 import { readIndex, readRevocationList, requireInitialized, writeIndex, writeRevocationList, FORMAT_VERSION, statusOf,
   type IndexEntry, type RevocationList } from './records.js';
 import { statePath, writeFileAtomic, withLock } from './state-dir.js';
-import { createCrl, isCrlReason, CRL_REASONS, type CrlReason } from './x509.js';
+import { createCrl, isCrlReason, parseCrl, CRL_REASONS, type CrlReason } from './x509.js';
 
 /** How long a CRL claims to be current; every revoke (and init) writes a fresh one. */
 export const CRL_VALIDITY_DAYS = 30;
@@ -99,6 +99,36 @@ function findTarget(entries: IndexEntry[], opts: RevokeOptions, dir: string, now
   const e = entries.find((x) => x.name === opts.name && statusOf(x, now) === 'valid');
   if (!e) throw pkiError('unknownName', { name: opts.name, dir });
   return e;
+}
+
+/**
+ * Re-signs the CRL when it is past half its validity (or when forced) so
+ * relying parties that check CRL freshness keep accepting it between
+ * revocations. Every writer command calls it; so can the daemon, periodically.
+ * Returns the CRL number now current.
+ */
+export async function refreshCrl(dir: string, passphrase: string, opts: { force?: boolean; now?: Date; ca?: LoadedCa } = {}): Promise<{ refreshed: boolean; crlNumber: number }> {
+  const now = opts.now ?? new Date();
+  requireInitialized(dir);
+  const ca = opts.ca ?? (await loadCa(dir, passphrase));
+  return withLock(dir, async () => {
+    const list = readRevocationList(dir);
+    if (!opts.force && !crlIsStale(dir, now)) return { refreshed: false, crlNumber: list.crlNumber };
+    const next: RevocationList = { ...list, crlNumber: list.crlNumber + 1, updatedAt: now.toISOString() };
+    const crl = await signCrl(ca, next, now);
+    writeRevocationList(dir, next);
+    writeFileAtomic(statePath(dir, 'crl'), crl, 0o644);
+    return { refreshed: true, crlNumber: next.crlNumber };
+  });
+}
+
+function crlIsStale(dir: string, now: Date): boolean {
+  try {
+    const { thisUpdate } = parseCrl(readFileSync(statePath(dir, 'crl'), 'utf8'));
+    return now.getTime() - thisUpdate.getTime() > (CRL_VALIDITY_DAYS / 2) * 86_400_000;
+  } catch {
+    return true; // missing or unreadable: write a good one
+  }
 }
 
 /** Revoked serials (normalizeSerial form) from revoked.json. Throws if missing or corrupt: fail closed. */

@@ -4,7 +4,7 @@
  * the daemon). Readers never take the lock: every file is replaced by rename,
  * so a reader sees the old or the new version, never half of one.
  */
-import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync,
+import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync,
   unlinkSync, writeSync, chmodSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, dirname, basename } from 'node:path';
@@ -240,8 +240,4 @@ function releaseLock(file: string, nonce: string): void {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-export function exists(file: string): boolean {
-  return existsSync(file);
 }

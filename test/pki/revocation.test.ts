@@ -89,3 +89,23 @@ t.test('revoke refuses unknown serials and names, repeats, and bad input', async
   t.equal(r.serial, w.serial);
   await t.rejects(revokeCertificate({ ...base, serial: w.serial }), { code: 'GW_PKI_ALREADY_REVOKED' });
 });
+
+t.test('a CRL past half its validity is re-signed by the next writer, keeping its entries', async (t) => {
+  const c = await makeTestCluster();
+  t.teardown(() => c.cleanup());
+  const w = await c.issue('worker', 'w');
+  await c.revoke('w');
+  const crlFile = join(c.dir, 'crl.pem');
+  const before = parseCrl(readFileSync(crlFile, 'utf8'));
+  const { issueCertificate } = await import('../../src/pki/issue.js');
+  const { refreshCrl } = await import('../../src/pki/revocation.js');
+  t.same(await refreshCrl(c.dir, c.passphrase), { refreshed: false, crlNumber: before.crlNumber }, 'a fresh CRL is left alone');
+  const later = new Date(Date.now() + 20 * 86_400_000);
+  await issueCertificate({ dir: c.dir, passphrase: c.passphrase, role: 'client', name: 'later', now: later });
+  const after = parseCrl(readFileSync(crlFile, 'utf8'));
+  t.equal(after.crlNumber, before.crlNumber! + 1);
+  t.equal(after.thisUpdate.getTime(), Math.floor(later.getTime() / 1000) * 1000);
+  t.same(after.serials.map((s) => s.toLowerCase()), [w.serial]);
+  t.ok(await crlSignedBy(readFileSync(crlFile, 'utf8'), c.caPem));
+  t.equal(readRevocationList(c.dir).crlNumber, after.crlNumber, 'revoked.json carries the same number');
+});
