@@ -276,11 +276,17 @@ function withoutQuery(url: string | undefined): string {
   return (url ?? '').split('?')[0]!.slice(0, 256);
 }
 
-/** Origin (or, failing that, nothing at all for a POST) must name the host the request was sent to, over https. */
+/**
+ * Is this a same-origin browser request? Origin must name the host the
+ * request was sent to, over https. Under Referrer-Policy: no-referrer
+ * Chromium sends "Origin: null" on a same-origin form POST, so then we accept
+ * Sec-Fetch-Site: same-origin, which page script cannot set or forge.
+ */
 function sameOrigin(req: IncomingMessage): boolean {
   const origin = req.headers.origin;
   const host = req.headers.host;
-  if (!origin || !host || origin === 'null') return false;
+  if (!host) return false;
+  if (origin === undefined || origin === 'null') return req.headers['sec-fetch-site'] === 'same-origin';
   try {
     const u = new URL(origin);
     return u.protocol === 'https:' && u.host.toLowerCase() === host.toLowerCase();

@@ -112,6 +112,10 @@ t.test('the login form accepts a pasted token only from our own origin', async (
   t.equal(foreign.status, 403);
   const noOrigin = await d.request('/gateway/login', { method: 'POST', body: form(token), headers: ct });
   t.equal(noOrigin.status, 403);
+  const nullCross = await d.request('/gateway/login', { method: 'POST', body: form(token), headers: { ...ct, origin: 'null', 'sec-fetch-site': 'cross-site' } });
+  t.equal(nullCross.status, 403, 'Origin: null from another site is refused');
+  const nullSame = await d.request('/gateway/login', { method: 'POST', body: form(token), headers: { ...ct, origin: 'null', 'sec-fetch-site': 'same-origin' } });
+  t.equal(nullSame.status, 303, 'Origin: null (no-referrer policy) with Sec-Fetch-Site: same-origin is our own form');
   const ok = await d.request('/gateway/login', { method: 'POST', body: form(token), headers: { ...ct, origin: d.origin } });
   t.equal(ok.status, 303);
   t.equal(ok.headers.location, '/status');
@@ -121,7 +125,7 @@ t.test('the login form accepts a pasted token only from our own origin', async (
   const bad = await d.request('/gateway/login', { method: 'POST', body: form('nope'), headers: { ...ct, origin: d.origin, accept: 'text/html' } });
   t.equal(bad.status, 401);
   t.match(bad.body, 'not valid');
-  t.equal(await d.refusals('origin'), 2);
+  t.equal(await d.refusals('origin'), 3);
 });
 
 t.test('failed attempts from one address are rate limited with 429 and audited', async (t) => {
