@@ -13,8 +13,10 @@ import { SessionRegistry } from './sessions.js';
 import { settingsFrom, type GatewaySettings } from './settings.js';
 import { openTrust } from './material.js';
 import { startTerminator } from '../terminator/terminator.js';
+import { startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { GatewayError } from '../errors/base.js';
+import { policyForTerminator } from '../policy/setup.js';
 
 export interface GatewayDeps {
   readonly log?: Logger;
@@ -73,10 +75,13 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
       failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
       upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
       idleTimeoutMs: settings.idleTimeoutMs,
-      ...(deps.inspector ? { inspector: deps.inspector } : {}),
+      ...policyForTerminator(ctx, deps.inspector, components),
     });
     components.push(terminator);
     addresses.terminator = terminator.address;
+    const dashboard = await startDashboard(ctx);
+    components.push(dashboard);
+    if (dashboard.address) addresses.dashboard = dashboard.address;
   } catch (e) {
     await Promise.allSettled(components.map((c) => c.close()));
     trust.close();

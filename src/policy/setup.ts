@@ -4,7 +4,8 @@
  * (undefined when inspection is off, so the terminator pipes bytes untouched).
  */
 import type { Resolved } from '../config/load.js';
-import type { GatewayContext } from '../gateway/context.js';
+import { statSync } from 'node:fs';
+import type { Component, GatewayContext } from '../gateway/context.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import type { FrameLimits } from '../wire/frame-parser.js';
 import { PolicyHolder } from './holder.js';
@@ -51,4 +52,39 @@ export function openPolicy(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics
       return r.ok;
     },
   };
+}
+
+/**
+ * The composition root's one call: the inspector for the terminator (an
+ * explicitly injected one wins), plus a 'policy' component that polls the
+ * policy file and reloads it when it changes, like the TLS material.
+ * Returns a spreadable `{ inspector }`, or `{}` when inspection is off.
+ */
+export function policyForTerminator(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics'>, injected: InspectorFactory | undefined, components: Component[], pollMs = 1000): { inspector?: InspectorFactory } {
+  if (injected) return { inspector: injected };
+  const setup = openPolicy(ctx);
+  const path = setup.holder.path;
+  if (path !== undefined && pollMs > 0) {
+    let last = fileStamp(path);
+    let busy = false;
+    const timer = setInterval(() => {
+      const now = fileStamp(path);
+      if (now === last || busy) return;
+      last = now;
+      busy = true;
+      void setup.reload('file change (poll)').finally(() => (busy = false));
+    }, pollMs).unref();
+    const stop = async () => clearInterval(timer);
+    components.push({ name: 'policy', drain: stop, close: stop });
+  }
+  return setup.inspector ? { inspector: setup.inspector } : {};
+}
+
+function fileStamp(path: string): string {
+  try {
+    const s = statSync(path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}`;
+  } catch {
+    return 'missing';
+  }
 }
