@@ -64,6 +64,8 @@ export interface ForgedCertificate {
   /** Leaf followed by the issuer's intermediates (not the root). */
   chainPem: string;
   serial: string;
+  /** True when no issuer was given (a root or a self-signed leaf). */
+  selfSigned: boolean;
   certPath?: string;
   keyPath?: string;
   chainPath?: string;
@@ -94,7 +96,7 @@ export async function forgeCertificate(opts: ForgeOptions = {}): Promise<ForgedC
     ? await privateKeyToPem((await generateKeyPair(opts.keyType ?? 'ec-p256')).privateKey)
     : await privateKeyToPem(keys.privateKey);
   const chainPem = certPem + (opts.issuer?.chainPem ?? '');
-  const out: ForgedCertificate = { certPem, keyPem, chainPem, serial: normalizeSerial(serial) };
+  const out: ForgedCertificate = { certPem, keyPem, chainPem, serial: normalizeSerial(serial), selfSigned: !opts.issuer };
   if (opts.writeTo) {
     const { dir, name } = opts.writeTo;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -110,8 +112,8 @@ export async function forgeCertificate(opts: ForgeOptions = {}): Promise<ForgedC
 
 /** A forged certificate's issuer form, for signing under it (intermediate chains). */
 export function asIssuer(c: ForgedCertificate): ForgeIssuer {
-  // The issuer's own chain minus itself is what follows it; chainPem already starts with certPem.
-  return { certPem: c.certPem, keyPem: c.keyPem, chainPem: c.chainPem };
+  // Children send the issuer and its intermediates, never a self-signed root (the verifier holds that).
+  return { certPem: c.certPem, keyPem: c.keyPem, chainPem: c.selfSigned ? '' : c.chainPem };
 }
 
 export interface TestIssued {

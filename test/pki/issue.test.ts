@@ -94,6 +94,8 @@ t.test('the CA is path-length 0: an intermediate it signs does not validate', as
   const leaf2 = await forgeCertificate({ issuer: asIssuer(inter2), uris: ['spiffe://x/client/a'], writeTo: { dir, name: 'leaf2' } });
   const ok = opensslVerify(['-CAfile', root.certPath!, '-untrusted', inter2.certPath!, '-purpose', 'sslclient', leaf2.certPath!]);
   t.ok(ok.ok, ok.out);
+  t.equal(leaf2.chainPem, leaf2.certPem + inter2.certPem, 'the chain to send is leaf + intermediate, without the root');
+  t.equal(leaf.chainPem, leaf.certPem + inter.certPem);
 });
 
 t.test('the forger produces the hostile shapes other suites rely on', async (t) => {
