@@ -15,7 +15,10 @@ import { GatewayError, isGatewayError } from '../errors/base.js';
 import { normalizeSerial } from '../pki/peer-certificate.js';
 import { revokeCertificate } from '../pki/revocation.js';
 import { isCrlReason } from '../pki/x509.js';
-import type { TokenStore } from '../tokens/store.js';
+import { TokenStore } from '../tokens/store.js';
+import { resolvePassphrase } from '../pki/passphrase.js';
+import type { GatewayContext } from './context.js';
+import type { GatewaySettings } from './settings.js';
 
 /** Persists a certificate revocation; resolves when it is on disk. */
 export type CertificatePersister = (serial: string, reason: string) => Promise<void>;
@@ -51,6 +54,30 @@ export function createRevocationSink(o: RevocationSinkOptions): RevocationSink {
       o.log.audit('revocation.token', { token_id: id, source, sessions_closed: closed });
     },
   };
+}
+
+/**
+ * The sink of a running gateway: with a managed state directory, revocations
+ * persist through the PKI library and the token store; with bring-your-own
+ * PEM files there is nothing the gateway may write, and commands are refused.
+ */
+export function revocationSinkFor(ctx: GatewayContext, pki: GatewaySettings['pki'], env: NodeJS.ProcessEnv): RevocationSink {
+  let persistCertificate: CertificatePersister | undefined;
+  let persistToken: TokenPersister | undefined;
+  if (pki.mode === 'dir') {
+    const { passphrase } = resolvePassphrase({ env, dir: pki.dir, ...(pki.passphraseFile ? { passphraseFile: pki.passphraseFile } : {}) });
+    persistCertificate = pkiCertificatePersister(pki.dir, passphrase);
+    persistToken = async (ref) => {
+      // Opened per revocation: rare, and the daemon keeps no writer handle on tokens.db.
+      const store = TokenStore.open(pki.dir);
+      try {
+        return await tokenStorePersister(store)(ref);
+      } finally {
+        store.close();
+      }
+    };
+  }
+  return createRevocationSink({ sessions: ctx.sessions, log: ctx.log, metrics: ctx.metrics, trust: ctx.trust, persistCertificate, persistToken });
 }
 
 /** Certificate revocations through the PKI library (revoked.json, crl.pem, index.json). */

@@ -12,9 +12,9 @@
  * truncation, an operator's editor) is detected at startup or before sending,
  * removed with a log line and counted, never sent.
  *
- * The sequence counter lives in `seq` beside the batches and is written
- * (fsynced, renamed) before a number is handed out, so it never goes
- * backwards after a crash. A missing counter starts at the current Unix time
+ * The sequence counter lives in `seq` beside the batches; together with the
+ * batch files themselves (the newest file name is a floor) it never goes
+ * backwards after a crash, and a number is never skipped (see append()). A missing counter starts at the current Unix time
  * in milliseconds: batches are far fewer than milliseconds, so even a lost
  * spool directory restarts above every number used before.
  *
@@ -112,28 +112,27 @@ export class Spool {
     return this.#bytes;
   }
 
-  /** Reserves the next sequence number; it is on disk before it is returned. */
-  nextSeq(): Promise<number> {
-    return this.#serial(async () => {
-      const seq = this.#nextSeq;
-      await this.#writeAtomic('seq', Buffer.from(`${seq + 1}\n`));
-      this.#nextSeq = seq + 1;
-      return seq;
-    });
-  }
-
-  /** The number nextSeq() would return, without reserving it (preview). */
+  /** The number the next append() will use (preview). */
   peekSeq(): number {
     return this.#nextSeq;
   }
 
-  /** Writes one batch durably, first dropping the oldest if the caps demand it. */
-  put(seq: number, createdMs: number, payload: Buffer, flags = 0): Promise<void> {
+  /**
+   * Numbers and writes one batch durably, first dropping the oldest if the caps
+   * demand it; resolves to its seq, or undefined if it alone exceeds the cap.
+   * The batch file is the durable record that its number is used: it is
+   * renamed into place before the counter file moves on, so a crash between
+   * the two is repaired at open (counter = newest file + 1), and a crash
+   * before it leaves the number unused, not skipped: the receiver sees no gap.
+   */
+  append(createdMs: number, encode: (seq: number) => Buffer, flags = 0): Promise<number | undefined> {
     return this.#serial(async () => {
+      const seq = this.#nextSeq;
+      const payload = encode(seq);
       const bytes = HEADER_BYTES + payload.length;
       if (bytes > this.#o.maxBytes) {
         this.#drop([{ seq, bytes, createdMs, flags }], 'too_large', false);
-        return;
+        return undefined;
       }
       await this.#enforceCaps(bytes);
       const header = Buffer.alloc(HEADER_BYTES);
@@ -147,7 +146,11 @@ export class Spool {
       await this.#writeAtomic(fileName(seq), Buffer.concat([header, payload]));
       this.#entries.set(seq, { seq, bytes, createdMs, flags });
       this.#bytes += bytes;
+      this.#nextSeq = seq + 1;
       this.#publish();
+      // The batch is safe already; a failure here is repaired from the file names at the next open.
+      await this.#writeAtomic('seq', Buffer.from(`${seq + 1}\n`)).catch((e: unknown) => this.#o.log.error('telemetry.spool.seq_write_failed', { problem: (e as Error).message }));
+      return seq;
     });
   }
 

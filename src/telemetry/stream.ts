@@ -130,7 +130,10 @@ export class TelemetryStream {
     ws.on('open', () => {
       this.#open = true;
       log.info('telemetry.stream.connected', { url: url.origin, backlog: this.#o.spool.size });
-      this.#ackTimer = setInterval(() => this.#checkAckTimeout(), Math.min(1000, Math.max(50, (this.#o.ackTimeoutMs ?? 30_000) / 4)));
+      this.#ackTimer = setInterval(() => {
+        this.#checkAckTimeout();
+        void this.#pump(); // a safety net: nothing stays unsent for want of a wake-up
+      }, Math.min(1000, Math.max(50, (this.#o.ackTimeoutMs ?? 30_000) / 4)));
       void this.#pump();
     });
     ws.on('message', (data, isBinary) => {
@@ -211,7 +214,13 @@ export class TelemetryStream {
     try {
       do {
         this.#pumpAgain = false;
-        if (Date.now() < this.#holdUntil) return;
+        const held = this.#holdUntil - Date.now();
+        if (held > 0) {
+          // Timers may fire a little early: re-arm rather than rely on the one set at the nack.
+          clearTimeout(this.#holdTimer);
+          this.#holdTimer = setTimeout(() => void this.#pump(), held + 1);
+          return;
+        }
         const window = this.#o.window ?? 8;
         for (const e of this.#o.spool.oldest(window + this.#inflight.size)) {
           const ws = this.#ws;

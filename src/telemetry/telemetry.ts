@@ -165,9 +165,9 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
     try {
       await spool.expire();
       const collected = await collector.collect();
-      const seq = await spool.nextSeq();
       const created = ctx.now();
-      await spool.put(seq, created.getTime(), encodeBatch(batchMessage(ctx.clusterId, seq, created, collected), s.gzip), s.gzip ? FLAG_GZIP : 0);
+      const seq = await spool.append(created.getTime(), (n) => encodeBatch(batchMessage(ctx.clusterId, n, created, collected), s.gzip), s.gzip ? FLAG_GZIP : 0);
+      if (seq === undefined) return;
       ctx.metrics.streamBatchesTotal.inc({ outcome: 'spooled' });
       stream?.notify();
     } catch (e) {

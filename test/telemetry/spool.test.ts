@@ -14,9 +14,7 @@ async function open(dir: string, o: { maxBytes?: number; maxAgeMs?: number; now?
 }
 
 async function putBatch(spool: Spool, text: string, createdMs = Date.now()) {
-  const seq = await spool.nextSeq();
-  await spool.put(seq, createdMs, Buffer.from(text));
-  return seq;
+  return (await spool.append(createdMs, () => Buffer.from(text)))!;
 }
 
 t.test('a batch is on disk before put resolves, readable, and gone after its ack', async (t) => {
@@ -34,24 +32,37 @@ t.test('a batch is on disk before put resolves, readable, and gone after its ack
   t.equal(await metricValue(metrics.spoolBatches), 0);
 });
 
-t.test('reopening after a crash restores every batch in order and the counter never goes back', async (t) => {
+t.test('reopening after a crash restores every batch in order and numbering continues without a gap', async (t) => {
   const dir = tempDir(t);
   const a = await open(dir);
   const seqs = [await putBatch(a.spool, 'a'), await putBatch(a.spool, 'b'), await putBatch(a.spool, 'c')];
-  const reserved = await a.spool.nextSeq(); // reserved, never written: a crash right after
+  t.same(seqs, [seqs[0], seqs[0]! + 1, seqs[0]! + 2]);
   const b = await open(dir); // no close(): the first instance simply stops existing, as with kill -9
   t.same(b.spool.entries().map((e) => e.seq), seqs);
   t.equal((await b.spool.read(seqs[1]!))!.payload.toString(), 'b');
-  t.ok((await b.spool.nextSeq()) > reserved, 'a reserved number is never handed out again');
+  t.equal(await putBatch(b.spool, 'd'), seqs[2]! + 1);
+});
+
+t.test('a crash after the batch file but before the counter file never reuses the number', async (t) => {
+  const dir = tempDir(t);
+  const a = await open(dir);
+  const first = await putBatch(a.spool, 'a');
+  const second = await putBatch(a.spool, 'b');
+  writeFileSync(join(dir, 'seq'), `${first}\n`); // the counter as it was before the second batch
+  const b = await open(dir);
+  t.equal(b.spool.peekSeq(), second + 1);
+  t.equal(await putBatch(b.spool, 'c'), second + 1);
 });
 
 t.test('a fresh spool starts its counter at the clock, so even a lost spool never reuses numbers', async (t) => {
   const dir = tempDir(t);
   const { spool } = await open(dir, { now: () => new Date(1_700_000_000_000) });
-  t.equal(await spool.nextSeq(), 1_700_000_000_000);
+  const seq = await putBatch(spool, 'x');
+  t.equal(seq, 1_700_000_000_000);
+  await spool.ack(seq);
   rmSync(join(dir, 'seq'));
   const later = await open(dir, { now: () => new Date(1_700_000_000_500) });
-  t.equal(await later.spool.nextSeq(), 1_700_000_000_500);
+  t.equal(await putBatch(later.spool, 'y'), 1_700_000_000_500);
 });
 
 t.test('a corrupt seq file is logged and replaced from the clock and the files present', async (t) => {
@@ -60,7 +71,7 @@ t.test('a corrupt seq file is logged and replaced from the clock and the files p
   const seq = await putBatch(a.spool, 'x');
   writeFileSync(join(dir, 'seq'), 'garbage');
   const b = await open(dir, { now: () => new Date(10) });
-  t.equal(await b.spool.nextSeq(), seq + 1, 'never below a batch on disk');
+  t.equal(await putBatch(b.spool, 'y'), seq + 1, 'never below a batch on disk');
   t.ok(b.lines().some((l) => l['event'] === 'telemetry.spool.seq_file_corrupt'));
 });
 
@@ -172,16 +183,15 @@ t.test('a full disk (ENOSPC) fails the put with a spool error and leaves the spo
   const dir = tempDir(t);
   const cap = captureLogger();
   const spool = await MockedSpool.open({ dir, maxBytes: 1 << 20, maxAgeMs: 86_400_000, log: cap.log, metrics: createMetrics({ defaultMetrics: false }), now: () => new Date() });
-  const seq = await spool.nextSeq();
-  await spool.put(seq, Date.now(), Buffer.from('ok'));
+  const seq = (await spool.append(Date.now(), () => Buffer.from('ok')))!;
   full = true;
-  const err = await spool.put(seq + 1, Date.now(), Buffer.from('lost')).then(() => undefined, (e: unknown) => e as { code: string; message: string });
+  const err = await spool.append(Date.now(), () => Buffer.from('lost')).then(() => undefined, (e: unknown) => e as { code: string; message: string });
   t.equal(err?.code, 'GW_TELEMETRY_SPOOL_IO');
   t.match(err?.message, /ENOSPC/);
   t.same(spool.entries().map((e) => e.seq), [seq], 'the failed batch is not in the index');
   full = false;
-  await spool.put(seq + 2, Date.now(), Buffer.from('after'));
-  t.equal(spool.size, 2, 'the spool works again once there is space');
+  t.equal(await spool.append(Date.now(), () => Buffer.from('after')), seq + 1, 'the spool works again once there is space, with no gap');
+  t.equal(spool.size, 2);
 });
 
 t.test('verify() rejects a file whose header names another seq', async (t) => {
