@@ -3,7 +3,7 @@
  * leaves only), how leaves under it are built (exactly one SPIFFE URI SAN,
  * EKU per role, CA:false), and loading it back from the state directory.
  */
-import { ekuForRole, formatSpiffe, type Identity } from './identity.js';
+import { EKU, ekuForRole, formatSpiffe, type Identity } from './identity.js';
 import { loadEncryptedKey } from './keystore.js';
 import { pkiError } from './errors.js';
 import { statePath, readText } from './state-dir.js';
@@ -50,7 +50,7 @@ export interface LeafSpec {
 
 export function buildLeafCertificate(ca: LoadedCa, spec: LeafSpec): Promise<string> {
   const eku = ekuForRole(spec.identity.role);
-  const serverAuth = eku.includes('1.3.6.1.5.5.7.3.1');
+  const serverAuth = eku.includes(EKU.serverAuth);
   return createCertificate({
     commonName: spec.commonName,
     organization: ORGANIZATION,

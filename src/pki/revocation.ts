@@ -13,7 +13,7 @@ import { readIndex, readRevocationList, requireInitialized, writeIndex, writeRev
 import { statePath, writeFileAtomic, withLock } from './state-dir.js';
 import { createCrl, isCrlReason, parseCrl, CRL_REASONS, type CrlReason } from './x509.js';
 
-/** How long a CRL claims to be current; every revoke (and init) writes a fresh one. */
+/** How long a CRL claims to be current; init and every revoke write a fresh one, issue re-signs a half-expired one. */
 export const CRL_VALIDITY_DAYS = 30;
 
 export function parseReason(v: string | undefined): CrlReason {
