@@ -17,6 +17,8 @@ import { startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { GatewayError } from '../errors/base.js';
 import { policyForTerminator } from '../policy/setup.js';
+import { startTelemetry } from '../telemetry/telemetry.js';
+import { revocationSinkFor } from './revocation-sink.js';
 
 export interface GatewayDeps {
   readonly log?: Logger;
@@ -82,6 +84,9 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
     const dashboard = await startDashboard(ctx);
     components.push(dashboard);
     if (dashboard.address) addresses.dashboard = dashboard.address;
+    const telemetry = await startTelemetry(ctx, { revocations: revocationSinkFor(ctx, settings.pki, deps.env ?? process.env) });
+    components.push(telemetry);
+    if (telemetry.address) addresses.metrics = telemetry.address;
   } catch (e) {
     await Promise.allSettled(components.map((c) => c.close()));
     trust.close();

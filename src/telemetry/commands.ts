@@ -20,6 +20,8 @@ import { COMMAND_WINDOW_MS, verifyCommandSignature, type CommandMessage, type Co
 export interface CommandHandler {
   /** Validates args and applies the command durably; throws a GatewayError to refuse. */
   apply(args: Readonly<Record<string, string>>, source: string): Promise<void>;
+  /** What the audit line may show of the args; default all of them. Commands carrying secrets show only their shape. */
+  auditArgs?(args: Readonly<Record<string, string>>): Record<string, unknown>;
 }
 
 export type CommandTable = ReadonlyMap<string, CommandHandler>;
@@ -28,7 +30,7 @@ const SERIAL = /^[0-9a-fA-F:]{1,128}$/;
 const TOKEN_REF = /^[A-Za-z0-9._@-]{1,128}$/;
 const REASON = /^[a-zA-Z]{1,32}$/;
 
-/** The revocation commands; issue 9 adds credential pushes to the same table. */
+/** The revocation commands; credential pushes (src/credentials/push-command.ts) join the same table. */
 export function revocationCommands(sink: RevocationSink): Map<string, CommandHandler> {
   return new Map<string, CommandHandler>([
     ['revoke-certificate', {
@@ -123,7 +125,7 @@ export class CommandProcessor {
     this.#seen.set(c.id, issued + COMMAND_WINDOW_MS);
     await this.#persist();
     metrics.controlCommandsTotal.inc({ type: c.name, result: 'applied' });
-    log.audit('telemetry.command.applied', { command_id: c.id, command: c.name, args: c.args });
+    log.audit('telemetry.command.applied', { command_id: c.id, command: c.name, args: handler.auditArgs ? handler.auditArgs(c.args) : c.args });
     return { type: 'command-result', id: c.id, ok: true };
   }
 

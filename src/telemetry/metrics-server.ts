@@ -5,7 +5,7 @@
  * mounts for admin tokens.
  */
 import { createServer, type Server } from 'node:http';
-import { isIP } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../config/spec.js';
@@ -24,7 +24,7 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 export interface MetricsServer {
-  readonly address: { host: string; port: number };
+  readonly address: AddressInfo;
   close(): Promise<void>;
 }
 
@@ -62,9 +62,8 @@ export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: bo
     server.once('error', (e: NodeJS.ErrnoException) => reject(telemetryError('badEndpoint', { key: '--metrics-listen', reason: `cannot listen on ${formatEndpoint(listen)}: ${e.code ?? e.message}` })));
     server.listen(listen.port, listen.host, () => resolve());
   });
-  const addr = server.address();
-  const address = typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : { host: listen.host, port: listen.port };
-  o.log.info('telemetry.metrics.listening', { address: formatEndpoint(address) });
+  const address = server.address() as AddressInfo;
+  o.log.info('telemetry.metrics.listening', { address: formatEndpoint({ host: address.address, port: address.port }) });
   return {
     address,
     close: () => new Promise<void>((resolve) => {

@@ -79,7 +79,8 @@ export function parseInbound(text: string): Inbound | string {
       if (args === null || typeof args !== 'object' || Array.isArray(args)) return 'command args must be an object';
       const clean: Record<string, string> = {};
       for (const [k, v] of Object.entries(args as Record<string, unknown>)) {
-        if (!ARG_NAME.test(k) || typeof v !== 'string' || v.length > 512) return `command arg ${JSON.stringify(k.slice(0, 32))} is not a short string`;
+        // 8192: an STS session token runs to a few kilobytes; the whole message stays under MAX_INBOUND_MESSAGE_BYTES.
+        if (!ARG_NAME.test(k) || typeof v !== 'string' || v.length > 8192) return `command arg ${JSON.stringify(k.slice(0, 32))} is not a short string`;
         clean[k] = v;
       }
       return { type: 'command', id, cluster, issued, name, args: clean, sig };

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import type { Component, GatewayContext, RevocationSink } from '../gateway/context.js';
 import type { Endpoint } from '../config/spec.js';
 import type { Resolved } from '../config/load.js';
@@ -19,7 +20,7 @@ import { TelemetryStream } from './stream.js';
 import { Backoff } from './backoff.js';
 import { CommandProcessor, revocationCommands, type CommandHandler } from './commands.js';
 import { STREAM_PATH, commandKey } from './protocol.js';
-import { startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { startMetricsServer } from './metrics-server.js';
 
 /** Settings resolved from configuration; shared by `run` and `telemetry preview`. */
 export interface TelemetrySettings {
@@ -112,7 +113,7 @@ export interface TelemetryDeps {
   readonly scrapeTimeoutMs?: number;
 }
 
-export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = {}): Promise<Component & { metricsAddress: MetricsServer['address'] | undefined }> {
+export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = {}): Promise<Component & { address: AddressInfo | undefined }> {
   const log = ctx.log.child({ component: 'telemetry' });
   const s = telemetrySettings(ctx.config, ctx.stateDir);
   const stateDirForKey = ctx.stateDir ?? s.spoolDir;
@@ -156,7 +157,8 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
     stream.start();
     log.info('telemetry.stream.configured', { url: s.controlPlane.origin, spool: s.spoolDir, interval_ms: s.intervalMs, pinned_ca: s.caFile !== undefined });
   }
-  collector.start();
+  // The scrape only feeds batches: without a control plane there is nothing to scrape for.
+  if (spool) collector.start();
 
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -190,7 +192,7 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
   };
   return {
     name: 'telemetry',
-    metricsAddress: metricsServer?.address,
+    address: metricsServer?.address,
     async drain() {
       stopBatching();
     },

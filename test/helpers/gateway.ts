@@ -58,7 +58,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
       cb();
     },
   });
-  const flags: Flags = { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', scheduler: o.scheduler, 'log-level': 'debug', ...o.flags };
+  const flags: Flags = { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: o.scheduler, 'log-level': 'debug', ...o.flags };
   const config = resolveConfig(runKeys, { flags, env: {} });
   const gw = await startGateway(config, {
     log: createLogger({ stream: sink, level: 'debug' }),
