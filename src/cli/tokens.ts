@@ -3,12 +3,12 @@
  * <dir>/tokens.db. The token is printed exactly once, by `create`; only its
  * hash is stored, so it can never be shown again.
  */
-import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { CliIo } from './io.js';
 import { parseArgs, type FlagDecl } from './args.js';
 import { GatewayError } from '../errors/base.js';
-import { SCOPES, TokenStore, type Scope, type TokenRecord } from '../tokens/store.js';
+import { SCOPES, TOKENS_FILE, TokenStore, type Scope, type TokenRecord } from '../tokens/store.js';
 import { tokenError } from '../tokens/errors.js';
 
 const FLAGS: FlagDecl[] = [
@@ -87,6 +87,10 @@ function create(dir: string, flags: Record<string, unknown>, io: CliIo): number 
 }
 
 function list(dir: string, flags: Record<string, unknown>, io: CliIo): number {
+  if (!existsSync(join(dir, TOKENS_FILE))) {
+    io.stdout.write(flags.json ? '[]\n' : `no tokens (no ${TOKENS_FILE} in ${dir} yet)\n`);
+    return 0;
+  }
   const store = TokenStore.open(dir, { readonly: true });
   let rows: TokenRecord[];
   try {

@@ -69,6 +69,8 @@ t.test('create prints the token once; list never shows it; revoke by id and by n
 
 t.test('usage errors name the problem', async (t) => {
   const dir = t.testdir({});
+  t.match((await run(['list', '--dir', dir], dir)).out, 'no tokens', 'list before any token exists');
+  t.equal((await run(['list', '--json', '--dir', dir], dir)).out, '[]\n');
   t.match((await run(['create', '--dir', dir], dir)).err, 'needs --name');
   t.match((await run(['create', '--name', 'x', '--scope', 'root', '--dir', dir], dir)).err, 'GW_TOKENS_BAD_SCOPE');
   t.match((await run(['create', '--name', 'x', '--expires-days', 'soon', '--dir', dir], dir)).err, 'GW_TOKENS_BAD_EXPIRY');
