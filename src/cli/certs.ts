@@ -19,6 +19,8 @@ import { readIndex, requireInitialized, statusOf, type IndexEntry } from '../pki
 import { parseDays, parseKeyType, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS } from '../pki/validity.js';
 import { CRL_REASONS } from '../pki/x509.js';
 import { isValidName } from '../pki/identity.js';
+import { GatewayError } from '../errors/base.js';
+import { parse } from '../config/spec.js';
 
 interface Sub {
   flags: FlagDecl[];
@@ -50,7 +52,7 @@ ${PASS_HELP}
   },
   issue: {
     flags: [...common, { flag: 'role' }, { flag: 'name' }, { flag: 'out' }, { flag: 'days' }, { flag: 'p12', boolean: true },
-      { flag: 'p12-password-file' }, { flag: 'passphrase-file' }],
+      { flag: 'p12-password-file' }, { flag: 'passphrase-file' }, { flag: 'gateway-host' }, { flag: 'credentials-port' }],
     usage: `usage: scheduler-gateway certs issue --role ${ISSUABLE_ROLES.join('|')} --name NAME --out OUTDIR [--days N] [--p12] [--dir DIR]
 
 Issues a certificate for spiffe://<cluster>/<role>/<name> (scheduler: spiffe://<cluster>/scheduler)
@@ -63,6 +65,9 @@ NAME-distributed.yaml (Dask configuration) and NAME-README.md (Security(...) and
   --days N                  validity in days (default ${DEFAULT_LEAF_DAYS}; at most the CA's remaining life)
   --p12                     also write NAME.p12 for a browser; its password is printed once
   --p12-password-file FILE  take the PKCS#12 password from FILE instead of generating one
+  --gateway-host HOST       gateway address written into the bundle (default: the first --host of certs init;
+                            it must be a name or IP in the gateway certificate)
+  --credentials-port PORT   worker AWS config: port of the gateway's credentials endpoint (default 8789)
 ${DIR_HELP}
 ${PASS_HELP}
 `,
@@ -184,11 +189,16 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
   const pass = passphrase(flags, io, dir);
   const p12Password = !wantP12 ? undefined : p12File !== undefined ? readPassphraseFile(resolve(io.cwd, p12File)) : randomBytes(15).toString('base64url');
   const outDir = checkOutDir(resolve(io.cwd, out));
-  const issued = await issueCertificate({ dir, passphrase: pass, role, name, days });
-  const files = writeBundle(outDir, issued, p12Password);
+  const gatewayHost = str(flags, 'gateway-host');
+  if (gatewayHost !== undefined && !/^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/.test(gatewayHost)) throw new GatewayError('GW_USAGE', `--gateway-host ${JSON.stringify(gatewayHost)} is not a DNS name or IP address`);
+  const credentialsPort = str(flags, 'credentials-port') === undefined ? undefined : parse.int(1, 65535)(str(flags, 'credentials-port'), '--credentials-port');
+  const issuedRaw = await issueCertificate({ dir, passphrase: pass, role, name, days });
+  const issued = gatewayHost !== undefined ? { ...issuedRaw, gatewayHost } : issuedRaw;
+  const files = writeBundle(outDir, issued, p12Password, credentialsPort !== undefined ? { credentialsPort } : {});
   io.stdout.write(`Issued ${issued.uri} serial ${issued.serial}, valid until ${issued.notAfter.toISOString()}.\n`
     + `  ${files.caPath}\n  ${files.certPath}\n  ${files.keyPath} (unencrypted, mode 0600)\n`
     + `  ${files.yamlPath}\n  ${files.readmePath}\n`
+    + (files.awsConfigPath !== undefined ? `  ${files.awsConfigPath} (AWS_CONFIG_FILE for credentials from the gateway)\n` : '')
     + (files.p12Path !== undefined ? `  ${files.p12Path}\n` : '')
     + (files.p12Path !== undefined && p12File === undefined ? `PKCS#12 password (shown only now): ${p12Password}\n` : ''));
   return 0;

@@ -17,6 +17,7 @@ import { startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { GatewayError } from '../errors/base.js';
 import { policyForTerminator } from '../policy/setup.js';
+import { startCredentials } from '../credentials/index.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
 import { revocationSinkFor } from './revocation-sink.js';
 
@@ -84,7 +85,10 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
     const dashboard = await startDashboard(ctx);
     components.push(dashboard);
     if (dashboard.address) addresses.dashboard = dashboard.address;
-    const telemetry = await startTelemetry(ctx, { revocations: revocationSinkFor(ctx, settings.pki, deps.env ?? process.env) });
+    const credentials = await startCredentials(ctx);
+    components.push(credentials);
+    if (credentials.address) addresses.credentials = credentials.address;
+    const telemetry = await startTelemetry(ctx, { revocations: revocationSinkFor(ctx, settings.pki, deps.env ?? process.env), commands: credentials.commands });
     components.push(telemetry);
     if (telemetry.address) addresses.metrics = telemetry.address;
   } catch (e) {

@@ -4,7 +4,7 @@
  * 8786 connections, dashboard sessions and WebSockets all register here.
  */
 export interface LiveSession {
-  readonly kind: 'dask' | 'dashboard-ws' | 'dashboard-http';
+  readonly kind: 'dask' | 'dashboard-ws' | 'dashboard-http' | 'credentials';
   readonly serial?: string;
   readonly tokenId?: string;
   close(reason: 'revoked' | 'expired' | 'drain'): void;

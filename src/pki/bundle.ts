@@ -13,8 +13,16 @@ import type { IssuedCertificate } from './issue.js';
 import { buildPkcs12 } from './p12.js';
 import { writeFileAtomic } from './state-dir.js';
 import { errnoText } from './keystore.js';
+import { awsConfigSnippet, AWS_PROFILE } from '../credentials/aws-config.js';
 
 export const GATEWAY_PORT = 8786;
+/** The gateway's credentials listener (src/credentials); workers' AWS config points at it. */
+export const CREDENTIALS_PORT = 8789;
+
+export interface BundleOptions {
+  /** Port of the credentials endpoint written into the worker's AWS config (default 8789). */
+  readonly credentialsPort?: number;
+}
 
 export interface BundleFiles {
   caPath: string;
@@ -23,6 +31,8 @@ export interface BundleFiles {
   yamlPath: string;
   readmePath: string;
   p12Path?: string;
+  /** Workers only: AWS shared config whose credential_process fetches from the gateway. */
+  awsConfigPath?: string;
 }
 
 /**
@@ -47,7 +57,7 @@ export function checkOutDir(outDir: string): string {
   return dir;
 }
 
-export function bundlePaths(outDir: string, name: string, withP12: boolean): BundleFiles {
+export function bundlePaths(outDir: string, name: string, withP12: boolean, role?: string): BundleFiles {
   const dir = resolve(outDir);
   return {
     caPath: join(dir, 'ca.pem'),
@@ -56,16 +66,18 @@ export function bundlePaths(outDir: string, name: string, withP12: boolean): Bun
     yamlPath: join(dir, `${name}-distributed.yaml`),
     readmePath: join(dir, `${name}-README.md`),
     ...(withP12 ? { p12Path: join(dir, `${name}.p12`) } : {}),
+    ...(role === 'worker' ? { awsConfigPath: join(dir, `${name}-aws-config`) } : {}),
   };
 }
 
-export function writeBundle(outDir: string, issued: IssuedCertificate, p12Password?: string): BundleFiles {
-  const files = bundlePaths(outDir, issued.name, p12Password !== undefined);
+export function writeBundle(outDir: string, issued: IssuedCertificate, p12Password?: string, opts: BundleOptions = {}): BundleFiles {
+  const files = bundlePaths(outDir, issued.name, p12Password !== undefined, issued.role);
   mkdirSync(resolve(outDir), { recursive: true, mode: 0o700 });
   writeFileAtomic(files.caPath, issued.caPem, 0o644);
   writeFileAtomic(files.certPath, issued.certPem, 0o644);
   writeFileAtomic(files.keyPath, issued.keyPem, 0o600);
   writeFileAtomic(files.yamlPath, daskYaml(issued, files), 0o644);
+  if (files.awsConfigPath !== undefined) writeFileAtomic(files.awsConfigPath, awsConfig(issued, files, opts), 0o644);
   writeFileAtomic(files.readmePath, readme(issued, files), 0o644);
   if (files.p12Path !== undefined && p12Password !== undefined) {
     const p12 = buildPkcs12({ certPems: [issued.certPem, issued.caPem], keyPem: issued.keyPem, password: p12Password, friendlyName: issued.uri });
@@ -135,6 +147,27 @@ export function commandLine(issued: IssuedCertificate, files: BundleFiles): stri
   }
 }
 
+export function awsConfig(issued: IssuedCertificate, files: BundleFiles, opts: BundleOptions = {}): string {
+  return awsConfigSnippet({
+    certPath: files.certPath, keyPath: files.keyPath, caPath: files.caPath,
+    host: issued.gatewayHost ?? 'GATEWAY_HOST', port: opts.credentialsPort ?? CREDENTIALS_PORT,
+  });
+}
+
+function awsSection(files: BundleFiles): string {
+  if (files.awsConfigPath === undefined) return '';
+  return `
+## Cloud credentials (AWS)
+
+The gateway hands this worker short-lived credentials over mutual TLS (docs/credentials.md).
+Point the AWS SDKs at the generated profile:
+
+\`\`\`sh
+export AWS_CONFIG_FILE=${sh(files.awsConfigPath)} AWS_PROFILE=${AWS_PROFILE}
+\`\`\`
+`;
+}
+
 function readme(issued: IssuedCertificate, files: BundleFiles): string {
   return `# ${issued.uri}
 
@@ -146,7 +179,7 @@ Serial ${issued.serial}, valid from ${issued.notBefore.toISOString()} to ${issue
 | ${issued.name}.pem | this identity's certificate |
 | ${issued.name}-key.pem | its private key, unencrypted (mode 0600): keep it on this machine |
 | ${issued.name}-distributed.yaml | Dask configuration for this identity |
-${files.p12Path !== undefined ? `| ${issued.name}.p12 | certificate, key and CA for a browser (password printed once by certs issue) |\n` : ''}
+${files.p12Path !== undefined ? `| ${issued.name}.p12 | certificate, key and CA for a browser (password printed once by certs issue) |\n` : ''}${files.awsConfigPath !== undefined ? `| ${issued.name}-aws-config | AWS config: credential_process fetching short-lived credentials from the gateway |\n` : ''}
 ## Python
 
 \`\`\`python
@@ -158,5 +191,5 @@ ${securitySnippet(issued, files)}
 \`\`\`sh
 ${commandLine(issued, files)}
 \`\`\`
-`;
+${awsSection(files)}`;
 }

@@ -1,3 +1,33 @@
-import type { KeySpec } from '../spec.js';
+/** Keys of the credentials endpoint and its self-hosted sources (src/credentials, docs/credentials.md). */
+import { parse, type KeySpec } from '../spec.js';
+import { parseDuration } from './telemetry.js';
 
-export const credentialsKeys: KeySpec[] = [];
+const env = (k: string) => `SCHEDULER_GATEWAY_${k.toUpperCase().replace(/[.-]/g, '_')}`;
+
+export const credentialsKeys: KeySpec[] = [
+  {
+    key: 'credentials.listen', flag: 'credentials-listen', env: env('credentials-listen'), placeholder: 'HOST:PORT',
+    describe: 'where workers fetch cloud credentials over mutual TLS (default 0.0.0.0:8789 once a credentials source or --control-plane is set; otherwise not opened)',
+    parse: parse.endpoint(),
+  },
+  {
+    key: 'credentials.file', flag: 'credentials-file', env: env('credentials-file'), placeholder: 'PATH',
+    describe: 'JSON file (mode 0600) with the current short-lived credentials, re-read when it changes',
+    parse: parse.optionalString,
+  },
+  {
+    key: 'credentials.command', flag: 'credentials-command', env: env('credentials-command'), placeholder: 'CMD',
+    describe: 'shell command printing the credentials as JSON (e.g. a credential_process helper); run again before they expire',
+    parse: parse.optionalString,
+  },
+  {
+    key: 'credentials.refresh-before', flag: 'credentials-refresh-before', env: env('credentials-refresh-before'), placeholder: 'DURATION',
+    describe: 'run --credentials-command this long before the held credentials expire (at most half their lifetime)',
+    default: 300_000, parse: parseDuration(1000, 12 * 3_600_000),
+  },
+  {
+    key: 'credentials.command-timeout', flag: 'credentials-command-timeout', env: env('credentials-command-timeout'), placeholder: 'DURATION',
+    describe: 'how long --credentials-command may run before it is killed',
+    default: 30_000, parse: parseDuration(100, 600_000),
+  },
+];
