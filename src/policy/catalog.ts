@@ -42,6 +42,14 @@ const CLIENT = [
  */
 const CLIENT_CODE = ['feed'] as const;
 
+/**
+ * Client.run: the scheduler dials the target workers and forwards `msg`
+ * (§4.5). Allowed to clients by default because Client.run is an everyday
+ * tool, but only through the broadcast guard (inspector.ts): inner op `run`,
+ * targets among registered workers, no nannies. Admins are not guarded.
+ */
+const CLIENT_RUN = ['broadcast'] as const;
+
 /** §4.2: nanny and worker ops, including the worker batched stream. */
 const WORKER = [
   'register-worker', 'register_nanny', 'heartbeat_worker', 'unregister', 'add_keys', 'set_resources',
@@ -57,7 +65,7 @@ const WORKER = [
 /** §4.4-4.6: code execution on the scheduler or workers, shutdown, dumps, unbound streams. */
 const ADMIN = [
   'run_function', 'register_scheduler_plugin', 'unregister_scheduler_plugin',
-  'broadcast', 'proxy', 'register_worker_plugin', 'unregister_worker_plugin', 'register_nanny_plugin', 'unregister_nanny_plugin',
+  'proxy', 'register_worker_plugin', 'unregister_worker_plugin', 'register_nanny_plugin', 'unregister_nanny_plugin',
   'terminate', 'restart', 'restart_workers', 'dump_cluster_state_to_url', 'dump_state', 'get_cluster_state',
   'benchmark_hardware', 'connection_stream',
 ] as const;
@@ -66,6 +74,7 @@ export const OP_GROUPS = {
   control: CONTROL,
   client: CLIENT,
   'client-code': CLIENT_CODE,
+  'client-run': CLIENT_RUN,
   worker: WORKER,
   admin: ADMIN,
 } as const satisfies Record<string, readonly string[]>;

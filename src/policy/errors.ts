@@ -10,6 +10,7 @@ export const DENIAL_CODES = {
   pinAddress: 'GW_POLICY_PIN_ADDRESS',
   pinName: 'GW_POLICY_PIN_NAME',
   pinStream: 'GW_POLICY_PIN_STREAM',
+  broadcast: 'GW_POLICY_BROADCAST',
 } as const;
 
 export const policyError = defineErrors({

@@ -7,7 +7,10 @@
  *   - after register-client / register-worker the connection is a stream bound
  *     to the declared client id / worker address; later messages naming
  *     another one are refused (§2.4);
- *   - worker address and name pinning (§4.2; pinning.ts).
+ *   - worker address and name pinning (§4.2; pinning.ts);
+ *   - the broadcast guard: for non-admins, `broadcast` only as Client.run
+ *     sends it (inner op run/run_coroutine, no nannies, targets among the
+ *     workers registered through this gateway; worker-directory.ts).
  * The terminator closes the connection on a denial, writes the audit line and
  * counts policy_denials_total{role, op, rule}; so that label set stays small,
  * Denial.op is a catalog op or "(unknown)" (the raw op goes into detail) and a
@@ -25,7 +28,8 @@ import { wireError } from '../wire/errors.js';
 import { ADDRESS_PINNED_OPS, ADDRESS_REQUIRED_OPS, KNOWN_OPS, STREAM_OPENERS } from './catalog.js';
 import { decide } from './decide.js';
 import { DENIAL_CODES } from './errors.js';
-import { allowedHosts, hostOfAddress } from './pinning.js';
+import { allowedHosts, hostOfAddress, normalizeHost } from './pinning.js';
+import { WorkerDirectory } from './worker-directory.js';
 import type { CompiledPolicy } from './rules.js';
 
 export interface PolicySource {
@@ -40,8 +44,12 @@ export interface InspectorDeps {
 }
 
 export function createInspectorFactory(policy: PolicySource, deps: InspectorDeps): InspectorFactory {
-  return (peer) => new ConnectionInspector(peer, policy, deps);
+  const workers = new WorkerDirectory();
+  return (peer) => new ConnectionInspector(peer, policy, deps, workers);
 }
+
+/** What Client.run puts in broadcast's msg (worker.py handlers "run", "run_coroutine"). */
+const RUN_OPS: ReadonlySet<string> = new Set(['run', 'run_coroutine']);
 
 const enum Mode {
   Handshake,
@@ -59,6 +67,7 @@ const SHORT_REASON: Record<string, string> = {
   [DENIAL_CODES.pinAddress]: 'pin-address',
   [DENIAL_CODES.pinName]: 'pin-name',
   [DENIAL_CODES.pinStream]: 'pin-stream',
+  [DENIAL_CODES.broadcast]: 'broadcast-guard',
 };
 
 export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>, OpVisitor<Denial> {
@@ -68,6 +77,7 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
   readonly #parser: FrameParser<Denial>;
   readonly #scanner: Frame0Scanner;
   readonly #hosts: ReadonlySet<string>;
+  readonly #workers: WorkerDirectory;
   #mode = Mode.Handshake;
   #policy: CompiledPolicy;
   #boundClient: string | null = null;
@@ -75,7 +85,8 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
   #audited: Set<string> | null = null;
   #denial: Denial | null = null;
 
-  constructor(peer: PeerInfo, policy: PolicySource, deps: InspectorDeps) {
+  constructor(peer: PeerInfo, policy: PolicySource, deps: InspectorDeps, workers = new WorkerDirectory()) {
+    this.#workers = workers;
     this.#peer = peer;
     this.#policySource = policy;
     this.#policy = policy.current();
@@ -150,6 +161,10 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
         }
       }
     }
+    if (op === 'broadcast' && this.#peer.identity.role !== 'admin') {
+      const problem = this.#broadcastProblem(m);
+      if (problem !== null) return this.#policyDenial(op, 'broadcast-guard', DENIAL_CODES.broadcast, problem);
+    }
     switch (this.#mode) {
       case Mode.ClientStream:
         if (m.client !== undefined && m.client !== this.#boundClient) return this.#policyDenial(op, 'pin-stream', DENIAL_CODES.pinStream, `message names client ${clip(m.client)}, the stream registered ${clip(this.#boundClient)}`);
@@ -175,10 +190,21 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
         return this.#policyDenial(op, 'pin-worker-name', DENIAL_CODES.pinName, `worker name ${clip(m.name)} is not the certificate name ${clip(certName)}`);
       }
       this.#boundWorker = m.address as string; // checked by the address pin above
+      this.#workers.add(this.#boundWorker);
       this.#mode = Mode.WorkerStream;
     } else {
       this.#mode = Mode.UnboundStream;
     }
+    return null;
+  }
+
+  #broadcastProblem(m: OpMap): string | null {
+    if (m.nanny) return 'nanny=true runs code in nanny processes (admin only)';
+    if (m.innerOp === undefined || m.innerOp === null || !RUN_OPS.has(m.innerOp)) return `forwards op ${clip(m.innerOp)} to workers; only run is allowed`;
+    if (m.workers === null) return 'workers is not a list of worker addresses';
+    for (const w of m.workers ?? []) if (!this.#workers.hasAddress(w)) return `targets ${clip(w)}, which is not a worker registered through this gateway`;
+    if (m.hosts === null) return 'hosts is not a list of hosts';
+    for (const h of m.hosts ?? []) if (!this.#workers.hasHost(normalizeHost(h))) return `targets host ${clip(h)}, which runs no worker registered through this gateway`;
     return null;
   }
 

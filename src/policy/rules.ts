@@ -12,7 +12,8 @@
  *
  * Fields, for each role under `rules`:
  *   allow    list of entries; an entry is an op name from catalog.ts, a group
- *            "@control", "@client", "@client-code", "@worker", "@admin", or "*"
+ *            "@control", "@client", "@client-code", "@client-run", "@worker",
+ *            "@admin", or "*"
  *            (every op, known or not).
  *   deny     same entries; checked first, so deny wins over allow.
  *   pickled  same entries; a message whose frame 0 holds a `__Pickled__`
@@ -57,7 +58,9 @@ export interface PolicyDocument {
  * The default policy (dask-wire.md §4.7 and the issue), chosen deliberately:
  *  - client: ordinary client ops plus `feed`, because progress bars use it
  *    even though it runs client-supplied code on the scheduler; harden with
- *    `deny: [feed]` if nobody needs progress bars.
+ *    `deny: [feed]` if nobody needs progress bars. Plus `broadcast`, because
+ *    Client.run is an everyday tool; the inspector's broadcast guard keeps it
+ *    to what Client.run sends (op "run", registered workers, no nannies).
  *  - `pickled: [update-graph]`: since Dask 2023.4 every graph submission
  *    carries pickles the scheduler unpickles, so on such clusters whoever may
  *    submit work may run code on the scheduler; the policy cannot change that.
@@ -68,7 +71,7 @@ export interface PolicyDocument {
 export const DEFAULT_POLICY: PolicyDocument = {
   version: 1,
   rules: {
-    client: { allow: ['@client', 'feed'], deny: [], pickled: ['update-graph'] },
+    client: { allow: ['@client', 'feed', 'broadcast'], deny: [], pickled: ['update-graph'] },
     worker: { allow: ['@worker'], deny: [], pickled: [] },
     admin: { allow: ['*'], deny: [], pickled: ['*'] },
   },

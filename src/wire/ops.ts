@@ -35,11 +35,20 @@ export class OpMap {
   client: string | null | undefined = undefined;
   /** Worker names may be ints in Dask; they are given here as decimal strings. */
   name: string | null | undefined = undefined;
+  /** `workers` / `hosts` as lists of strings (broadcast targets); undefined if absent or nil, null if anything else. */
+  workers: string[] | null | undefined = undefined;
+  hosts: string[] | null | undefined = undefined;
+  /** `nanny: true` (broadcast to nannies). */
+  nanny = false;
+  /** The "op" of a nested `msg` map (what broadcast/proxy forward); null if msg is not a map with a string op. */
+  innerOp: string | null | undefined = undefined;
   /** A `__Pickled__` placeholder somewhere inside this map. */
   pickled = false;
 
   reset(): void {
     this.op = this.address = this.worker = this.client = this.name = undefined;
+    this.workers = this.hosts = this.innerOp = undefined;
+    this.nanny = false;
     this.pickled = false;
   }
 }
@@ -70,6 +79,10 @@ const enum Key {
   Client,
   Name,
   Pickled,
+  Workers,
+  Hosts,
+  Nanny,
+  Msg,
 }
 const KEY_BYTES: ReadonlyArray<readonly [Key, Buffer]> = [
   [Key.Op, Buffer.from('op')],
@@ -78,7 +91,14 @@ const KEY_BYTES: ReadonlyArray<readonly [Key, Buffer]> = [
   [Key.Worker, Buffer.from('worker')],
   [Key.Address, Buffer.from('address')],
   [Key.Pickled, Buffer.from('__Pickled__')],
+  [Key.Workers, Buffer.from('workers')],
+  [Key.Hosts, Buffer.from('hosts')],
+  [Key.Nanny, Buffer.from('nanny')],
+  [Key.Msg, Buffer.from('msg')],
 ];
+
+/** Most broadcast targets kept; a longer list is reported as null (refused by the guard). */
+const MAX_TARGETS = 4096;
 
 const FAIL = -1;
 
@@ -174,14 +194,32 @@ export class Frame0Scanner {
       pos = this.#skipValue(pos, depth + 1);
       if (pos === FAIL) return FAIL;
       if (this.#pickled) m.pickled = true;
-      if (key !== Key.None && key !== Key.Pickled) this.#capture(m, key, valStart, pos);
+      if (key !== Key.None && key !== Key.Pickled) {
+        const pickled = this.#pickled;
+        this.#capture(m, key, valStart, pos);
+        this.#pickled = pickled;
+      }
     }
     return pos;
   }
 
   #capture(m: OpMap, key: Key, start: number, end: number): void {
-    let v: string | null;
     const b = this.#buf[start]!;
+    switch (key) {
+      case Key.Workers:
+        m.workers = b === 0xc0 ? undefined : this.#strList(start);
+        return;
+      case Key.Hosts:
+        m.hosts = b === 0xc0 ? undefined : this.#strList(start);
+        return;
+      case Key.Nanny:
+        m.nanny = b === 0xc3;
+        return;
+      case Key.Msg:
+        m.innerOp = this.#innerOp(start);
+        return;
+    }
+    let v: string | null;
     if (key === Key.Name && (b <= 0x7f || b >= 0xe0 || (b >= 0xcc && b <= 0xd3))) v = String(this.#intAt(start));
     else v = this.#strAt(start, end);
     switch (key) {
@@ -201,6 +239,41 @@ export class Frame0Scanner {
         m.name = v;
         break;
     }
+  }
+
+  /** An array of short strings (already validated by #skipValue), or null. */
+  #strList(pos: number): string[] | null {
+    this.#header(pos);
+    if (this.#hdrKind !== Kind.Array || this.#hdrCount > MAX_TARGETS) return null;
+    const count = this.#hdrCount;
+    pos = this.#hdrEnd;
+    const out: string[] = [];
+    for (let i = 0; i < count; i++) {
+      this.#header(pos);
+      const end = this.#hdrEnd + this.#hdrCount;
+      const s = (this.#hdrKind as Kind) === Kind.Str ? this.#strAt(pos, end) : null;
+      if (s === null) return null;
+      out.push(s);
+      pos = end;
+    }
+    return out;
+  }
+
+  /** The last string "op" of the map at pos (already validated), or null. */
+  #innerOp(pos: number): string | null {
+    this.#header(pos);
+    if (this.#hdrKind !== Kind.Map) return null;
+    const count = this.#hdrCount;
+    pos = this.#hdrEnd;
+    let op: string | null = null;
+    for (let i = 0; i < count; i++) {
+      const isOp = this.#keyAt(pos) === Key.Op;
+      pos = this.#skipValue(pos, 0);
+      const valStart = pos;
+      pos = this.#skipValue(pos, 0);
+      if (isOp) op = this.#strAt(valStart, pos);
+    }
+    return op;
   }
 
   /** A str value as a JS string, or null for any other type or an oversized one. */

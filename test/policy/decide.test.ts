@@ -30,7 +30,7 @@ t.test('default policy truth table', async (t) => {
     ['task-finished', 'deny:GW_POLICY_DENIED', 'allow', 'allow'],
     ['run_function', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['register_scheduler_plugin', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
-    ['broadcast', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
+    ['broadcast', 'allow', 'allow', 'allow'],
     ['proxy', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['terminate', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['restart', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],

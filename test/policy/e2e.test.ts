@@ -48,10 +48,11 @@ def inner(v):
     from distributed import get_client
     return get_client().submit(lambda z: z * 10, v, pure=False).result()
 nested = c.submit(inner, 4, pure=False).result()
-print(json.dumps({"total": total, "n": n, "locked": locked, "nested": nested}))
+ran = list(c.run(lambda: 5).values())
+print(json.dumps({"total": total, "n": n, "locked": locked, "nested": nested, "ran": ran}))
 c.close()
 `, { timeoutMs: 180_000 });
-    t.same(out, { total: 20100, n: 100000, locked: true, nested: 40 });
+    t.same(out, { total: 20100, n: 100000, locked: true, nested: 40, ran: [5] });
     t.same(gw.lines.filter(denied), [], 'nothing was denied');
   });
 
@@ -78,6 +79,19 @@ except Exception as e:
 print(json.dumps({"pid": c.run_on_scheduler(lambda: os.getpid())}))
 `, { timeoutMs: 120_000 });
     t.type(ok.pid, 'number', 'admin ran a function on the scheduler');
+  });
+
+  t.test('Client.run aimed at an address that is not a registered worker is refused (the scheduler would dial it)', async (t) => {
+    const eve = await cluster.issue('client', 'eve');
+    const out = await runClient<Record<string, unknown>>(`${clientPrelude(gw.address, files(eve))}
+try:
+    c.run(lambda: 1, workers=["tls://127.0.0.1:9"])
+    print(json.dumps({"ran": True}))
+except Exception as e:
+    print(json.dumps({"ran": False, "error": type(e).__name__}))
+`, { timeoutMs: 120_000 });
+    t.equal(out.ran, false);
+    t.match(await gw.waitForLog((l) => denied(l) && l.op === 'broadcast', 30_000), { role: 'client', code: 'GW_POLICY_BROADCAST', detail: /127\.0\.0\.1:9/ });
   });
 
   t.test('a worker registering an address that is not its own is refused and never reaches the scheduler', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
-import { ConnectionInspector, type PolicySource } from '../../src/policy/inspector.js';
+import { ConnectionInspector, createInspectorFactory, type PolicySource } from '../../src/policy/inspector.js';
 import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS, type PolicySettings } from '../../src/policy/rules.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
@@ -64,8 +64,8 @@ t.test('a client certificate cannot register a worker', async (t) => {
   t.match(d, { code: 'GW_POLICY_DENIED', reason: 'op-denied', op: 'register-worker', rule: 'default-deny' });
 });
 
-t.test('a client certificate calling run_on_scheduler or Client.run is refused', async (t) => {
-  t.match(harness('client').insp.fromPeer(conns.get('client-pool')!), { code: 'GW_POLICY_DENIED', op: 'broadcast' });
+t.test('a client certificate calling run_on_scheduler is refused (the recorded pool connection passes Client.run, then stops at run_function)', async (t) => {
+  t.match(harness('client').insp.fromPeer(conns.get('client-pool')!), { code: 'GW_POLICY_DENIED', op: 'run_function' });
   t.match(run(harness('client'), HANDSHAKE, { op: 'run_function', function: Buffer.from('x'), reply: true }), { op: 'run_function', rule: 'default-deny' });
   t.equal(run(harness('admin'), HANDSHAKE, { op: 'run_function', function: Buffer.from('x') }), null);
 });
@@ -152,4 +152,34 @@ t.test('a policy reload applies to a live connection from its next message', asy
 
 t.test('the scheduler direction is passed through', async (t) => {
   t.equal(harness('client').insp.fromScheduler(Buffer.from('anything at all')), null);
+});
+
+t.test('the broadcast guard lets non-admins run Client.run on registered workers only', async (t) => {
+  const log = createLogger({ stream: new Writable({ write: (_c, _e, cb) => cb() }) });
+  const policy = { current: () => compilePolicy(DEFAULT_POLICY, DEFAULT_SETTINGS, 'test') };
+  const factory = createInspectorFactory(policy, { log, metrics: createMetrics({ defaultMetrics: false }), limits: WIDE_LIMITS });
+  const peer = (role: PeerRole, remote = '127.0.0.1') => ({ identity: { cluster: 'c1', role, name: 'x' }, serial: '01', remoteAddress: remote, sanHosts: [], connectionId: 'c' });
+  const send = (role: PeerRole, ...messages: unknown[]) => {
+    const insp = factory(peer(role));
+    for (const m of [HANDSHAKE, ...messages]) {
+      const d = insp.fromPeer(msg(m));
+      if (d) return d;
+    }
+    return null;
+  };
+  t.equal(send('worker', { op: 'register-worker', address: 'tls://127.0.0.1:4001', name: 'w1' }), null, 'a worker registers');
+  const run = { op: 'run', function: Buffer.from('f'), args: Buffer.from('a') };
+  t.equal(send('client', { op: 'broadcast', msg: run, workers: null, nanny: false }), null, 'Client.run() on all workers');
+  t.equal(send('client', { op: 'broadcast', msg: run, workers: ['tls://127.0.0.1:4001'] }), null, 'Client.run(workers=[registered])');
+  t.equal(send('client', { op: 'broadcast', msg: run, hosts: ['127.0.0.1'] }), null, 'by host');
+  t.equal(send('worker', { op: 'broadcast', msg: { ...run, op: 'run_coroutine' } }), null, 'a task client on a worker');
+  const guard = { code: 'GW_POLICY_BROADCAST', reason: 'broadcast-guard', rule: 'broadcast-guard', op: 'broadcast' };
+  t.match(send('client', { op: 'broadcast', msg: run, workers: ['tcp://10.0.0.9:22'] }), { ...guard, detail: /10\.0\.0\.9:22, which is not a worker registered/ }, 'an arbitrary address (the scheduler would dial it)');
+  t.match(send('client', { op: 'broadcast', msg: run, hosts: ['10.0.0.9'] }), guard, 'an unknown host');
+  t.match(send('client', { op: 'broadcast', msg: run, workers: 'tls://127.0.0.1:4001' }), guard, 'workers not a list');
+  t.match(send('client', { op: 'broadcast', msg: run, nanny: true }), { ...guard, detail: /nanny/ }, 'nannies');
+  t.match(send('client', { op: 'broadcast', msg: { op: 'terminate' } }), { ...guard, detail: /forwards op terminate/ }, 'another worker op');
+  t.match(send('client', { op: 'broadcast', msg: Buffer.from('x') }), guard, 'msg not a map');
+  t.match(send('client', { op: 'broadcast', msg: { op: 'run', x: 1, op2: 2 }, workers: ['tls://127.0.0.1:4001', 'tls://127.0.0.1:4002'] }), guard, 'one unknown target among known ones');
+  t.equal(send('admin', { op: 'broadcast', msg: { op: 'terminate' }, workers: ['tcp://10.0.0.9:22'], nanny: true }), null, 'admins are not guarded');
 });

@@ -125,3 +125,16 @@ t.test('agrees with msgpackr on the op of random well-formed messages', async (t
   }
   t.equal(mismatches, 0);
 });
+
+t.test('extracts broadcast targets: workers and hosts lists, nanny, and the op of the nested msg', async (t) => {
+  const s = scan(pack({ op: 'broadcast', msg: { function: Buffer.from('f'), op: 'run' }, workers: ['tls://a:1', 'tls://b:2'], hosts: null, nanny: true }));
+  t.same(s.maps[0], { op: 'broadcast', address: undefined, worker: undefined, client: undefined, name: undefined, pickled: false });
+  const scanner = new Frame0Scanner();
+  const buf = Buffer.from(pack({ op: 'broadcast', msg: { op: 'run' }, workers: ['tls://a:1', 'tls://b:2'], hosts: null, nanny: true }));
+  let got: Record<string, unknown> = {};
+  scanner.scan(buf, 0, buf.length, { begin: () => null, nonMap: () => null, map: (m) => ((got = { workers: m.workers, hosts: m.hosts, nanny: m.nanny, innerOp: m.innerOp }), null) });
+  t.same(got, { workers: ['tls://a:1', 'tls://b:2'], hosts: undefined, nanny: true, innerOp: 'run' });
+  const odd = Buffer.from(pack({ op: 'broadcast', msg: 'run', workers: ['a', 3], hosts: 'h' }));
+  scanner.scan(odd, 0, odd.length, { begin: () => null, nonMap: () => null, map: (m) => ((got = { workers: m.workers, hosts: m.hosts, nanny: m.nanny, innerOp: m.innerOp }), null) });
+  t.same(got, { workers: null, hosts: null, nanny: false, innerOp: null }, 'wrong types are null, never coerced');
+});

@@ -1,0 +1,37 @@
+/**
+ * The worker addresses this gateway has seen registered (after pinning), shared
+ * by all connections of one inspector factory. The broadcast guard uses it so
+ * a non-admin `Client.run(workers=[...])` can only make the scheduler dial
+ * real workers, not arbitrary host:port pairs (scheduler.broadcast connects to
+ * whatever addresses it is given). Bounded: the oldest entries fall out first;
+ * an address is never removed on disconnect because inspectors see no close,
+ * and a stale entry is still an address that once passed pinning.
+ */
+import { hostOfAddress } from './pinning.js';
+
+export class WorkerDirectory {
+  readonly #max: number;
+  readonly #addresses = new Map<string, string>(); // address -> host
+
+  constructor(max = 65_536) {
+    this.#max = max;
+  }
+
+  add(address: string): void {
+    const host = hostOfAddress(address);
+    if (host === null) return;
+    this.#addresses.delete(address);
+    this.#addresses.set(address, host);
+    if (this.#addresses.size > this.#max) this.#addresses.delete(this.#addresses.keys().next().value as string);
+  }
+
+  hasAddress(address: string): boolean {
+    return this.#addresses.has(address);
+  }
+
+  /** Scheduler.broadcast's `hosts` are matched against its host_info keys: the host part of worker addresses. */
+  hasHost(host: string): boolean {
+    for (const h of this.#addresses.values()) if (h === host) return true;
+    return false;
+  }
+}
