@@ -1,0 +1,147 @@
+/**
+ * Shared by the hardening tests: a gateway with both public ports (8786 via
+ * startTestGateway, 8787 via startDashboard on the same context), loopback
+ * echo upstreams, a seeded PRNG, and process-level measurements (fd count,
+ * RSS) for "flat at the end" assertions.
+ */
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { readdirSync, readFileSync } from 'node:fs';
+import { startDashboard, type DashboardComponent } from '../../src/dashboard/index.js';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
+import type { Flags } from '../../src/config/load.js';
+
+export interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+/** mulberry32: tiny, fast, good enough to drive mutations; the seed is printed so a failure reproduces. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed of a run: FUZZ_SEED when given (to replay), else derived from the clock. */
+export function seedFromEnv(): number {
+  const s = process.env.FUZZ_SEED;
+  return s !== undefined && /^\d+$/.test(s) ? Number(s) : (Date.now() % 2_147_483_647);
+}
+
+/** Cases per fuzz target: FUZZ_CASES (scripts/fuzz-long.sh) or the CI default. */
+export function casesFromEnv(ciDefault = 100_000): number {
+  const s = process.env.FUZZ_CASES;
+  return s !== undefined && /^\d+$/.test(s) && Number(s) > 0 ? Number(s) : ciDefault;
+}
+
+export function bytes(rand: () => number, max: number): Buffer {
+  const b = Buffer.allocUnsafe(Math.floor(rand() * (max + 1)));
+  for (let i = 0; i < b.length; i++) b[i] = Math.floor(rand() * 256);
+  return b;
+}
+
+/** Flip, insert, delete, duplicate or overwrite a few bytes of a seed input. */
+export function mutate(rand: () => number, seed: Buffer, maxOps = 4): Buffer {
+  let b = Buffer.from(seed);
+  const ops = 1 + Math.floor(rand() * maxOps);
+  for (let i = 0; i < ops; i++) {
+    const at = Math.floor(rand() * (b.length + 1));
+    switch (Math.floor(rand() * 6)) {
+      case 0: if (b.length) b[Math.min(at, b.length - 1)]! ^= 1 << Math.floor(rand() * 8); break;
+      case 1: b = Buffer.concat([b.subarray(0, at), bytes(rand, 8), b.subarray(at)]); break;
+      case 2: b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + Math.floor(rand() * 8))]); break;
+      case 3: b = Buffer.concat([b.subarray(0, at), b.subarray(at, at + 16), b.subarray(at)]); break;
+      case 4: if (b.length) b[Math.min(at, b.length - 1)] = [0, 0xff, 0x7f, 0x80, 0x01][Math.floor(rand() * 5)]!; break;
+      default: b = b.subarray(0, at); break;
+    }
+  }
+  return b;
+}
+
+export function openFds(pid: number | 'self' = 'self'): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+export function rssBytes(pid: number | 'self' = 'self'): number {
+  if (pid === 'self') return process.memoryUsage().rss;
+  let status = '';
+  try { status = readFileSync(`/proc/${pid}/status`, 'utf8'); } catch { /* gone */ }
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Heap after a forced GC when available (node --expose-gc), else as is. */
+export function heapUsed(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed;
+}
+
+export interface EchoServer {
+  readonly port: number;
+  readonly server: Server;
+  connections(): number;
+  close(): Promise<void>;
+}
+
+/** A loopback TCP echo: the stand-in scheduler for load and fuzz runs that need no Dask semantics. */
+export async function startEcho(t: Teardown): Promise<EchoServer> {
+  const socks = new Set<Socket>();
+  const server = createNetServer({ allowHalfOpen: true }, (s) => {
+    socks.add(s);
+    s.on('error', () => {});
+    s.on('close', () => socks.delete(s));
+    s.pipe(s);
+  });
+  server.maxConnections = 100_000;
+  await new Promise<void>((r) => server.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, r));
+  const e: EchoServer = {
+    port: (server.address() as { port: number }).port,
+    server,
+    connections: () => socks.size,
+    close: () => new Promise<void>((r) => { for (const s of socks) s.destroy(); server.close(() => r()); }),
+  };
+  t.teardown(() => e.close());
+  return e;
+}
+
+/** A stand-in for the scheduler's HTTP dashboard: answers every request with a small page. */
+export async function startHttpUpstream(t: Teardown): Promise<{ port: number; server: HttpServer }> {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end(`ok ${req.method} ${req.url}\n`); });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  return { port: (server.address() as { port: number }).port, server };
+}
+
+export interface BothPorts {
+  readonly cluster: TestCluster;
+  readonly tg: TestGateway;
+  readonly dashboard: DashboardComponent;
+  /** 8786 (terminator) and 8787 (dashboard) as bound on 127.0.0.1. */
+  readonly port8786: number;
+  readonly port8787: number;
+}
+
+/**
+ * The gateway as it faces the network: 8786 in front of `scheduler`, 8787 in
+ * front of `dashboardUpstream`, sharing one context (trust, metrics, log).
+ */
+export async function startBothPorts(o: { t: Teardown; scheduler: string; dashboardUpstreamPort: number; flags?: Flags; cluster?: TestCluster }): Promise<BothPorts> {
+  const cluster = o.cluster ?? (await makeTestCluster());
+  if (!o.cluster) o.t.teardown(() => cluster.cleanup());
+  const tg = await startTestGateway({
+    cluster, scheduler: o.scheduler, t: o.t,
+    flags: { 'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${o.dashboardUpstreamPort}`, ...o.flags },
+  });
+  const dashboard = await startDashboard(tg.gw.context);
+  o.t.teardown(() => dashboard.close());
+  return { cluster, tg, dashboard, port8786: tg.port, port8787: dashboard.address!.port };
+}
