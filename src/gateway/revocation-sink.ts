@@ -8,7 +8,6 @@
  * the control plane delivers at least once.
  */
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
 import type { RevocationSink, TrustSource } from './context.js';
 import type { SessionRegistry } from './sessions.js';
 import { GatewayError, isGatewayError } from '../errors/base.js';
@@ -28,7 +27,6 @@ export type TokenPersister = (ref: string) => Promise<string>;
 export interface RevocationSinkOptions {
   readonly sessions: SessionRegistry;
   readonly log: Logger;
-  readonly metrics: Pick<GatewayMetrics, 'revocationsAppliedTotal'>;
   readonly trust?: Pick<TrustSource, 'reload'>;
   /** Undefined when there is no managed state directory: certificate revocations are refused. */
   readonly persistCertificate: CertificatePersister | undefined;
@@ -42,15 +40,14 @@ export function createRevocationSink(o: RevocationSinkOptions): RevocationSink {
       if (!o.persistCertificate) throw sinkError('certificate revocation needs a managed state directory (--dir)');
       await o.persistCertificate(normalized, reason);
       if (o.trust) await o.trust.reload(`revocation from ${source}`).catch((e: unknown) => o.log.error('revocation.trust_reload_failed', { err: e }));
+      // Usually zero here: the trust reload above already cut them (compose.ts). Sessions count their own closes.
       const closed = o.sessions.revokeSerial(normalized);
-      if (closed) o.metrics.revocationsAppliedTotal.inc({ kind: 'certificate' }, closed);
       o.log.audit('revocation.certificate', { serial: normalized, reason, source, sessions_closed: closed });
     },
     async revokeToken(ref, source) {
       if (!o.persistToken) throw sinkError('token revocation needs the token store of a managed state directory');
       const id = await o.persistToken(ref);
       const closed = o.sessions.revokeToken(id);
-      if (closed) o.metrics.revocationsAppliedTotal.inc({ kind: 'token' }, closed);
       o.log.audit('revocation.token', { token_id: id, source, sessions_closed: closed });
     },
   };
@@ -77,7 +74,7 @@ export function revocationSinkFor(ctx: GatewayContext, pki: GatewaySettings['pki
       }
     };
   }
-  return createRevocationSink({ sessions: ctx.sessions, log: ctx.log, metrics: ctx.metrics, trust: ctx.trust, persistCertificate, persistToken });
+  return createRevocationSink({ sessions: ctx.sessions, log: ctx.log, trust: ctx.trust, persistCertificate, persistToken });
 }
 
 /** Certificate revocations through the PKI library (revoked.json, crl.pem, index.json). */
