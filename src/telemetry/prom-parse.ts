@@ -189,9 +189,11 @@ function readQuoted(line: string, pos: number, max: number, fail: (r: string) =>
 }
 
 function parseValue(s: string): number | undefined {
-  if (s === 'NaN') return NaN;
-  if (s === '+Inf' || s === 'Inf') return Infinity;
-  if (s === '-Inf') return -Infinity;
+  // As Go's strconv.ParseFloat (what Prometheus itself uses): case-insensitive, so prom-client's "Nan" parses.
+  const lower = s.toLowerCase();
+  if (lower === 'nan') return NaN;
+  if (lower === '+inf' || lower === 'inf' || lower === '+infinity' || lower === 'infinity') return Infinity;
+  if (lower === '-inf' || lower === '-infinity') return -Infinity;
   if (!/^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(s) || s.length > 64) return undefined;
   return Number(s);
 }

@@ -115,7 +115,8 @@ export class ReceiverDb {
   }
 
   completeCommand(cluster: string, id: string, ok: boolean, result: string): void {
-    this.#db.prepare("UPDATE commands SET status = ?, result = ?, done_at = ? WHERE id = ? AND cluster = ? AND status = 'pending'").run(ok ? 'applied' : 'failed', result, Date.now(), id, cluster);
+    // A delivered credential push has no reason to stay in the database: keep its shape, drop its values.
+    this.#db.prepare("UPDATE commands SET status = ?, result = ?, done_at = ?, args = CASE WHEN name = 'push-credentials' THEN '{}' ELSE args END WHERE id = ? AND cluster = ? AND status = 'pending'").run(ok ? 'applied' : 'failed', result, Date.now(), id, cluster);
   }
 
   command(id: string): { status: string; result: string | null } | undefined {

@@ -40,6 +40,12 @@ t.test('histogram samples belong to their family and keep le', async (t) => {
   t.same(p.samples.map((s) => [s.family, s.name, s.type]), [['h', 'h_bucket', 'histogram'], ['h', 'h_bucket', 'histogram'], ['h', 'h_sum', 'histogram'], ['h', 'h_count', 'histogram']]);
 });
 
+t.test('special values are case-insensitive, as in Prometheus (prom-client writes "Nan")', async (t) => {
+  const p = parsePrometheusText('a Nan\nb inf\nc -INF\nd +Infinity\n');
+  t.ok(Number.isNaN(p.samples[0]!.value));
+  t.same(p.samples.slice(1).map((s) => s.value), [Infinity, -Infinity, Infinity]);
+});
+
 t.test('accepts special values, escapes, timestamps, blank lines and CRLF', async (t) => {
   const p = parsePrometheusText('a NaN\r\nb +Inf\nc -Inf 1700000000000\n\nd{x="q\\"uo\\\\te\\nnl"} 1e-3\n# a plain comment\n');
   t.ok(Number.isNaN(p.samples[0]!.value));

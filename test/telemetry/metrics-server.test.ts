@@ -1,0 +1,66 @@
+import t from 'tap';
+import { request } from 'node:http';
+import { startMetricsServer, isLoopbackHost, renderMetrics } from '../../src/telemetry/metrics-server.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
+import { parsePrometheusText } from '../../src/telemetry/prom-parse.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { GatewayError } from '../../src/errors/base.js';
+
+function get(port: number, path: string, method = 'GET'): Promise<{ status: number; type: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, type: res.headers['content-type'], body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+t.test('serves the registry in Prometheus text format on loopback', async (t) => {
+  const metrics = createMetrics();
+  metrics.connectionsTotal.inc({ port: '8786', role: 'client' }, 3);
+  const server = await startMetricsServer({ listen: { host: '127.0.0.1', port: 0 }, unsafePublic: false, registry: metrics.registry, log: silentLogger });
+  t.teardown(() => server.close());
+  const res = await get(server.address.port, '/metrics');
+  t.equal(res.status, 200);
+  t.match(res.type, /^text\/plain; version=0\.0\.4/);
+  const parsed = parsePrometheusText(res.body);
+  t.equal(parsed.samples.find((s) => s.name === 'scheduler_gateway_connections_total' && s.labels['role'] === 'client')?.value, 3, 'the text parses with our own strict parser');
+  t.ok(parsed.families.has('scheduler_gateway_process_process_cpu_seconds_total'), 'process metrics are included');
+  t.equal((await get(server.address.port, '/other')).status, 404);
+  t.equal((await get(server.address.port, '/metrics', 'POST')).status, 405);
+  t.equal((await get(server.address.port, '/metrics', 'HEAD')).status, 200);
+});
+
+t.test('renderMetrics gives the dashboard the same text and content type', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false });
+  const r = await renderMetrics(metrics.registry);
+  t.match(r.contentType, /text\/plain/);
+  t.match(r.body, /# TYPE scheduler_gateway_connections_total counter/);
+});
+
+t.test('refuses a non-loopback address unless --metrics-listen-unsafe-public', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false });
+  const e = await startMetricsServer({ listen: { host: '0.0.0.0', port: 0 }, unsafePublic: false, registry: metrics.registry, log: silentLogger }).catch((x: unknown) => x) as GatewayError;
+  t.type(e, GatewayError);
+  t.equal(e.code, 'GW_TELEMETRY_BAD_ENDPOINT');
+  t.match(e.message, /--metrics-listen-unsafe-public/);
+  const ok = await startMetricsServer({ listen: { host: '0.0.0.0', port: 0 }, unsafePublic: true, registry: metrics.registry, log: silentLogger });
+  await ok.close();
+  t.pass('with the opt-in it listens');
+});
+
+t.test('a port in use is a clear startup error', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false });
+  const a = await startMetricsServer({ listen: { host: '127.0.0.1', port: 0 }, unsafePublic: false, registry: metrics.registry, log: silentLogger });
+  t.teardown(() => a.close());
+  const e = await startMetricsServer({ listen: { host: '127.0.0.1', port: a.address.port }, unsafePublic: false, registry: metrics.registry, log: silentLogger }).catch((x: unknown) => x) as GatewayError;
+  t.match(e.message, /EADDRINUSE/);
+});
+
+t.test('loopback detection', async (t) => {
+  for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost', '::ffff:127.0.0.1']) t.ok(isLoopbackHost(h), h);
+  for (const h of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1']) t.notOk(isLoopbackHost(h), h);
+});
