@@ -41,6 +41,8 @@ export function reasonFromOpenSSL(code: string): RefusalReason {
     case 'CERT_REVOKED':
       return 'revoked';
     case 'CERT_CHAIN_TOO_LONG':
+    // An intermediate under the path-length-0 cluster CA: the chain is longer than the CA allows.
+    case 'PATH_LENGTH_EXCEEDED':
       return 'chain_too_long';
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
       return 'self_signed';
