@@ -15,11 +15,13 @@ import { ReceiverDb } from '../telemetry/receiver-db.js';
 import { startReceiver } from '../telemetry/receiver.js';
 import { devTls } from '../telemetry/dev-cert.js';
 import { isLoopbackHost } from '../telemetry/metrics-server.js';
+import { parseCredentialDocument } from '../credentials/credential.js';
+import { PUSH_COMMAND } from '../credentials/push-command.js';
 
 const FLAGS: FlagDecl[] = [
   { flag: 'listen' }, { flag: 'db' }, { flag: 'tls-cert' }, { flag: 'tls-key' }, { flag: 'tls-dir' }, { flag: 'unsafe-public', boolean: true },
   { flag: 'cluster' }, { flag: 'credential-out' }, { flag: 'serial' }, { flag: 'reason' }, { flag: 'token' },
-  { flag: 'wait' }, { flag: 'last' }, { flag: 'help', boolean: true },
+  { flag: 'wait' }, { flag: 'last' }, { flag: 'from' }, { flag: 'help', boolean: true },
 ];
 
 const USAGE = `usage:
@@ -27,6 +29,7 @@ const USAGE = `usage:
   scheduler-gateway control-plane-dev enroll --db FILE --cluster ID --credential-out FILE
   scheduler-gateway control-plane-dev revoke-cert --db FILE --cluster ID --serial HEX [--reason WORD] [--wait SECONDS]
   scheduler-gateway control-plane-dev revoke-token --db FILE --cluster ID --token ID|NAME [--wait SECONDS]
+  scheduler-gateway control-plane-dev push-credentials --db FILE --cluster ID --from FILE|- [--wait SECONDS]
   scheduler-gateway control-plane-dev batches --db FILE [--cluster ID] [--last N]
 
   --listen ADDR          where the receiver listens (loopback unless --unsafe-public) (default: 127.0.0.1:8443)
@@ -34,7 +37,9 @@ const USAGE = `usage:
   --tls-cert/--tls-key   server certificate and key (PEM); without them a development CA and certificate
                          are generated in --tls-dir (default: FILE.tls/) and the CA path is printed
   --credential-out FILE  enroll: where the new cluster credential is written (0600)
-  --wait SECONDS         revoke-*: wait until the gateway has applied the command (default: 0, just queue)
+  --from FILE|-          push-credentials: short-lived credentials as JSON (AWS credential_process, STS
+                         assume-role output, or {"provider","expiration","values"}); - reads stdin
+  --wait SECONDS         revoke-*, push-credentials: wait until the gateway has applied the command (default: 0, just queue)
 `;
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
@@ -57,10 +62,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     case 'revoke-token':
       if (typeof flags.token !== 'string') throw usage('revoke-token needs --token ID|NAME');
       return queue(dbPath, flags, io, 'revoke-token', { token: flags.token });
+    case 'push-credentials':
+      if (typeof flags.from !== 'string') throw usage('push-credentials needs --from FILE (or - for stdin)');
+      return queue(dbPath, flags, io, PUSH_COMMAND, pushArgs(flags.from === '-' ? 0 : resolve(io.cwd, flags.from)));
     case 'batches':
       return batches(dbPath, flags, io);
     default:
-      throw usage(`unknown subcommand '${sub}' (serve, enroll, revoke-cert, revoke-token, batches)`);
+      throw usage(`unknown subcommand '${sub}' (serve, enroll, revoke-cert, revoke-token, push-credentials, batches)`);
   }
 }
 
@@ -142,6 +150,18 @@ function batches(dbPath: string, flags: Record<string, unknown>, io: CliIo): num
   } finally {
     db.close();
   }
+}
+
+/** Validated here too, so a bad document is refused before it is queued; values are never printed. */
+function pushArgs(from: string | 0): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(from, 'utf8');
+  } catch (e) {
+    throw usage(`--from ${from === 0 ? '-' : from}: cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const set = parseCredentialDocument(text, from === 0 ? 'stdin' : from, new Date());
+  return { provider: set.provider, expiration: set.expiration.toISOString(), ...set.values };
 }
 
 function usage(message: string): GatewayError {

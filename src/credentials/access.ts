@@ -6,7 +6,7 @@
  * next request even before the session registry closes it.
  */
 import type { TLSSocket } from 'node:tls';
-import { checkPeerCertificate, reasonFromOpenSSL, normalizeSerial, type RefusalReason } from '../pki/peer-certificate.js';
+import { checkPeerCertificate, reasonFromOpenSSL, normalizeSerial, parseSubjectAltName, type RefusalReason } from '../pki/peer-certificate.js';
 import { formatSpiffe, type Role } from '../pki/identity.js';
 
 export const ALLOWED_ROLES: readonly Role[] = ['worker', 'admin'];
@@ -26,6 +26,11 @@ export function checkAccess(socket: TLSSocket, o: { clusterId: string; isRevoked
     return { ok: false, reason, status: FORBIDDEN.has(reason) ? 403 : 401, serial: normalizeSerial(cert.serialNumber) };
   }
   const v = checkPeerCertificate(cert, { clusterId: o.clusterId, allowedRoles: ALLOWED_ROLES, isRevoked: o.isRevoked, now: o.now });
-  if (!v.ok) return { ok: false, reason: v.reason, status: FORBIDDEN.has(v.reason) ? 403 : 401, ...(v.serial ? { serial: v.serial } : {}), ...(v.uri ? { identity: v.uri } : {}) };
+  if (!v.ok) {
+    // The chain is verified here, so the URI SAN is the CA's word: name it in the audit line even when checkPeerCertificate stopped before reading it (revoked, expired).
+    const uris = parseSubjectAltName(cert.subjectAltName).filter((e) => e.type === 'URI');
+    const identity = v.uri ?? (uris.length === 1 ? uris[0]!.value : undefined);
+    return { ok: false, reason: v.reason, status: FORBIDDEN.has(v.reason) ? 403 : 401, ...(v.serial ? { serial: v.serial } : {}), ...(identity ? { identity } : {}) };
+  }
   return { ok: true, identity: formatSpiffe(v.identity), role: v.identity.role, serial: v.serial };
 }
