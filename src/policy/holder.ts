@@ -62,7 +62,7 @@ export class PolicyHolder {
     return this.#path;
   }
 
-  /** Re-reads the file (SIGHUP or file change). A failure keeps the policy in force. */
+  /** Re-reads the file (file change; SIGHUP once the composition root routes it here). A failure keeps the policy in force. */
   async reload(): Promise<ReloadOutcome> {
     if (this.#path === undefined) return { ok: true };
     try {

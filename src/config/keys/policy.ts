@@ -4,7 +4,7 @@ import { parse, type KeySpec } from '../spec.js';
 const env = (k: string) => `SCHEDULER_GATEWAY_${k.toUpperCase().replace(/[.-]/g, '_')}`;
 
 export const policyKeys: KeySpec[] = [
-  { key: 'policy.file', flag: 'policy', env: env('policy'), placeholder: 'FILE', describe: "YAML or JSON policy file (see 'policy show'); omitted: the built-in default policy; reloaded on SIGHUP", parse: parse.string },
+  { key: 'policy.file', flag: 'policy', env: env('policy'), placeholder: 'FILE', describe: "YAML or JSON policy file (see 'policy show'); omitted: the built-in default policy; reloaded when the file changes", parse: parse.string },
   { key: 'policy.inspect', flag: 'inspect', env: env('inspect'), placeholder: 'BOOL', boolean: true, describe: 'parse Dask messages on 8786 and enforce the policy; false: pure byte forwarding, no policy', default: true, parse: parse.bool },
   { key: 'policy.max-frames', flag: 'max-frames', env: env('max_frames'), placeholder: 'N', describe: 'most frames one Dask message may declare', default: 1_000_000, parse: parse.int(1, 100_000_000) },
   { key: 'policy.max-frame0-bytes', flag: 'max-frame0-bytes', env: env('max_frame0_bytes'), placeholder: 'BYTES', describe: 'largest msgpack header (frame 0) buffered per connection; large task graphs need more', default: 64 * 1024 * 1024, parse: parse.int(1024, 2 ** 31 - 1) },
