@@ -66,6 +66,7 @@ export const DEFAULT_ALLOWLIST: Allowlist = {
     ['scheduler_gateway_telemetry_spool_bytes', rule()],
     ['scheduler_gateway_telemetry_spool_oldest_age_seconds', rule([], 'max')],
     ['scheduler_gateway_telemetry_spool_dropped_total', rule(['reason'])],
+    ['scheduler_gateway_telemetry_spool_recovered_total', rule(['kind'])],
     ['scheduler_gateway_telemetry_stream_lag_seconds', rule([], 'max')],
     ['scheduler_gateway_telemetry_batches_total', rule(['outcome'])],
     ['scheduler_gateway_telemetry_stream_errors_total', rule(['reason'])],
