@@ -137,45 +137,33 @@ export class Frame0Scanner {
     } else if (isArrayHead(b)) {
       result = visitor.begin('array');
       if (result !== null) return result;
-      pos = this.#batch(start, visitor);
-      if (pos === FAIL) return this.#takeError();
-      result = this.#batchResult as R | null;
-      this.#batchResult = null;
+      if (this.#header(start) === FAIL) return this.#takeError();
+      pos = this.#hdrEnd;
+      const count = this.#hdrCount;
+      // A batch (§2.4): each element is decided on its own; the first objection ends the scan.
+      for (let i = 0; i < count && result === null; i++) {
+        if (pos >= end) return wireError('malformedFrame0', { why: 'truncated array' });
+        this.#pickled = false;
+        if (isMapHead(buf[pos]!)) {
+          this.#m.reset();
+          pos = this.#opMap(pos, 2);
+          if (pos === FAIL) return this.#takeError();
+          result = visitor.map(this.#m, i);
+        } else {
+          pos = this.#skipValue(pos, 2);
+          if (pos === FAIL) return this.#takeError();
+          result = visitor.nonMap(i, this.#pickled);
+        }
+      }
+      if (result !== null) return result;
     } else {
       result = visitor.begin('scalar');
       if (result !== null) return result;
-      this.#pickled = false;
       pos = this.#skipValue(start, 1);
       if (pos === FAIL) return this.#takeError();
     }
     if (pos !== end) return wireError('malformedFrame0', { why: 'extra bytes after the message' });
     return result;
-  }
-
-  #batchResult: unknown = null;
-
-  #batch<R>(pos: number, visitor: OpVisitor<R>): number {
-    const head = this.#header(pos);
-    if (head === FAIL) return FAIL;
-    pos = this.#hdrEnd;
-    const count = this.#hdrCount;
-    for (let i = 0; i < count; i++) {
-      if (pos >= this.#end) return this.#malformed('truncated array');
-      const b = this.#buf[pos]!;
-      if (isMapHead(b)) {
-        const m = this.#m;
-        m.reset();
-        pos = this.#opMap(pos, 2);
-        if (pos === FAIL) return FAIL;
-        if (this.#batchResult === null) this.#batchResult = visitor.map(m, i);
-      } else {
-        this.#pickled = false;
-        pos = this.#skipValue(pos, 2);
-        if (pos === FAIL) return FAIL;
-        if (this.#batchResult === null) this.#batchResult = visitor.nonMap(i, this.#pickled);
-      }
-    }
-    return pos;
   }
 
   /** Reads an op-map at pos into #m, walking (and checking) its whole subtree. */
@@ -424,7 +412,6 @@ export class Frame0Scanner {
   #takeError(): GatewayError {
     const e = this.#error ?? wireError('malformedFrame0', { why: 'unreadable' });
     this.#error = null;
-    this.#batchResult = null;
     return e;
   }
 }
