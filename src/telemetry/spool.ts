@@ -62,6 +62,7 @@ export class Spool {
   readonly #entries = new Map<number, SpoolEntry>();
   #bytes = 0;
   #nextSeq = 0;
+  #newest: number | undefined;
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(o: SpoolOptions) {
@@ -94,9 +95,12 @@ export class Spool {
   }
 
   newest(): SpoolEntry | undefined {
+    const cached = this.#newest !== undefined ? this.#entries.get(this.#newest) : undefined;
+    if (cached || this.#entries.size === 0) return cached;
+    // The newest was acknowledged or dropped: only then walk the (by now short) index again.
     let last: SpoolEntry | undefined;
-    // Map keeps insertion order and has no last(); the spool is bounded, and this runs once per batch.
     for (const e of this.#entries.values()) last = e;
+    this.#newest = last?.seq;
     return last;
   }
 
@@ -146,6 +150,7 @@ export class Spool {
       await this.#writeAtomic(fileName(seq), Buffer.concat([header, payload]));
       this.#entries.set(seq, { seq, bytes, createdMs, flags });
       this.#bytes += bytes;
+      this.#newest = seq;
       this.#nextSeq = seq + 1;
       this.#publish();
       // The batch is safe already; a failure here is repaired from the file names at the next open.

@@ -200,3 +200,17 @@ t.test('verify() rejects a file whose header names another seq', async (t) => {
   const seq = await putBatch(spool, 'x');
   t.match(verify(readFileSync(join(dir, fileName(seq))), seq + 1), /does not match/);
 });
+
+t.test('oldest() and newest() follow appends, acks out of order, and drops', async (t) => {
+  const dir = tempDir(t);
+  const { spool } = await open(dir);
+  const [a, b, c] = [await putBatch(spool, 'a'), await putBatch(spool, 'b'), await putBatch(spool, 'c')];
+  t.same(spool.oldest(2).map((e) => e.seq), [a, b]);
+  t.equal(spool.newest()?.seq, c);
+  await spool.ack(c);
+  t.equal(spool.newest()?.seq, b, 'acking the newest falls back to the one before');
+  await spool.ack(a);
+  t.same(spool.oldest(5).map((e) => e.seq), [b]);
+  await spool.ack(b);
+  t.equal(spool.newest(), undefined);
+});

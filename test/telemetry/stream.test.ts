@@ -1,5 +1,8 @@
 import t from 'tap';
 import { join } from 'node:path';
+import { statSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { WebSocketServer } from 'ws';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { devTls } from '../../src/telemetry/dev-cert.js';
 import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger } from './helpers.js';
@@ -110,3 +113,52 @@ t.test('a refused credential sends nothing and is counted as auth', async (t) =>
   await waitFor('two refused upgrades', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'auth' })) >= 2);
   t.equal(storedSeqs(rx.db, cluster).length, 0, 'the receiver stored nothing');
 });
+
+t.test('gzip batches travel as binary frames and hashed labels arrive as h: values', async (t) => {
+  const dir = tempDir(t);
+  const rx = await testReceiver(t, dir);
+  await rx.start();
+  const cluster = 'gzip-hash';
+  const ctx = makeContext({ clusterId: cluster, stateDir: dir, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool'), extra: { 'telemetry.gzip': true, 'telemetry.hash-labels': true } }) });
+  ctx.metrics.certificateExpirySeconds.set({ certificate: 'worker/alice' }, 1000);
+  const tel = await startTelemetry(ctx, FAST);
+  t.teardown(() => tel.close());
+  await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
+  const body = JSON.parse(rx.db.batches(cluster)[0]!.body) as { samples: { name: string; labels: Record<string, string> }[] };
+  const expiry = body.samples.find((s) => s.name === 'scheduler_gateway_certificate_expiry_seconds');
+  t.match(expiry?.labels['certificate'], /^h:[0-9a-f]{16}$/, 'the certificate name left only as a keyed hash');
+  t.notOk(rx.db.batches(cluster)[0]!.body.includes('alice'));
+  t.equal(statSync(join(dir, 'telemetry-hash.key')).mode & 0o777, 0o600, 'the hash key is private');
+});
+
+t.test('a control plane answering HTTP errors or garbage is counted and retried, and nothing is lost', async (t) => {
+  const dir = tempDir(t);
+  const tls = await devTls(join(dir, 'hostile-tls'));
+  let mode: 'http500' | 'garbage' = 'http500';
+  let upgrades = 0;
+  const server = createHttpsServer({ cert: tls.certPem, key: tls.keyPem }, (_req, res) => res.writeHead(500).end());
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    upgrades++;
+    if (mode === 'http500') return void socket.end('HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n');
+    wss.handleUpgrade(req, socket, head, (ws) => ws.send('{"type":"ack","seq":"not a number"}'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => { wss.close(); server.closeAllConnections(); server.close(() => r()); }));
+  const port = (server.address() as { port: number }).port;
+  const ctx = makeContext({ clusterId: 'hostile', config: telemetryConfig({ controlPlane: new URL(`https://127.0.0.1:${port}`), ca: tls.caPath, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
+  const tel = await startTelemetry(ctx, FAST);
+  t.teardown(() => tel.close());
+  await waitFor('HTTP errors counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'http' })) >= 2);
+  mode = 'garbage';
+  await waitFor('protocol violations counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'protocol' })) >= 2);
+  t.ok(upgrades >= 4);
+  t.equal(await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'acked' }), 0, 'nothing was taken as acknowledged');
+  t.equal(await metricValue(ctx.metrics.spoolBatches), await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'spooled' }), 'every batch is still spooled');
+});
+
+function writeCredential(dir: string): string {
+  const file = join(dir, 'hostile.credential');
+  writeFileSync(file, 'x'.repeat(32) + '\n', { mode: 0o600 });
+  return file;
+}
