@@ -169,3 +169,19 @@ t.test('thousands of messages in one chunk', async (t) => {
   t.equal(r.ops.length, 5000);
   t.equal(r.error, null);
 });
+
+t.test("newest framing as written by HEAD's own _add_frames_header decodes at every chunking", async (t) => {
+  const fixture = JSON.parse(readFileSync(new URL('../fixtures/wire/newest-framing.json', import.meta.url), 'utf8')) as { vectors: { name: string; frameLengths: number[]; L: number; hex: string }[] };
+  t.equal(fixture.vectors.length, 3);
+  for (const v of fixture.vectors) {
+    const wire = Buffer.from(v.hex, 'hex');
+    const total = 16 + 8 * v.frameLengths.length + v.frameLengths.reduce((a, b) => a + b, 0);
+    t.equal(wire.length, total, `${v.name}: the message is 16 + 8n + sum(len_i) bytes`);
+    const stream = Buffer.concat([msg(HANDSHAKE), wire, msg({ op: 'identity' })]);
+    const expected = collectOps([stream]);
+    t.equal(expected.error, null, `${v.name}: L = ${v.L} accepted`);
+    t.equal(expected.ops.length, 3, `${v.name}: the next message is found after the tail`);
+    t.same(collectOps(oneByteAtATime(stream)).ops, expected.ops, `${v.name}: 1 byte at a time`);
+    for (let seed = 1; seed <= 10; seed++) t.same(collectOps(randomSplits(stream, prng(seed), 4000)).ops, expected.ops, `${v.name}: seed ${seed}`);
+  }
+});
