@@ -101,7 +101,8 @@ function readCertificates(file: string): string {
   if (blocks.length === 0) throw pkiError('corruptPem', { file, what: 'certificate' });
   for (const b of blocks) {
     try {
-      parseCertificatePem(b);
+      // A certificate whose public key does not decode is as corrupt as one that does not parse.
+      void parseCertificatePem(b).publicKey;
     } catch {
       throw pkiError('corruptPem', { file, what: 'certificate' });
     }
