@@ -1,0 +1,123 @@
+/**
+ * The fuzz runner shared by test/fuzz/*: a seeded PRNG per target (the seed
+ * is printed; FUZZ_SEED replays it), a case count (FUZZ_CASES; CI default
+ * 100,000), and per target: crashes (an exception outside the target's
+ * contract), hangs (a case slower than the hang limit), heap growth across
+ * the run (after forced GCs) and a summary line for the report.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { casesFromEnv, prng, seedFromEnv } from '../hardening/harness.js';
+
+setFlagsFromString('--expose-gc');
+const gcFn = runInNewContext('gc') as () => void;
+
+export function gc(): void {
+  gcFn();
+  gcFn();
+}
+
+export function heapAfterGc(): number {
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+export interface FuzzStats {
+  readonly target: string;
+  readonly seed: number;
+  readonly cases: number;
+  readonly crashes: number;
+  readonly hangs: number;
+  /** How the target answered, by outcome name (accepted, refused, ...). */
+  readonly outcomes: Record<string, number>;
+  readonly ms: number;
+  readonly slowestCaseMs: number;
+  readonly heapGrowthBytes: number;
+  readonly firstCrash?: string;
+}
+
+export interface FuzzTarget<I> {
+  readonly name: string;
+  /** Default: casesFromEnv(). */
+  readonly cases?: number;
+  generate(rand: () => number, i: number): I;
+  /** Returns an outcome name; throwing `isExpected` errors is a clean refusal, anything else a crash. */
+  run(input: I): string | Promise<string>;
+  isExpected?(e: unknown): boolean;
+  /** A case slower than this is a hang. Default 1000 ms. */
+  readonly hangMs?: number;
+}
+
+interface Tap {
+  comment(...m: unknown[]): void;
+}
+
+export async function fuzz<I>(t: Tap, target: FuzzTarget<I>): Promise<FuzzStats> {
+  const seed = seedFromEnv();
+  const cases = target.cases ?? casesFromEnv();
+  const rand = prng(seed);
+  const hangMs = target.hangMs ?? 1000;
+  t.comment(`fuzz ${target.name}: seed ${seed} (replay with FUZZ_SEED=${seed}), ${cases} cases`);
+  const heapBefore = heapAfterGc();
+  const outcomes: Record<string, number> = {};
+  let crashes = 0;
+  let hangs = 0;
+  let slowest = 0;
+  let firstCrash: string | undefined;
+  const started = performance.now();
+  for (let i = 0; i < cases; i++) {
+    const input = target.generate(rand, i);
+    const t0 = performance.now();
+    let outcome: string;
+    try {
+      const r = target.run(input);
+      outcome = typeof r === 'string' ? r : await r;
+    } catch (e) {
+      if (target.isExpected?.(e)) outcome = 'refused';
+      else {
+        outcome = 'crash';
+        crashes++;
+        firstCrash ??= `case ${i} (seed ${seed}): ${(e as Error)?.stack ?? String(e)}\ninput: ${preview(input)}`;
+      }
+    }
+    const dt = performance.now() - t0;
+    if (dt > slowest) slowest = dt;
+    if (dt > hangMs) hangs++;
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+  }
+  const ms = Math.round(performance.now() - started);
+  const heapGrowthBytes = heapAfterGc() - heapBefore;
+  const stats: FuzzStats = { target: target.name, seed, cases, crashes, hangs, outcomes, ms, slowestCaseMs: Math.round(slowest * 10) / 10, heapGrowthBytes, ...(firstCrash ? { firstCrash } : {}) };
+  t.comment(`fuzz ${target.name}: ${JSON.stringify({ ...stats, firstCrash: undefined })}`);
+  return stats;
+}
+
+function preview(input: unknown): string {
+  const s = Buffer.isBuffer(input) ? input.toString('hex') : typeof input === 'string' ? JSON.stringify(input) : safeJson(input);
+  return s.length > 600 ? `${s.slice(0, 600)}...` : s;
+}
+
+function safeJson(v: unknown): string {
+  try { return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? String(x) : Buffer.isBuffer(x) ? x.toString('hex') : x)); } catch { return String(v); }
+}
+
+/** The assertions every target must pass: no crash, no hang, heap bounded, and the target really refused something. */
+export function assertClean(t: { equal(a: unknown, b: unknown, m?: string): void; ok(v: unknown, m?: string): void; fail?(m: string): void }, s: FuzzStats, opts: { maxHeapGrowthBytes?: number; mustRefuse?: boolean } = {}): void {
+  t.equal(s.crashes, 0, `${s.target}: zero crashes in ${s.cases} cases${s.firstCrash ? `\n${s.firstCrash}` : ''}`);
+  t.equal(s.hangs, 0, `${s.target}: zero hangs (slowest case ${s.slowestCaseMs} ms)`);
+  const max = opts.maxHeapGrowthBytes ?? 16 * 1024 * 1024;
+  t.ok(s.heapGrowthBytes < max, `${s.target}: heap after GC grew ${(s.heapGrowthBytes / 1048576).toFixed(1)} MiB (< ${(max / 1048576).toFixed(0)} MiB)`);
+  if (opts.mustRefuse ?? true) t.ok((s.outcomes.refused ?? 0) > 0, `${s.target}: hostile input was refused (${s.outcomes.refused ?? 0} times)`);
+}
+
+export function pick<T>(rand: () => number, xs: readonly T[]): T {
+  return xs[Math.floor(rand() * xs.length)]!;
+}
+
+/** Short hostile strings: control bytes, unicode, format characters, huge numbers, path tricks. */
+export const NASTY = [
+  '', ' ', '\0', '\r\n', '\n', '\t', '%00', '%', '..', '../../etc/passwd', '\u202e', '\ud800', '😀', 'ä', '\\', '"', "'", '{', '}', '[', ']',
+  ':', ',', '#', '&', '*', '!', '|', '>', '-', '---', '...', '~', 'null', 'true', 'false', 'NaN', 'Infinity', '-0', '1e309', '0x10', '9'.repeat(40),
+  '-1', '0', '1', '4294967296', '18446744073709551616', 'a'.repeat(5000), '<<: *a', '&a', '!!binary', '!!python/object', '%YAML 1.1',
+  'spiffe://', 'spiffe://c/worker', 'URI:', 'DNS:', ', URI:spiffe://x/admin', 'dgw_', 'Bearer ', '=', ';', '\x7f', '\x1b[31m',
+];
