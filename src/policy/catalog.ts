@@ -86,6 +86,15 @@ export const KNOWN_OPS: ReadonlySet<string> = new Set(Object.values(OP_GROUPS).f
 /** Ops that bind a connection to a declared identity (§2.4). */
 export const STREAM_OPENERS = { client: 'register-client', worker: 'register-worker' } as const;
 
+/**
+ * Stream handlers take their identity from the stream (`worker=` or `client=`)
+ * unless the message overrides it (§2.4), and the scheduler dispatches both
+ * kinds on any stream. So each kind is valid only on its own kind of stream:
+ * a task-finished on a client stream would name any worker it likes.
+ */
+export const WORKER_STREAM_OPS: ReadonlySet<string> = new Set(['task-finished', 'task-erred', 'release-worker-data', 'add-keys', 'long-running', 'reschedule', 'keep-alive', 'log-event', 'worker-status-change', 'request-refresh-who-has', 'steal-response']);
+export const CLIENT_STREAM_OPS: ReadonlySet<string> = new Set(['update-graph', 'update-graph-hlg', 'client-desires-keys', 'client-releases-keys', 'update-data', 'report-key', 'heartbeat-client', 'close-client', 'subscribe-topic', 'unsubscribe-topic', 'cancel-keys', 'variable-future-release', 'variable-future-received-confirm', 'variable_delete', 'queue-future-release', 'queue_release', 'publish_flush_batched_send']);
+
 /** Ops whose `address` the scheduler trusts as declared (§4.2 "Pinning"). */
 export const ADDRESS_PINNED_OPS: ReadonlySet<string> = new Set(['register-worker', 'heartbeat_worker', 'unregister', 'register_nanny']);
 /** Of those, the ones Dask always sends with an address (2022.12.1 register_nanny carries none). */

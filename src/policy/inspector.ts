@@ -25,7 +25,7 @@ import type { Denial, InspectorFactory, PeerInfo, StreamInspector } from '../ter
 import { FrameParser, type Frame0Sink, type FrameLimits } from '../wire/frame-parser.js';
 import { Frame0Scanner, DEFAULT_SCAN_LIMITS, type OpMap, type OpVisitor, type ScanLimits, type TopShape } from '../wire/ops.js';
 import { wireError } from '../wire/errors.js';
-import { ADDRESS_PINNED_OPS, ADDRESS_REQUIRED_OPS, KNOWN_OPS, STREAM_OPENERS } from './catalog.js';
+import { ADDRESS_PINNED_OPS, ADDRESS_REQUIRED_OPS, CLIENT_STREAM_OPS, KNOWN_OPS, STREAM_OPENERS, WORKER_STREAM_OPS } from './catalog.js';
 import { decide } from './decide.js';
 import { DENIAL_CODES } from './errors.js';
 import { allowedHosts, hostOfAddress, normalizeHost } from './pinning.js';
@@ -165,14 +165,8 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
       const problem = this.#broadcastProblem(m);
       if (problem !== null) return this.#policyDenial(op, 'broadcast-guard', DENIAL_CODES.broadcast, problem);
     }
-    switch (this.#mode) {
-      case Mode.ClientStream:
-        if (m.client !== undefined && m.client !== this.#boundClient) return this.#policyDenial(op, 'pin-stream', DENIAL_CODES.pinStream, `message names client ${clip(m.client)}, the stream registered ${clip(this.#boundClient)}`);
-        break;
-      case Mode.WorkerStream:
-        if (m.worker !== undefined && m.worker !== this.#boundWorker) return this.#policyDenial(op, 'pin-stream', DENIAL_CODES.pinStream, `message names worker ${clip(m.worker)}, the stream registered ${clip(this.#boundWorker)}`);
-        break;
-    }
+    const problem = this.#streamProblem(op, m);
+    if (problem !== null) return this.#policyDenial(op, 'pin-stream', DENIAL_CODES.pinStream, problem);
     if (op === STREAM_OPENERS.client || op === STREAM_OPENERS.worker || op === 'connection_stream') return this.#openStream(op, m);
     return null;
   }
@@ -196,6 +190,27 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
       this.#mode = Mode.UnboundStream;
     }
     return null;
+  }
+
+  /** §2.4: a stream's identity is the one it registered; stream ops only on their own kind of stream. */
+  #streamProblem(op: string, m: OpMap): string | null {
+    switch (this.#mode) {
+      case Mode.ClientStream:
+        if (WORKER_STREAM_OPS.has(op)) return `${op} is a worker stream op, sent on a client stream`;
+        if (m.client !== undefined && m.client !== this.#boundClient) return `message names client ${clip(m.client)}, the stream registered ${clip(this.#boundClient)}`;
+        if (m.worker !== undefined) return `message names worker ${clip(m.worker)} on a client stream`;
+        return null;
+      case Mode.WorkerStream:
+        if (CLIENT_STREAM_OPS.has(op)) return `${op} is a client stream op, sent on a worker stream`;
+        if (m.worker !== undefined && m.worker !== this.#boundWorker) return `message names worker ${clip(m.worker)}, the stream registered ${clip(this.#boundWorker)}`;
+        if (m.client !== undefined) return `message names client ${clip(m.client)} on a worker stream`;
+        return null;
+      case Mode.UnboundStream:
+        return null; // connection_stream (admin): no identity to pin
+      default:
+        if (WORKER_STREAM_OPS.has(op) || CLIENT_STREAM_OPS.has(op)) return `${op} is a stream op, sent before register-client/register-worker`;
+        return null;
+    }
   }
 
   #broadcastProblem(m: OpMap): string | null {

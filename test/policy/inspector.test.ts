@@ -183,3 +183,18 @@ t.test('the broadcast guard lets non-admins run Client.run on registered workers
   t.match(send('client', { op: 'broadcast', msg: { op: 'run', x: 1, op2: 2 }, workers: ['tls://127.0.0.1:4001', 'tls://127.0.0.1:4002'] }), guard, 'one unknown target among known ones');
   t.equal(send('admin', { op: 'broadcast', msg: { op: 'terminate' }, workers: ['tcp://10.0.0.9:22'], nanny: true }), null, 'admins are not guarded');
 });
+
+t.test('stream ops are valid only on their own kind of stream, so no one can speak for another worker or client', async (t) => {
+  const w = { op: 'register-worker', address: 'tcp://127.0.0.1:5', name: 'w1' };
+  const c = { op: 'register-client', client: 'Client-task' };
+  // A worker certificate's task client (worker-client-ops) claiming another worker's task result.
+  t.match(run(harness('worker'), HANDSHAKE, c, [{ op: 'task-finished', key: 'k', worker: 'tcp://10.0.0.2:1' }]), { code: 'GW_POLICY_PIN_STREAM', detail: /worker stream op, sent on a client stream/ });
+  // A worker stream releasing some client's keys.
+  t.match(run(harness('worker'), HANDSHAKE, w, [{ op: 'client-releases-keys', client: 'Client-victim', keys: [] }]), { code: 'GW_POLICY_PIN_STREAM', detail: /client stream op, sent on a worker stream/ });
+  t.match(run(harness('worker'), HANDSHAKE, w, [{ op: 'pubsub-msg', name: 't', msg: 1, client: 'Client-x' }]), { code: 'GW_POLICY_PIN_STREAM', detail: /names client/ });
+  t.match(run(harness('client'), HANDSHAKE, c, [{ op: 'pubsub-msg', name: 't', msg: 1, worker: 'tcp://127.0.0.1:5' }]), { code: 'GW_POLICY_PIN_STREAM', detail: /names worker/ });
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'task-finished', key: 'k' }), { code: 'GW_POLICY_PIN_STREAM', detail: /before register/ });
+  t.match(run(harness('admin'), HANDSHAKE, { op: 'update-graph-hlg' }), { code: 'GW_POLICY_PIN_STREAM' }, 'admins too');
+  t.equal(run(harness('admin'), HANDSHAKE, { op: 'connection_stream' }, [{ op: 'task-finished', worker: 'tcp://x:1' }, { op: 'heartbeat-client', client: 'c' }]), null, 'an admin connection_stream is unbound');
+  t.equal(run(harness('worker'), HANDSHAKE, w, [{ op: 'pubsub-msg', name: 't', msg: 1 }, { op: 'keep-alive' }]), null);
+});
