@@ -97,7 +97,9 @@ export const CLIENT_STREAM_OPS: ReadonlySet<string> = new Set(['update-graph', '
 
 /** Ops whose `address` the scheduler trusts as declared (§4.2 "Pinning"). */
 export const ADDRESS_PINNED_OPS: ReadonlySet<string> = new Set(['register-worker', 'heartbeat_worker', 'unregister', 'register_nanny']);
-/** Of those, the ones Dask always sends with an address (2022.12.1 register_nanny carries none). */
+/** Worker rpc ops that name the worker they speak for in `worker` (add_keys, add_resources, shuffle register_complete). */
+export const WORKER_FIELD_PINNED_OPS: ReadonlySet<string> = new Set(['add_keys', 'set_resources', 'shuffle_register_complete']);
+/** Of the address-pinned ops, the ones Dask always sends with an address (2022.12.1 register_nanny carries none). */
 export const ADDRESS_REQUIRED_OPS: ReadonlySet<string> = new Set(['register-worker', 'heartbeat_worker', 'unregister']);
 
 export function isOpGroup(s: string): s is OpGroup {

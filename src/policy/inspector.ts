@@ -25,7 +25,7 @@ import type { Denial, InspectorFactory, PeerInfo, StreamInspector } from '../ter
 import { FrameParser, type Frame0Sink, type FrameLimits } from '../wire/frame-parser.js';
 import { Frame0Scanner, DEFAULT_SCAN_LIMITS, type OpMap, type OpVisitor, type ScanLimits, type TopShape } from '../wire/ops.js';
 import { wireError } from '../wire/errors.js';
-import { ADDRESS_PINNED_OPS, ADDRESS_REQUIRED_OPS, CLIENT_STREAM_OPS, KNOWN_OPS, STREAM_OPENERS, WORKER_STREAM_OPS } from './catalog.js';
+import { ADDRESS_PINNED_OPS, ADDRESS_REQUIRED_OPS, CLIENT_STREAM_OPS, KNOWN_OPS, STREAM_OPENERS, WORKER_FIELD_PINNED_OPS, WORKER_STREAM_OPS } from './catalog.js';
 import { decide } from './decide.js';
 import { DENIAL_CODES } from './errors.js';
 import { allowedHosts, hostOfAddress, normalizeHost } from './pinning.js';
@@ -160,6 +160,10 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
           return this.#policyDenial(op, 'pin-address', DENIAL_CODES.pinAddress, `${op} declares address ${clip(m.address)}, which is neither the peer's source address nor a SAN of its certificate`);
         }
       }
+    }
+    if (WORKER_FIELD_PINNED_OPS.has(op) && m.worker !== undefined) {
+      const host = m.worker === null ? null : hostOfAddress(m.worker);
+      if (host === null || !this.#hosts.has(host)) return this.#policyDenial(op, 'pin-address', DENIAL_CODES.pinAddress, `${op} speaks for worker ${clip(m.worker)}, which is neither the peer's source address nor a SAN of its certificate`);
     }
     if (op === 'broadcast' && this.#peer.identity.role !== 'admin') {
       const problem = this.#broadcastProblem(m);

@@ -198,3 +198,10 @@ t.test('stream ops are valid only on their own kind of stream, so no one can spe
   t.equal(run(harness('admin'), HANDSHAKE, { op: 'connection_stream' }, [{ op: 'task-finished', worker: 'tcp://x:1' }, { op: 'heartbeat-client', client: 'c' }]), null, 'an admin connection_stream is unbound');
   t.equal(run(harness('worker'), HANDSHAKE, w, [{ op: 'pubsub-msg', name: 't', msg: 1 }, { op: 'keep-alive' }]), null);
 });
+
+t.test('worker rpc ops that speak for a worker are pinned like addresses', async (t) => {
+  t.equal(run(harness('worker'), HANDSHAKE, { op: 'add_keys', worker: 'tcp://127.0.0.1:7', keys: ['k'] }), null);
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'add_keys', worker: 'tcp://10.0.0.3:7', keys: ['k'] }), { code: 'GW_POLICY_PIN_ADDRESS', op: 'add_keys' });
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'set_resources', worker: 'tcp://10.0.0.3:7', resources: {} }), { code: 'GW_POLICY_PIN_ADDRESS' });
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'shuffle_register_complete', id: 's', worker: 5 }), { code: 'GW_POLICY_PIN_ADDRESS' });
+});
