@@ -156,3 +156,20 @@ t.test('only GET is served, and unknown paths are 404 after authentication', asy
   const anon = await fetchCred(gw.credPort, '/nope', { caPath: c.caPath });
   t.equal(anon.status, 401, 'an unauthenticated peer learns nothing about paths');
 });
+
+t.test('plaintext HTTP on the credentials port gets nothing and is counted as a failed handshake', async (t) => {
+  const c = await cluster(t);
+  const { gw, creds } = await fileGateway(t, c);
+  const { connect } = await import('node:net');
+  const got = await new Promise<string>((resolve) => {
+    let data = '';
+    const s = connect(gw.credPort, '127.0.0.1', () => s.write('GET /v1/credentials/aws HTTP/1.1\r\nHost: x\r\n\r\n'));
+    s.on('data', (b) => { data += b.toString('latin1'); });
+    s.on('close', () => resolve(data));
+    s.on('error', () => undefined);
+    s.setTimeout(10_000, () => s.destroy());
+  });
+  t.notOk(got.includes(creds.accessKeyId), 'no credential over plaintext');
+  const refusals = await gw.gw.context.metrics.refusalsTotal.get();
+  t.ok(refusals.values.some((v) => v.labels.port === 'credentials' && v.labels.reason === 'handshake' && v.value >= 1));
+});

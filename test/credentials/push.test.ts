@@ -108,7 +108,7 @@ t.test('a botocore session configured with the worker bundle resolves pushed cre
   t.match(config, `[profile dask-worker]\ncredential_process = curl -sf --max-time 10 --cert ${join(out, 'w-aws.pem')} --key ${join(out, 'w-aws-key.pem')} --cacert ${join(out, 'ca.pem')} https://localhost:${s.gw.credPort}/v1/credentials/aws\n`);
   t.match(readFileSync(join(out, 'w-aws-README.md'), 'utf8'), `AWS_CONFIG_FILE=${configPath} AWS_PROFILE=dask-worker`);
 
-  const first = fakeAws(8000);
+  const first = fakeAws(12_000);
   t.equal((await push(s, first, 15)).code, 0, 'the first push is applied');
 
   const home = tempDir(t);
@@ -125,7 +125,9 @@ t.test('a botocore session configured with the worker bundle resolves pushed cre
   py.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
   const replies = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
   const next = async (): Promise<Record<string, unknown>> => {
-    const r = await Promise.race([replies.next(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`botocore did not answer: ${stderr}`)), 30_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([replies.next(), new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`botocore did not answer: ${stderr}`)), 30_000); })])
+      .finally(() => clearTimeout(timer));
     if (r.done) throw new Error(`botocore exited: ${stderr}`);
     return JSON.parse(r.value) as Record<string, unknown>;
   };
