@@ -159,6 +159,10 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
         if (host === null || !this.#hosts.has(host)) {
           return this.#policyDenial(op, 'pin-address', DENIAL_CODES.pinAddress, `${op} declares address ${clip(m.address)}, which is neither the peer's source address nor a SAN of its certificate`);
         }
+        const owner = op === STREAM_OPENERS.worker ? undefined : this.#workers.ownerOf(m.address as string);
+        if (owner !== undefined && owner !== this.#ownerName()) {
+          return this.#policyDenial(op, 'pin-address', DENIAL_CODES.pinAddress, `${op} speaks for ${clip(m.address)}, which ${owner} registered`);
+        }
       }
     }
     if (WORKER_FIELD_PINNED_OPS.has(op) && m.worker !== undefined) {
@@ -188,7 +192,7 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
         return this.#policyDenial(op, 'pin-worker-name', DENIAL_CODES.pinName, `worker name ${clip(m.name)} is not the certificate name ${clip(certName)}`);
       }
       this.#boundWorker = m.address as string; // checked by the address pin above
-      this.#workers.add(this.#boundWorker);
+      this.#workers.add(this.#boundWorker, this.#ownerName());
       this.#mode = Mode.WorkerStream;
     } else {
       this.#mode = Mode.UnboundStream;
@@ -215,6 +219,11 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
         if (WORKER_STREAM_OPS.has(op) || CLIENT_STREAM_OPS.has(op)) return `${op} is a stream op, sent before register-client/register-worker`;
         return null;
     }
+  }
+
+  #ownerName(): string {
+    const id = this.#peer.identity;
+    return `${id.role}/${id.name ?? ''}`;
   }
 
   #broadcastProblem(m: OpMap): string | null {

@@ -9,20 +9,35 @@
  */
 import { hostOfAddress } from './pinning.js';
 
+interface Entry {
+  readonly host: string;
+  /** The certificate (role/name) that registered the address last. */
+  readonly owner: string;
+}
+
 export class WorkerDirectory {
   readonly #max: number;
-  readonly #addresses = new Map<string, string>(); // address -> host
+  readonly #addresses = new Map<string, Entry>();
 
   constructor(max = 65_536) {
     this.#max = max;
   }
 
-  add(address: string): void {
+  /** Records a register-worker that passed pinning; a new registration of an address takes it over. */
+  add(address: string, owner: string): void {
     const host = hostOfAddress(address);
     if (host === null) return;
     this.#addresses.delete(address);
-    this.#addresses.set(address, host);
+    this.#addresses.set(address, { host, owner });
     if (this.#addresses.size > this.#max) this.#addresses.delete(this.#addresses.keys().next().value as string);
+  }
+
+  /**
+   * Who registered the address, if anyone did. Host pinning cannot tell two
+   * workers on one host apart; this can (heartbeat_worker, unregister).
+   */
+  ownerOf(address: string): string | undefined {
+    return this.#addresses.get(address)?.owner;
   }
 
   hasAddress(address: string): boolean {
@@ -31,7 +46,7 @@ export class WorkerDirectory {
 
   /** Scheduler.broadcast's `hosts` are matched against its host_info keys: the host part of worker addresses. */
   hasHost(host: string): boolean {
-    for (const h of this.#addresses.values()) if (h === host) return true;
+    for (const e of this.#addresses.values()) if (e.host === host) return true;
     return false;
   }
 }

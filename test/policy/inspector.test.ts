@@ -205,3 +205,24 @@ t.test('worker rpc ops that speak for a worker are pinned like addresses', async
   t.match(run(harness('worker'), HANDSHAKE, { op: 'set_resources', worker: 'tcp://10.0.0.3:7', resources: {} }), { code: 'GW_POLICY_PIN_ADDRESS' });
   t.match(run(harness('worker'), HANDSHAKE, { op: 'shuffle_register_complete', id: 's', worker: 5 }), { code: 'GW_POLICY_PIN_ADDRESS' });
 });
+
+t.test('a registered worker address belongs to the certificate that registered it: a neighbour on the same host cannot heartbeat or unregister it', async (t) => {
+  const log = createLogger({ stream: new Writable({ write: (_c, _e, cb) => cb() }) });
+  const policy = { current: () => compilePolicy(DEFAULT_POLICY, DEFAULT_SETTINGS, 'test') };
+  const factory = createInspectorFactory(policy, { log, metrics: createMetrics({ defaultMetrics: false }), limits: WIDE_LIMITS });
+  const send = (name: string, ...messages: unknown[]) => {
+    const insp = factory({ identity: { cluster: 'c1', role: 'worker', name }, serial: name, remoteAddress: '127.0.0.1', sanHosts: [], connectionId: name });
+    for (const m of [HANDSHAKE, ...messages]) {
+      const d = insp.fromPeer(msg(m));
+      if (d) return d;
+    }
+    return null;
+  };
+  t.equal(send('w1', { op: 'register-worker', address: 'tcp://127.0.0.1:4001', name: 'w1' }), null);
+  t.equal(send('w1', { op: 'heartbeat_worker', address: 'tcp://127.0.0.1:4001' }), null, 'the owner heartbeats');
+  t.match(send('w2', { op: 'heartbeat_worker', address: 'tcp://127.0.0.1:4001' }), { code: 'GW_POLICY_PIN_ADDRESS', detail: /worker\/w1 registered/ });
+  t.match(send('w2', { op: 'unregister', address: 'tcp://127.0.0.1:4001' }), { code: 'GW_POLICY_PIN_ADDRESS' });
+  t.equal(send('w2', { op: 'heartbeat_worker', address: 'tcp://127.0.0.1:4002' }), null, 'an address nobody registered is only host-pinned');
+  t.equal(send('w2', { op: 'register-worker', address: 'tcp://127.0.0.1:4001', name: 'w2' }), null, 'a new registration takes the address over (the scheduler refuses duplicates itself)');
+  t.equal(send('w2', { op: 'unregister', address: 'tcp://127.0.0.1:4001' }), null);
+});
