@@ -80,6 +80,7 @@ async function main() {
     notes,
   };
   const axes = {};
+  const profileWindows = {};
   const backend = startProcess('backend', tools.backend, ['0'], { logDir: logs });
   const port = await new Promise((resolve, reject) => {
     let buf = '';
@@ -109,7 +110,9 @@ async function main() {
       const t0 = Date.now();
       try {
         inst = await contender.start({ ...env, tag });
+        const from = monotonicMicros();
         axes[axis][name] = await AXES[axis].run(ctx, contender, inst);
+        if (profileDir) profileWindows[`${name}-${tag}.cpuprofile`] = { from, to: monotonicMicros() };
         log(`${axis} ${name}: ${brief(axes[axis][name])} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       } catch (e) {
         axes[axis][name] = { error: String(e.message ?? e) };
@@ -149,7 +152,8 @@ async function main() {
   meta.machine['load average at end'] = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const results = { meta, axes };
   if (profileDir) {
-    results.profiles = summarizeProfiles(profileDir);
+    writeFileSync(join(profileDir, 'windows.json'), JSON.stringify(profileWindows, null, 2));
+    results.profiles = summarizeProfiles(profileDir, 25, profileWindows);
     writeFileSync(join(profileDir, 'summary.md'), results.profiles.markdown);
     log(`profile summary: ${relative(root, join(profileDir, 'summary.md'))}`);
   }
@@ -160,6 +164,9 @@ async function main() {
   process.stdout.write('\n' + md + '\n');
   log(`wrote ${relative(root, jsonPath)} and bench/results/latest.md in ${meta.duration_s.toFixed(0)} s`);
 }
+
+/** CLOCK_MONOTONIC in microseconds: the clock V8 stamps .cpuprofile samples with. */
+const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
 
 function brief(r) {
   return Object.entries(r)

@@ -83,7 +83,7 @@ function gateway(name, inspect) {
     async start(env) {
       const port = await freePort();
       const nodeFlags = env.profileDir
-        ? ['--cpu-prof', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`]
+        ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`]
         : [];
       const args = [...nodeFlags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect })];
       return launch(name, process.execPath, args, env, port, { cwd: env.work });

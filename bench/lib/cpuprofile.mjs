@@ -14,13 +14,20 @@ function category(frame) {
   return url ? 'other JS' : 'native/builtin';
 }
 
-/** Self time per function and category for one profile. */
-export function summarizeProfile(profile, top = 20) {
+/**
+ * Self time per function and category for one profile. window {from, to} in
+ * microseconds of CLOCK_MONOTONIC (process.hrtime, the clock V8 stamps
+ * samples with) keeps only the measured axis, not start-up and drain.
+ */
+export function summarizeProfile(profile, top = 20, window = undefined) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
   const { samples = [], timeDeltas = [] } = profile;
+  let t = profile.startTime;
   for (let i = 0; i < samples.length; i++) {
-    // timeDeltas[i] is the gap before sample i: attribute it to the sample taken then.
+    t += timeDeltas[i] ?? 0;
+    if (window && (t < window.from || t > window.to)) continue;
+    // timeDeltas[i + 1] is the time until the next sample: attribute it to this one.
     const dt = timeDeltas[i + 1] ?? 0;
     self.set(samples[i], (self.get(samples[i]) ?? 0) + Math.max(0, dt));
   }
@@ -45,20 +52,21 @@ export function summarizeProfile(profile, top = 20) {
   return { busy_ms: total / 1000, idle_ms: idle / 1000, functions: rank(fns).slice(0, top), categories: rank(cats) };
 }
 
-/** Summaries of every .cpuprofile in dir, with a markdown rendering. */
-export function summarizeProfiles(dir, top = 20) {
+/** Summaries of every .cpuprofile in dir, with a markdown rendering; windows maps file name to {from, to}. */
+export function summarizeProfiles(dir, top = 20, windows = {}) {
   const out = { files: {} };
   const md = ['# Gateway CPU profiles (self time, idle excluded)', ''];
   for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sort()) {
     let s;
     try {
-      s = summarizeProfile(JSON.parse(readFileSync(join(dir, f), 'utf8')), top);
+      s = summarizeProfile(JSON.parse(readFileSync(join(dir, f), 'utf8')), top, windows[f]);
     } catch (e) {
       md.push(`## ${f}`, '', `unreadable: ${e.message}`, '');
       continue;
     }
     out.files[basename(f)] = s;
-    md.push(`## ${f}`, '', `busy ${s.busy_ms.toFixed(0)} ms, idle ${s.idle_ms.toFixed(0)} ms`, '');
+    const scope = windows[f] ? 'during the axis only' : 'whole process lifetime';
+    md.push(`## ${f}`, '', `${scope}: busy ${s.busy_ms.toFixed(0)} ms, idle ${s.idle_ms.toFixed(0)} ms`, '');
     md.push('| category | self ms | % |', '|---|---:|---:|');
     for (const c of s.categories) md.push(`| ${c.name} | ${c.ms.toFixed(0)} | ${c.pct.toFixed(1)} |`);
     md.push('', '| function | self ms | % |', '|---|---:|---:|');
@@ -80,6 +88,10 @@ if (process.argv[1] && import.meta.url === `file://${process.argv[1]}`) {
     const s = summarizeProfile(JSON.parse(readFileSync(target, 'utf8')));
     process.stdout.write(JSON.stringify(s, null, 2) + '\n');
   } else {
-    process.stdout.write(summarizeProfiles(target).markdown + '\n');
+    let windows = {};
+    try {
+      windows = JSON.parse(readFileSync(join(target, 'windows.json'), 'utf8'));
+    } catch {}
+    process.stdout.write(summarizeProfiles(target, 20, windows).markdown + '\n');
   }
 }

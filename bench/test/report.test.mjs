@@ -1,0 +1,62 @@
+// Target verdicts and profile windows: the parts of the report that decide pass/miss.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { markdown, targets } from '../lib/report.mjs';
+import { summarizeProfile } from '../lib/cpuprofile.mjs';
+
+function results(gw) {
+  return {
+    meta: { started: 'x', command: 'c', duration_s: 1, quick: true, contenders: ['direct', 'haproxy', 'gateway', 'gateway-inspect'], machine: {}, versions: {}, notes: [] },
+    axes: {
+      bulk: { direct: { mb_per_s: 4000 }, haproxy: { mb_per_s: 800 }, gateway: { mb_per_s: gw.bulk }, 'gateway-inspect': { mb_per_s: gw.bulkInspect } },
+      pingpong: { haproxy: { p50_us: 40 }, gateway: { p50_us: gw.p50 }, 'gateway-inspect': { p50_us: gw.p50 } },
+      multi: { haproxy: { rt_per_s: 30000 }, gateway: { rt_per_s: 30000 }, 'gateway-inspect': { rt_per_s: 30000 } },
+      handshake: { haproxy: { per_s: 600 }, gateway: { error: 'boom' } },
+      memory: { haproxy: { last_kib_per_conn: 24, rss_at_10k_mib: 250, last_held: 9850 }, gateway: { last_kib_per_conn: 40, rss_at_10k_mib: 1100, last_held: 9850 } },
+      dask: { 'native-tls': { total_s: 10 }, gateway: { total_s: 9.5 } },
+    },
+  };
+}
+
+const verdict = (ts, name) => ts.find((t) => t.target.startsWith(name));
+
+test('targets compare the gateway with haproxy in the right direction', () => {
+  const ts = targets(results({ bulk: 820, bulkInspect: 700, p50: 44 }), 'gateway');
+  assert.equal(verdict(ts, 'bulk').pass, true);
+  assert.equal(verdict(ts, '64 B p50').pass, false, 'a higher latency than haproxy misses');
+  assert.equal(verdict(ts, 'handshakes').pass, null, 'an errored axis is not measured, neither pass nor miss');
+  assert.equal(verdict(ts, 'RSS per idle').pass, false, '40/24 is above 1.5x');
+  assert.equal(verdict(ts, '10,000').pass, false, '1100 MiB is not under 1 GiB');
+  assert.equal(verdict(ts, 'Dask').pass, true);
+});
+
+test('inspection cost is the worst of bulk, p50 and 16-connection rate', () => {
+  const ts = targets(results({ bulk: 800, bulkInspect: 700, p50: 40 }), 'gateway-inspect');
+  const t = verdict(ts, 'inspection cost');
+  assert.ok(Math.abs(t.measured - 0.125) < 1e-9, `bulk 700 vs 800 is a 12.5% cost, got ${t.measured}`);
+  assert.equal(t.pass, false);
+});
+
+test('the markdown page carries ratios against haproxy and direct', () => {
+  const md = markdown(results({ bulk: 400, bulkInspect: 380, p50: 40 }));
+  assert.match(md, /\| bulk throughput \(MB\/s\) \| gateway \| 400 \| 0\.50× \| 0\.10× \|/);
+  assert.match(md, /error: boom/);
+});
+
+test('a profile window keeps only the samples taken inside it', () => {
+  const profile = {
+    startTime: 1000,
+    nodes: [
+      { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 } },
+      { id: 2, callFrame: { functionName: 'startup', url: 'node:internal/x', lineNumber: 0 } },
+      { id: 3, callFrame: { functionName: 'hot', url: 'file:///r/dist/terminator/pipe.js', lineNumber: 9 } },
+    ],
+    samples: [2, 2, 3, 3, 3, 3],
+    timeDeltas: [0, 100, 100, 100, 100, 100],
+  };
+  const all = summarizeProfile(profile);
+  assert.equal(all.functions[0].name, 'hot dist/terminator/pipe.js:10');
+  const win = summarizeProfile(profile, 10, { from: 1200, to: 1500 });
+  assert.deepEqual(win.functions.map((f) => f.name), ['hot dist/terminator/pipe.js:10']);
+  assert.equal(win.categories[0].name, 'gateway code');
+});
