@@ -7,7 +7,8 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { casesFromEnv, prng, seedFromEnv } from '../hardening/harness.js';
+import { casesFromEnv, mutate, prng, seedFromEnv } from '../hardening/harness.js';
+import { KNOWN_OPS } from '../../src/policy/catalog.js';
 
 setFlagsFromString('--expose-gc');
 const gcFn = runInNewContext('gc') as () => void;
@@ -121,3 +122,35 @@ export const NASTY = [
   '-1', '0', '1', '4294967296', '18446744073709551616', 'a'.repeat(5000), '<<: *a', '&a', '!!binary', '!!python/object', '%YAML 1.1',
   'spiffe://', 'spiffe://c/worker', 'URI:', 'DNS:', ', URI:spiffe://x/admin', 'dgw_', 'Bearer ', '=', ';', '\x7f', '\x1b[31m',
 ];
+
+/** Mutates a string at the character level, sometimes splicing in a hostile token. */
+export function mutateText(rand: () => number, s: string): string {
+  if (rand() < 0.3) {
+    const at = Math.floor(rand() * (s.length + 1));
+    return s.slice(0, at) + pick(rand, NASTY) + s.slice(at + Math.floor(rand() * 4));
+  }
+  return mutate(rand, Buffer.from(s, 'utf8')).toString('utf8');
+}
+
+/** A random JSON-ish value: what a confused or hostile document could hold anywhere. */
+export function value(rand: () => number, depth = 0): unknown {
+  const r = rand();
+  if (depth > 3 || r < 0.35) return pick(rand, NASTY);
+  if (r < 0.45) return Math.floor(rand() * 2 ** 40) * (rand() < 0.5 ? -1 : 1);
+  if (r < 0.5) return rand() < 0.5;
+  if (r < 0.55) return null;
+  if (r < 0.75) return Array.from({ length: Math.floor(rand() * 4) }, () => value(rand, depth + 1));
+  const o: Record<string, unknown> = {};
+  for (let i = Math.floor(rand() * 4); i > 0; i--) o[pick(rand, ['version', 'rules', 'client', 'worker', 'admin', 'allow', 'deny', 'pickled', '@client', '*', pick(rand, NASTY)])] = value(rand, depth + 1);
+  return o;
+}
+
+const OPS = [...KNOWN_OPS];
+
+/** A Dask op map (or a batch of two), mostly known ops with hostile field values. */
+export function opMap(rand: () => number): unknown {
+  const m: Record<string, unknown> = { op: rand() < 0.8 ? pick(rand, OPS) : pick(rand, NASTY) };
+  for (let k = Math.floor(rand() * 5); k > 0; k--) m[pick(rand, ['reply', 'address', 'keys', 'tasks', 'msg', 'workers', 'nanny', 'name', 'client', 'serializers', pick(rand, NASTY)])] = value(rand);
+  if (rand() < 0.1) m.pickled = { __Pickled__: true };
+  return rand() < 0.3 ? [m, opMap(rand)] : m;
+}

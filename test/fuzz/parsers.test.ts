@@ -26,7 +26,6 @@ import { createMetrics } from '../../src/telemetry/metrics.js';
 import { parsePolicyText } from '../../src/policy/holder.js';
 import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS } from '../../src/policy/rules.js';
 import { decide } from '../../src/policy/decide.js';
-import { KNOWN_OPS } from '../../src/policy/catalog.js';
 import { ConnectionInspector } from '../../src/policy/inspector.js';
 import { resolveConfig, readConfigFile, type Flags } from '../../src/config/load.js';
 import { runKeys } from '../../src/config/keys/index.js';
@@ -44,7 +43,7 @@ import { parseInbound } from '../../src/telemetry/protocol.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { message, recordedConnections, HANDSHAKE } from '../wire/wire-helpers.js';
 import { bytes, mutate } from '../hardening/harness.js';
-import { assertClean, fuzz, NASTY, pick } from './fuzz-kit.js';
+import { assertClean, fuzz, mutateText, NASTY, opMap, pick, value } from './fuzz-kit.js';
 
 t.setTimeout(600_000);
 
@@ -58,28 +57,6 @@ t.before(async () => {
   work = mkdtempSync(join(tmpdir(), 'sgw-fuzz-'));
 });
 t.teardown(() => { cluster?.cleanup(); if (work) rmSync(work, { recursive: true, force: true }); });
-
-/** Mutates a string at the character level, sometimes splicing in a hostile token. */
-function mutateText(rand: () => number, s: string): string {
-  if (rand() < 0.3) {
-    const at = Math.floor(rand() * (s.length + 1));
-    return s.slice(0, at) + pick(rand, NASTY) + s.slice(at + Math.floor(rand() * 4));
-  }
-  return mutate(rand, Buffer.from(s, 'utf8')).toString('utf8');
-}
-
-/** A random JSON-ish value: what a confused or hostile document could hold anywhere. */
-function value(rand: () => number, depth = 0): unknown {
-  const r = rand();
-  if (depth > 3 || r < 0.35) return pick(rand, NASTY);
-  if (r < 0.45) return Math.floor(rand() * 2 ** 40) * (rand() < 0.5 ? -1 : 1);
-  if (r < 0.5) return rand() < 0.5;
-  if (r < 0.55) return null;
-  if (r < 0.75) return Array.from({ length: Math.floor(rand() * 4) }, () => value(rand, depth + 1));
-  const o: Record<string, unknown> = {};
-  for (let i = Math.floor(rand() * 4); i > 0; i--) o[pick(rand, ['version', 'rules', 'client', 'worker', 'admin', 'allow', 'deny', 'pickled', '@client', '*', pick(rand, NASTY)])] = value(rand, depth + 1);
-  return o;
-}
 
 t.test('policy files: parsePolicyText + compile + decide', async (t) => {
   const seeds = [yamlStringify(DEFAULT_POLICY), JSON.stringify(DEFAULT_POLICY), 'version: 1\nrules:\n  client:\n    allow: ["@client", feed]\n    deny: [run]\n  worker: {allow: ["@worker"]}\n'];
@@ -268,16 +245,9 @@ t.test('Dask messages, structure-aware: mutated op maps through the per-connecti
   const log = quietLog();
   const metrics = createMetrics({ defaultMetrics: false });
   const policy = { current: () => compilePolicy(DEFAULT_POLICY, DEFAULT_SETTINGS, 'default') };
-  const ops = [...KNOWN_OPS];
   const recorded = recordedConnections();
   const handshake = message([Buffer.from(pack(HANDSHAKE))]);
   const opener = (role: string) => message([Buffer.from(pack(role === 'worker' ? { op: 'register-worker', address: 'tls://127.0.0.1:4000', name: 'w1', reply: false } : { op: 'register-client', client: 'Client-1', reply: false }))]);
-  const opMap = (rand: () => number): unknown => {
-    const m: Record<string, unknown> = { op: rand() < 0.8 ? pick(rand, ops) : pick(rand, NASTY) };
-    for (let k = Math.floor(rand() * 5); k > 0; k--) m[pick(rand, ['reply', 'address', 'keys', 'tasks', 'msg', 'workers', 'nanny', 'name', 'client', 'serializers', pick(rand, NASTY)])] = value(rand);
-    if (rand() < 0.1) m.pickled = { __Pickled__: true };
-    return rand() < 0.3 ? [m, opMap(rand)] : m;
-  };
   let conn = 0;
   const s = await fuzz(t, {
     name: 'Dask op maps through the inspector',

@@ -10,7 +10,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { startDashboard, type DashboardComponent } from '../../src/dashboard/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
-import type { Flags } from '../../src/config/load.js';
+import { resolveConfig, type Flags } from '../../src/config/load.js';
+import { runKeys } from '../../src/config/keys/index.js';
+import { startGateway, type RunningGateway } from '../../src/gateway/compose.js';
+import { createLogger } from '../../src/log/logger.js';
+import { Writable } from 'node:stream';
 
 export interface Teardown {
   teardown(fn: () => unknown): void;
@@ -144,4 +148,66 @@ export async function startBothPorts(o: { t: Teardown; scheduler: string; dashbo
   const dashboard = await startDashboard(tg.gw.context);
   o.t.teardown(() => dashboard.close());
   return { cluster, tg, dashboard, port8786: tg.port, port8787: dashboard.address!.port };
+}
+
+export interface CountingLog {
+  readonly stream: Writable;
+  /** Lines by "event" and by "event:reason". */
+  readonly counts: Map<string, number>;
+  /** Every error- or warn-level line (bounded to the first 200). */
+  readonly problems: Array<Record<string, unknown>>;
+  /** The newest lines (bounded ring of 500). */
+  recent(): Array<Record<string, unknown>>;
+  count(key: string): number;
+}
+
+/**
+ * A log sink for volume runs: counts lines instead of keeping them, so the
+ * test's own memory does not grow with the case count.
+ */
+export function countingLog(): CountingLog {
+  const counts = new Map<string, number>();
+  const problems: Array<Record<string, unknown>> = [];
+  const ring: Array<Record<string, unknown>> = [];
+  let partial = '';
+  const stream = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      partial += chunk.toString();
+      let i: number;
+      while ((i = partial.indexOf('\n')) >= 0) {
+        const text = partial.slice(0, i);
+        partial = partial.slice(i + 1);
+        let l: Record<string, unknown>;
+        try { l = JSON.parse(text) as Record<string, unknown>; } catch { continue; }
+        const ev = String(l.event);
+        counts.set(ev, (counts.get(ev) ?? 0) + 1);
+        if (l.reason !== undefined) counts.set(`${ev}:${String(l.reason)}`, (counts.get(`${ev}:${String(l.reason)}`) ?? 0) + 1);
+        if ((l.level === 'error' || l.level === 'warn') && problems.length < 200) problems.push(l);
+        ring.push(l);
+        if (ring.length > 500) ring.shift();
+      }
+      cb();
+    },
+  });
+  return { stream, counts, problems, recent: () => [...ring], count: (k) => counts.get(k) ?? 0 };
+}
+
+export interface VolumeGateway {
+  readonly gw: RunningGateway;
+  readonly port: number;
+  readonly log: CountingLog;
+  close(): Promise<void>;
+}
+
+/** startGateway in-process with a counting log: for fuzz and load runs of 8786. */
+export async function startVolumeGateway(o: { t: Teardown; cluster: TestCluster; scheduler: string; flags?: Flags; level?: 'debug' | 'info' }): Promise<VolumeGateway> {
+  const log = countingLog();
+  const config = resolveConfig(runKeys, { flags: { dir: o.cluster.dir, listen: '127.0.0.1:0', scheduler: o.scheduler, 'failed-handshake-rate': '1000000', ...o.flags }, env: {} });
+  const gw = await startGateway(config, {
+    log: createLogger({ stream: log.stream, level: o.level ?? 'info' }),
+    env: { SCHEDULER_GATEWAY_PASSPHRASE: o.cluster.passphrase },
+    trustPollMs: 250,
+  });
+  o.t.teardown(() => gw.close());
+  return { gw, port: gw.addresses.terminator!.port, log, close: () => gw.close() };
 }
