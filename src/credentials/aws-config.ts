@@ -6,6 +6,8 @@
  * Pure: the caller writes the file.
  */
 export const AWS_PROFILE = 'dask-worker';
+/** The credentials listener's default port; the bundle writes it unless told otherwise. */
+export const DEFAULT_CREDENTIALS_PORT = 8789;
 
 export interface AwsConfigOptions {
   readonly certPath: string;

@@ -20,8 +20,7 @@ import { startFileSource, type Source } from './file-source.js';
 import { startCommandSource } from './command-source.js';
 import { startCredentialsServer } from './server.js';
 import { PUSH_COMMAND, pushCredentialsCommand } from './push-command.js';
-
-export const DEFAULT_CREDENTIALS_PORT = 8789;
+import { DEFAULT_CREDENTIALS_PORT } from './aws-config.js';
 
 export interface CredentialsSettings {
   readonly listen: Endpoint | undefined;

@@ -13,11 +13,9 @@ import type { IssuedCertificate } from './issue.js';
 import { buildPkcs12 } from './p12.js';
 import { writeFileAtomic } from './state-dir.js';
 import { errnoText } from './keystore.js';
-import { awsConfigSnippet, AWS_PROFILE } from '../credentials/aws-config.js';
+import { awsConfigSnippet, AWS_PROFILE, DEFAULT_CREDENTIALS_PORT } from '../credentials/aws-config.js';
 
 export const GATEWAY_PORT = 8786;
-/** The gateway's credentials listener (src/credentials); workers' AWS config points at it. */
-export const CREDENTIALS_PORT = 8789;
 
 export interface BundleOptions {
   /** Port of the credentials endpoint written into the worker's AWS config (default 8789). */
@@ -150,7 +148,7 @@ export function commandLine(issued: IssuedCertificate, files: BundleFiles): stri
 export function awsConfig(issued: IssuedCertificate, files: BundleFiles, opts: BundleOptions = {}): string {
   return awsConfigSnippet({
     certPath: files.certPath, keyPath: files.keyPath, caPath: files.caPath,
-    host: issued.gatewayHost ?? 'GATEWAY_HOST', port: opts.credentialsPort ?? CREDENTIALS_PORT,
+    host: issued.gatewayHost ?? 'GATEWAY_HOST', port: opts.credentialsPort ?? DEFAULT_CREDENTIALS_PORT,
   });
 }
 
