@@ -67,7 +67,7 @@ async function main() {
   if (profileDir) mkdirSync(profileDir, { recursive: true });
 
   const env = { root, work, logs, certs, bin, maxConns: holdMax + 20, profileDir, quick: opts.quick, daskSizes: daskSizes(opts.quick) };
-  const ctx = { loadgen: tools.loadgen, certs, sizes: sz, quick: opts.quick };
+  const ctx = { loadgen: tools.loadgen, certs, sizes: sz, quick: opts.quick, profileDir };
   const meta = {
     started: started.toISOString(),
     command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),

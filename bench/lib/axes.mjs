@@ -2,6 +2,9 @@
 // started contender and reads the contender's CPU time (utime+stime of its
 // process tree) around the run; memory reads its RSS at each held step.
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { heapMarkdown, summarizeHeap } from './heapsnapshot.mjs';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cpuSeconds, rssBytes, runCommand } from './proc.mjs';
@@ -149,7 +152,10 @@ export const AXES = {
       await loadgen(ctx, ['handshake', '--port', String(inst.port), '--count', '50', '--seconds', '5', '--parallel', '4', ...tlsArgs(ctx, contender, { verify: false })]);
       await sleep(ctx.quick ? 300 : 1000);
       const base = pid ? rssBytes(pid) : null;
-      const steps = await holdSteps(ctx, contender, inst, pid);
+      const steps = await holdSteps(ctx, contender, inst, pid, async (held) => {
+        // Profiling runs: a heap snapshot at the last step, after its RSS was read, shows what a connection holds.
+        if (ctx.profileDir && contender.name.startsWith('gateway')) await heapSnapshot(ctx, contender, inst, held);
+      });
       const out = { base_rss_mib: base === null ? null : base / 2 ** 20, steps: [] };
       for (const s of steps) {
         const grow = pid ? s.rss - base : null;
@@ -173,7 +179,7 @@ export const AXES = {
 };
 
 /** Opens connections step by step with `loadgen hold`, reading RSS at each "HELD n" line. */
-async function holdSteps(ctx, contender, inst, pid) {
+async function holdSteps(ctx, contender, inst, pid, atLastStep) {
   const targets = ctx.sizes.holdSteps;
   const args = [
     'hold', '--port', String(inst.port), '--steps', targets.join(','), '--parallel', '32',
@@ -192,6 +198,7 @@ async function holdSteps(ctx, contender, inst, pid) {
       const target = targets[steps.length];
       await sleep(ctx.quick ? 300 : 1000); // let the contender settle (GC, deferred frees)
       steps.push({ target, held: Number(m[1]), failed: Number(m[2]), rss: pid ? rssBytes(pid) : 0 });
+      if (steps.length === targets.length) await atLastStep(Number(m[1]));
       child.stdin.write('\n');
       if (steps.length === targets.length) break;
     }
@@ -202,4 +209,29 @@ async function holdSteps(ctx, contender, inst, pid) {
   }
   if (steps.length < targets.length) throw new Error(`hold ended early: ${stderr.trim().slice(0, 400)}`);
   return steps;
+}
+
+/** SIGUSR2 makes a gateway started with --heapsnapshot-signal write a snapshot; summarize it per held connection. */
+async function heapSnapshot(ctx, contender, inst, held) {
+  const list = () => readdirSync(ctx.profileDir).filter((f) => f.endsWith('.heapsnapshot'));
+  const before = new Set(list());
+  process.kill(inst.proc.pid, 'SIGUSR2');
+  const end = Date.now() + 120_000;
+  let file;
+  let lastSize = -1;
+  while (Date.now() < end) {
+    await sleep(1000);
+    file ??= list().find((f) => !before.has(f));
+    if (!file) continue;
+    const size = statSync(join(ctx.profileDir, file)).size;
+    if (size > 0 && size === lastSize) break;
+    lastSize = size;
+  }
+  if (!file) return;
+  try {
+    const s = summarizeHeap(JSON.parse(readFileSync(join(ctx.profileDir, file), 'utf8')), { perConn: held });
+    writeFileSync(join(ctx.profileDir, `heap-${contender.name}.md`), heapMarkdown(`${contender.name}: ${held} idle connections held`, s));
+  } catch (e) {
+    writeFileSync(join(ctx.profileDir, `heap-${contender.name}.md`), `snapshot unreadable: ${e.message}\n`);
+  }
 }

@@ -55,6 +55,9 @@ export function gatewayArgs({ port, backendPort, certs, inspect, maxConns }) {
     `--inspect=${inspect ? 'true' : 'false'}`,
     // The default (4096) is below the 10,000-connection memory step; haproxy gets the same maxconn.
     '--max-connections', String(maxConns),
+    // Only port 8786 is under test: no dashboard, and /metrics on a free loopback port so runs never collide.
+    '--dashboard=false',
+    '--metrics-listen', '127.0.0.1:0',
     ...extra,
   ];
 }
@@ -83,7 +86,8 @@ function gateway(name, inspect) {
     async start(env) {
       const port = await freePort();
       const nodeFlags = env.profileDir
-        ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`]
+        ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`,
+          '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
         : [];
       const args = [...nodeFlags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect })];
       return launch(name, process.execPath, args, env, port, { cwd: env.work });
