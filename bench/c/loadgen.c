@@ -134,8 +134,8 @@ static void mode_bulk(uint64_t bytes, size_t msg) {
   }
   ping_once(&c); /* returns only after the backend consumed everything before it */
   double dt = now_s() - t0;
-  printf("{\"mode\":\"bulk\",\"warm_bytes\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"mb_per_s\":%.2f,\"complete\":%s,\"client_cpu_s\":%.4f}\n",
-         (unsigned long long)warm, (unsigned long long)sent, dt, (double)sent / 1e6 / dt, sent >= bytes ? "true" : "false", cpu_s() - c0);
+  printf("{\"mode\":\"bulk\",\"cipher\":\"%s\",\"warm_bytes\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"mb_per_s\":%.2f,\"complete\":%s,\"client_cpu_s\":%.4f}\n",
+         c.ssl ? SSL_get_cipher_name(c.ssl) : "none", (unsigned long long)warm, (unsigned long long)sent, dt, (double)sent / 1e6 / dt, sent >= bytes ? "true" : "false", cpu_s() - c0);
 }
 
 /* ---------- ping-pong ---------- */

@@ -77,6 +77,7 @@ export const AXES = {
       const moved = runs.reduce((n, x) => n + x.bytes + x.warm_bytes, 0);
       return {
         mb_per_s: r.mb_per_s,
+        cipher: r.cipher,
         bytes: r.bytes,
         seconds: r.seconds,
         runs_mb_per_s: runs.map((x) => x.mb_per_s),

@@ -154,6 +154,8 @@ export function markdown(results) {
     for (const t of extra) L.push(`| ${t.target} | ${t.limit} | ${gws.map((g) => (g === 'gateway-inspect' ? fmtTarget(t) + (t.detail ? ` (${t.detail})` : '') : 'n/a')).join(' | ')} |`);
     L.push('');
   }
+  const ciphers = Object.entries(axes.bulk ?? {}).filter(([, r]) => r.cipher && r.cipher !== 'none');
+  if (ciphers.length) L.push(`Negotiated TLS 1.3 suite (bulk): ${ciphers.map(([c, r]) => `${c} ${r.cipher}`).join(', ')}.`, '');
   L.push('## Load generator and contender CPU per axis', '');
   L.push('| axis | contender | contender CPU s | load generator CPU s |', '|---|---|---:|---:|');
   for (const [axis, per] of Object.entries(axes)) {
