@@ -10,6 +10,7 @@ import { testReceiver, type TestReceiver } from '../telemetry/helpers.js';
 import { runCerts } from '../pki/cli-harness.js';
 import { main as controlPlaneDev } from '../../src/cli/control-plane-dev.js';
 import { isGatewayError } from '../../src/errors/base.js';
+import Database from 'better-sqlite3';
 import { allBytes, fakeAws, fetchCred, processJson, secretsOf, startCredGateway, tempDir, type CredGateway, type FakeAws } from './harness.js';
 
 interface Setup { c: TestCluster; rx: TestReceiver; gw: CredGateway; dir: string; spool: string }
@@ -69,6 +70,17 @@ t.test('credentials pushed by the reference control plane reach a worker fetch w
   t.equal(got.json()['SessionToken'], creds.sessionToken, 'a session token longer than 512 characters arrives whole');
   const applied = await s.gw.waitForLog((l) => l.event === 'telemetry.command.applied' && l['command'] === 'push-credentials');
   t.same(applied['args'], { provider: 'aws', expiration: creds.expiration.toISOString(), fields: ['access_key_id', 'secret_access_key', 'session_token'] }, 'the command audit shows the shape only');
+
+  const rows = await waitFor(() => {
+    const db = new Database(s.rx.dbPath, { readonly: true });
+    try {
+      const r = db.prepare("SELECT args, status FROM commands WHERE name = 'push-credentials'").all() as { args: string; status: string }[];
+      return r.length === 1 && r[0]!.status === 'applied' ? r : undefined;
+    } finally {
+      db.close();
+    }
+  }, { timeoutMs: 10_000, what: 'the push to be marked applied' });
+  t.equal(rows[0]!.args, '{}', 'the control plane keeps no values of an applied push');
 
   // Let telemetry carry at least two batches made after the push, so the batches searched below could have held it.
   const seqNow = s.rx.db.batches(s.c.clusterId).length;
@@ -144,4 +156,14 @@ t.test('a botocore session configured with the worker bundle resolves pushed cre
   t.ok(served.length >= 2, 'each SDK fetch is audited');
   t.match(served[0], { identity: `spiffe://${s.c.clusterId}/worker/w-aws`, provider: 'aws' });
   py.stdin.end();
+});
+
+t.test('control-plane-dev refuses an invalid document before queueing it, without printing the secret', async (t) => {
+  const s = await setup(t);
+  const stale = { ...fakeAws(3600_000), expiration: new Date(Date.now() - 1000) };
+  const r = await push(s, stale);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /expiration .* has already passed/);
+  t.notOk(r.stderr.includes(stale.secretAccessKey) || r.stdout.includes(stale.secretAccessKey), 'no secret printed');
+  t.same(s.rx.db.pendingCommands(s.c.clusterId), [], 'nothing queued');
 });
