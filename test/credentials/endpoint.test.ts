@@ -13,9 +13,9 @@ async function cluster(t: Tap.Test): Promise<TestCluster> {
 }
 
 /** A gateway serving credentials from a file, and the credentials it holds. */
-async function fileGateway(t: Tap.Test, c: TestCluster, lifetimeMs = 3600_000) {
+async function fileGateway(t: Tap.Test, c: TestCluster) {
   const file = join(tempDir(t), 'aws.json');
-  const creds = fakeAws(lifetimeMs);
+  const creds = fakeAws(3600_000);
   writeCredentialsFile(file, creds);
   const gw = await startCredGateway(t, c, { 'credentials-file': file });
   return { gw, creds, file };
@@ -116,12 +116,15 @@ t.test('a revoked worker certificate is refused at once and its keep-alive conne
 
 t.test('an expired credential is never served: 503 with a clear message until a new one arrives', async (t) => {
   const c = await cluster(t);
-  const { gw, creds, file } = await fileGateway(t, c, 2500);
+  const { gw, file } = await fileGateway(t, c);
   const w = await c.issue('worker', 'w1');
-  const ok = await fetchCred(gw.credPort, '/v1/credentials/aws', { caPath: c.caPath, cert: w });
-  t.equal(ok.status, 200);
+  const get = () => fetchCred(gw.credPort, '/v1/credentials/aws', { caPath: c.caPath, cert: w });
+  // Short-lived only once everything is up, so a slow start on a loaded machine cannot eat its lifetime.
+  const creds = fakeAws(2500);
+  writeCredentialsFile(file, creds);
+  await waitFor(async () => (await get()).body.includes(creds.accessKeyId), { timeoutMs: 10_000, what: 'the short-lived credential to be served' });
   await waitFor(() => Date.now() > creds.expiration.getTime() + 50, { timeoutMs: 10_000, what: 'the credential to expire' });
-  const gone = await fetchCred(gw.credPort, '/v1/credentials/aws', { caPath: c.caPath, cert: w });
+  const gone = await get();
   t.equal(gone.status, 503);
   t.match(gone.json(), { error: { code: 'expired', message: new RegExp(`expired at ${creds.expiration.toISOString()}`) } });
   t.notOk(gone.body.includes(creds.secretAccessKey));
@@ -129,7 +132,7 @@ t.test('an expired credential is never served: 503 with a clear message until a 
   const next = fakeAws(3600_000);
   writeCredentialsFile(file, next);
   const back = await waitFor(async () => {
-    const r = await fetchCred(gw.credPort, '/v1/credentials/aws', { caPath: c.caPath, cert: w });
+    const r = await get();
     return r.status === 200 ? r : undefined;
   }, { timeoutMs: 10_000, what: 'the rewritten file to be served' });
   t.equal(back.json()['AccessKeyId'], next.accessKeyId);
