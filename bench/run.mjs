@@ -81,6 +81,9 @@ async function main() {
   };
   const axes = {};
   const profileWindows = {};
+  // The whole run stays under 10 minutes (2 in --quick): whatever would start later is skipped and says so.
+  const budgetS = opts.quick ? 110 : 560;
+  const overBudget = () => (Date.now() - started.getTime()) / 1000 > budgetS;
   const backend = startProcess('backend', tools.backend, ['0'], { logDir: logs });
   const port = await new Promise((resolve, reject) => {
     let buf = '';
@@ -105,6 +108,10 @@ async function main() {
         continue;
       }
       if (axis === 'memory' && !contender.tls) continue; // no terminator, nothing to measure
+      if (overBudget()) {
+        axes[axis][name] = { error: `skipped: the run passed its ${budgetS} s budget` };
+        continue;
+      }
       const tag = `${axis}-${name}`;
       let inst = null;
       const t0 = Date.now();
@@ -132,8 +139,8 @@ async function main() {
     const avail = await daskAvailable();
     axes.dask = {};
     for (const v of daskVariants(opts.contenders)) {
-      if (avail !== true) {
-        axes.dask[v] = { error: avail };
+      if (avail !== true || overBudget()) {
+        axes.dask[v] = { error: avail !== true ? avail : `skipped: the run passed its ${budgetS} s budget` };
         continue;
       }
       const t0 = Date.now();
