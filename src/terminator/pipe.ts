@@ -41,9 +41,11 @@ export function pipeBoth(peer: Socket, upstream: Socket, inspector: StreamInspec
   };
   const onClose = (side: 'peer_closed' | 'scheduler_closed', self: Socket, other: Socket) => (hadError: boolean) => {
     why ??= side;
-    // An abrupt close cuts the other side now; a clean one (FIN seen) leaves
-    // the other direction to flush, bounded by the close deadline.
-    if (hadError || !self.readableEnded) other.destroy();
+    // One side is gone for good. An abrupt close cuts the other now; after a
+    // clean one the other side gets what is already queued (end flushes),
+    // then goes too: nothing it sends could be delivered any more.
+    if (hadError || !self.readableEnded || other.writableFinished) other.destroy();
+    else other.end(() => other.destroy());
     if (++closedCount === 2) {
       if (deadline) clearTimeout(deadline);
       hooks.onClosed(why);

@@ -97,7 +97,10 @@ class TerminatorServer implements Terminator {
     this.#opts = opts;
     this.#audit = new ConnectionAudit(ctx.log, ctx.metrics);
     this.#limiter = new FailedHandshakeLimiter({ perMinute: opts.failedHandshakesPerMinute });
-    this.#front = createNetServer({ allowHalfOpen: true }, (raw) => this.#onAccept(raw));
+    // Not half-open while handshaking: a peer that sends FIN mid-handshake has
+    // given up and is refused at once. Authenticated sockets switch to
+    // half-open in #onSecure so the pipe can forward half-closes.
+    this.#front = createNetServer({ allowHalfOpen: false }, (raw) => this.#onAccept(raw));
     this.#tls = createTlsServer(serverOptions(ctx.trust.current()));
     this.#tls.on('secureConnection', (s: TLSSocket) => this.#onSecure(s));
     this.#tls.on('tlsClientError', (err: NodeJS.ErrnoException, s: TLSSocket) => this.#onTlsError(err, s));
@@ -217,6 +220,7 @@ class TerminatorServer implements Terminator {
     if (verdict.uri) p.facts.uri = verdict.uri;
     if (!verdict.ok) return this.#refuse(p, verdict.reason, verdict.detail);
     p.facts.role = verdict.identity.role;
+    s.allowHalfOpen = true;
     s.setNoDelay(true);
     this.#settle(p);
     void this.#connectUpstream(p, s, verdict.identity, verdict.serial, verdict.sanHosts);

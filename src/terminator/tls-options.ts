@@ -39,8 +39,6 @@ export function serverOptions(m: TrustMaterial): TlsOptions {
     ...secureContextOptions(m),
     requestCert: true,
     rejectUnauthorized: false,
-    // Half-close is forwarded explicitly by the pipe.
-    allowHalfOpen: true,
     // The handshake deadline is ours (terminator.ts); Node's is a fallback.
     handshakeTimeout: 120_000,
   };
