@@ -4,7 +4,7 @@
  * with its command channel. Everything here is asynchronous and bounded; no
  * failure in it stops the gateway.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -102,6 +102,23 @@ export function loadHashKey(dir: string): Buffer {
   return key;
 }
 
+/** A pinned CA must be readable PEM at startup, not a TLS failure at every connect. */
+function readCaFile(file: string): string {
+  const bad = (reason: string) => telemetryError('badEndpoint', { key: '--control-plane-ca', reason: `${file}: ${reason}` });
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw bad(`cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw bad('not a PEM certificate');
+  }
+  return pem;
+}
+
 export interface TelemetryDeps {
   /** Applies revocation commands; without it commands are refused. */
   readonly revocations?: RevocationSink;
@@ -110,6 +127,7 @@ export interface TelemetryDeps {
   /** Backoff and timeouts; tests shorten them. */
   readonly backoff?: { baseMs: number; capMs: number };
   readonly ackTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
   readonly scrapeTimeoutMs?: number;
 }
 
@@ -120,9 +138,6 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
   const hashKey = s.hashLabels && stateDirForKey ? loadHashKey(stateDirForKey) : undefined;
   if (s.hashLabels && !hashKey) throw telemetryError('badEndpoint', { key: '--telemetry-hash-labels', reason: 'needs a state directory or --spool-dir for its key' });
 
-  const metricsServer = s.metricsListen
-    ? await startMetricsServer({ listen: s.metricsListen, unsafePublic: s.metricsUnsafePublic, registry: ctx.metrics.registry, log })
-    : undefined;
   const collector = new Collector({
     gatewayText: () => ctx.metrics.registry.metrics(),
     schedulerUrl: s.schedulerUrl,
@@ -139,10 +154,11 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
   let spool: Spool | undefined;
   let stream: TelemetryStream | undefined;
   if (s.controlPlane) {
+    if (s.controlPlane.username || s.controlPlane.password) throw telemetryError('badEndpoint', { key: '--control-plane', reason: 'the URL must not carry a user or password (the credential comes from --control-plane-credential)' });
     if (!s.credentialFile) throw telemetryError('badCredential', { file: '(none)', reason: '--control-plane needs --control-plane-credential' });
     if (!s.spoolDir) throw telemetryError('spoolIo', { dir: '(none)', reason: '--control-plane needs a state directory or --spool-dir' });
     const credential = readCredential(s.credentialFile);
-    const caPem = s.caFile ? readFileSync(s.caFile, 'utf8') : undefined;
+    const caPem = s.caFile ? readCaFile(s.caFile) : undefined;
     spool = await Spool.open({ dir: s.spoolDir, maxBytes: s.spoolMaxBytes, maxAgeMs: s.spoolMaxAgeMs, log, metrics: ctx.metrics, now: ctx.now });
     const handlers = new Map<string, CommandHandler>([...(deps.revocations ? revocationCommands(deps.revocations) : []), ...(deps.commands ?? [])]);
     const commands = await CommandProcessor.open({
@@ -152,8 +168,15 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
       url: s.controlPlane, caPem, credential, clusterId: ctx.clusterId, spool, commands, log, metrics: ctx.metrics,
       backoff: new Backoff(deps.backoff ?? { baseMs: 1000, capMs: 5 * 60_000 }),
       ackTimeoutMs: deps.ackTimeoutMs ?? 30_000,
+      connectTimeoutMs: deps.connectTimeoutMs ?? 10_000,
       now: ctx.now,
     });
+  }
+  // Everything that can refuse the configuration has run: only now listen and connect.
+  const metricsServer = s.metricsListen
+    ? await startMetricsServer({ listen: s.metricsListen, unsafePublic: s.metricsUnsafePublic, registry: ctx.metrics.registry, log })
+    : undefined;
+  if (stream && s.controlPlane) {
     stream.start();
     log.info('telemetry.stream.configured', { url: s.controlPlane.origin, spool: s.spoolDir, interval_ms: s.intervalMs, pinned_ca: s.caFile !== undefined });
   }

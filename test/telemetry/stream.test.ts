@@ -1,8 +1,9 @@
 import t from 'tap';
 import { join } from 'node:path';
-import { statSync, writeFileSync } from 'node:fs';
+import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
 import { WebSocketServer } from 'ws';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { devTls } from '../../src/telemetry/dev-cert.js';
 import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger } from './helpers.js';
@@ -162,3 +163,56 @@ function writeCredential(dir: string): string {
   writeFileSync(file, 'x'.repeat(32) + '\n', { mode: 0o600 });
   return file;
 }
+
+t.test('a control plane that accepts TCP and never answers delays nothing: batches are made on time, the handshake times out', async (t) => {
+  const dir = tempDir(t);
+  const sockets = new Set<Socket>();
+  const hole = createNetServer((s) => { sockets.add(s); s.on('error', () => undefined); });
+  await new Promise<void>((r) => hole.listen(0, '127.0.0.1', () => r()));
+  let tel: Awaited<ReturnType<typeof startTelemetry>> | undefined;
+  t.teardown(async () => {
+    await tel?.close(); // first, so nothing connects to the hole while it closes
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => hole.close(() => r()));
+  });
+  const port = (hole.address() as { port: number }).port;
+  const ctx = makeContext({ clusterId: 'black-hole', config: telemetryConfig({ controlPlane: new URL(`https://127.0.0.1:${port}`), ca: (await devTls(join(dir, 'tls'))).caPath, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
+  const started = Date.now();
+  tel = await startTelemetry(ctx, { ...FAST, connectTimeoutMs: 300 });
+  // Event-loop responsiveness while the stream is stuck: a 10 ms timer must not be held up.
+  let worstLag = 0;
+  for (let i = 0; i < 20; i++) {
+    const at = Date.now();
+    await new Promise((r) => setTimeout(r, 10));
+    worstLag = Math.max(worstLag, Date.now() - at - 10);
+  }
+  await waitFor('timed-out handshakes', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'timeout' })) >= 2);
+  const made = await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'spooled' });
+  const expected = Math.floor((Date.now() - started) / 100);
+  t.ok(made >= expected / 3, `${made} batches made in ${Date.now() - started} ms at a 100 ms interval`);
+  t.ok(worstLag < 1000, `the event loop stayed responsive (worst extra delay ${worstLag} ms)`);
+});
+
+t.test('a control-plane URL with a user or password is refused at startup', async (t) => {
+  const dir = tempDir(t);
+  const ctx = makeContext({ clusterId: 'userinfo', config: telemetryConfig({ controlPlane: new URL('https://u:p@127.0.0.1:1'), credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
+  await t.rejects(startTelemetry(ctx, FAST), { code: 'GW_TELEMETRY_BAD_ENDPOINT', message: /must not carry a user or password/ });
+});
+
+t.test('an unreadable or non-PEM pinned CA is a startup error naming --control-plane-ca', async (t) => {
+  const dir = tempDir(t);
+  const junk = join(dir, 'junk.pem');
+  writeFileSync(junk, 'not a certificate');
+  for (const ca of [junk, join(dir, 'missing.pem')]) {
+    const ctx = makeContext({ clusterId: 'bad-ca', config: telemetryConfig({ controlPlane: new URL('https://127.0.0.1:1'), ca, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
+    await t.rejects(startTelemetry(ctx, FAST), { code: 'GW_TELEMETRY_BAD_ENDPOINT', message: /--control-plane-ca: .*(not a PEM certificate|cannot read)/ });
+  }
+});
+
+t.test('a credential file other users can read is refused', async (t) => {
+  const dir = tempDir(t);
+  const cred = writeCredential(dir);
+  chmodSync(cred, 0o644);
+  const ctx = makeContext({ clusterId: 'open-cred', config: telemetryConfig({ controlPlane: new URL('https://127.0.0.1:1'), credential: cred, spoolDir: join(dir, 'spool') }) });
+  await t.rejects(startTelemetry(ctx, FAST), { code: 'GW_TELEMETRY_BAD_CREDENTIAL', message: /chmod 600/ });
+});
