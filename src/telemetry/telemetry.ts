@@ -202,9 +202,12 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
       log.error('telemetry.batch.failed', { reason, problem: isGatewayError(e) ? e.message : String(e) });
     }
   };
+  let ticking: Promise<void> | undefined;
   const loop = () => {
     if (stopped) return;
-    timer = setTimeout(() => void tick().finally(loop), s.intervalMs);
+    timer = setTimeout(() => {
+      ticking = tick().finally(() => { ticking = undefined; loop(); });
+    }, s.intervalMs);
   };
   if (spool) loop();
 
@@ -217,7 +220,12 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
     name: 'telemetry',
     address: metricsServer?.address,
     async drain() {
+      if (stopped) return;
       stopBatching();
+      // One last batch, so the counters at shutdown are not lost. It only has to reach the
+      // spool: it is sent after the restart if the control plane does not take it now.
+      await ticking;
+      await tick();
     },
     async close() {
       stopBatching();
