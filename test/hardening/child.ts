@@ -1,0 +1,97 @@
+/**
+ * Spawns test/hardening/gateway-child.ts as a separate Node process (with
+ * the TypeScript loader tap uses), in its own process group, with an
+ * optional file-descriptor limit (root may raise it via prlimit), and
+ * collects its JSON log lines. Killed in teardown.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Flags } from '../../src/config/load.js';
+import { waitFor } from '../helpers/dask.js';
+import type { Teardown } from './harness.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO = resolve(here, '..', '..');
+const TS_LOADER = `file://${join(REPO, 'node_modules', '@tapjs', 'typescript', 'dist', 'esm', 'import.mjs')}`;
+
+export interface GatewayChild {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  readonly ports: { p8786: number; p8787: number; metrics: number };
+  readonly lines: Array<Record<string, unknown>>;
+  /** Lines at level error (and non-JSON stderr output). */
+  errors(): Array<Record<string, unknown>>;
+  exited(): boolean;
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+/** Runs a node script (a .ts file) with tap's TypeScript loader; the caller handles its output. */
+export function spawnTs(script: string, args: string[], opts: { env?: NodeJS.ProcessEnv; nofile?: number } = {}): ChildProcess {
+  const node = [process.execPath, `--import=${TS_LOADER}`, '--expose-gc', script, ...args];
+  // A higher descriptor limit than ours needs root: prlimit sets it for the new process only.
+  const useLimit = opts.nofile !== undefined && spawnSync('prlimit', ['--version'], { stdio: 'ignore' }).status === 0;
+  const [cmd, ...rest] = useLimit ? ['prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, '--', ...node] : node;
+  return spawn(cmd!, rest, {
+    cwd: REPO,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', NODE_OPTIONS: '', ...opts.env },
+  });
+}
+
+export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphrase: string; nofile?: number; readyTimeoutMs?: number }): Promise<GatewayChild> {
+  const proc = spawnTs(join(here, 'gateway-child.ts'), [JSON.stringify(o.flags)], { env: { SCHEDULER_GATEWAY_PASSPHRASE: o.passphrase }, ...(o.nofile ? { nofile: o.nofile } : {}) });
+  const lines: Array<Record<string, unknown>> = [];
+  const stderr: string[] = [];
+  let exited = false;
+  const exit = new Promise<void>((r) => proc.once('exit', () => { exited = true; r(); }));
+  let partial = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    partial += d.toString();
+    let i: number;
+    while ((i = partial.indexOf('\n')) >= 0) {
+      const l = partial.slice(0, i);
+      partial = partial.slice(i + 1);
+      try { lines.push(JSON.parse(l) as Record<string, unknown>); } catch { stderr.push(l); }
+      if (lines.length > 200_000) lines.splice(0, 100_000); // bounded for long soaks
+    }
+  });
+  proc.stderr!.on('data', (d: Buffer) => { if (stderr.length < 1000) stderr.push(d.toString()); });
+  const kill = async (signal: NodeJS.Signals) => {
+    if (exited) return;
+    try { process.kill(-proc.pid!, signal); } catch { /* gone */ }
+    const timer = setTimeout(() => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ } }, 10_000);
+    await exit;
+    clearTimeout(timer);
+  };
+  o.t.teardown(() => kill('SIGKILL'));
+  const ready = await waitFor(() => {
+    if (exited) throw new Error(`gateway child exited:\n${stderr.join('').slice(-3000)}`);
+    return lines.find((l) => l.event === 'child_ready');
+  }, { timeoutMs: o.readyTimeoutMs ?? 90_000, what: 'gateway child ready' }).catch(async (e) => { await kill('SIGKILL'); throw e; });
+  return {
+    proc,
+    pid: proc.pid!,
+    ports: { p8786: ready.p8786 as number, p8787: ready.p8787 as number, metrics: ready.metrics as number },
+    lines,
+    errors: () => [...lines.filter((l) => l.level === 'error'), ...stderr.filter((s) => s.trim() !== '').map((s) => ({ level: 'stderr', text: s }))],
+    exited: () => exited,
+    kill,
+  };
+}
+
+/** Scrapes the child's /metrics and returns the value of one series (sum over matching label sets). */
+export async function metricValue(port: number, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const text = await res.text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})? ([^\s]+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const ls = Object.fromEntries([...(m[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => ls[k] === v)) sum += Number(m[4]);
+  }
+  return sum;
+}
