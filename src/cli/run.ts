@@ -1,7 +1,111 @@
+/**
+ * `scheduler-gateway run`: resolve configuration (cross-flag rules first),
+ * start the embedded development scheduler when no --scheduler is given,
+ * start the gateway, then wait for signals. SIGHUP reloads the TLS
+ * material (ignored while draining); SIGTERM/SIGINT drain and exit. Every
+ * way out goes through one function so the exit code and the order of
+ * shutdown are decided in one place.
+ */
+import { resolve as resolvePath } from 'node:path';
 import type { CliIo } from './io.js';
+import { parseArgs } from './args.js';
 import { GatewayError } from '../errors/base.js';
+import { helpTable, readConfigFile, resolveConfig, type Flags } from '../config/load.js';
+import { runKeys } from '../config/keys/index.js';
+import { createLogger } from '../log/logger.js';
+import { checkCrossFlagRules, presentFlags } from '../gateway/settings.js';
+import { startGateway } from '../gateway/compose.js';
+import { startEmbeddedScheduler, type EmbeddedScheduler } from '../supervisor/embedded.js';
 
-// Placeholder until its issue lands: refuses plainly instead of pretending.
-export async function main(_argv: string[], _io: CliIo): Promise<number> {
-  throw new GatewayError('GW_NOT_IMPLEMENTED', "'run' is not implemented yet");
+const USAGE = `usage: scheduler-gateway run [--config FILE] (--dir DIR | --tls-ca F --tls-cert F --tls-key F [--tls-crl F] --cluster ID)
+                              [--listen HOST:PORT] [--scheduler HOST:PORT|PATH] [options]
+
+With no --scheduler and Debian's python3-distributed installed, runs a development
+scheduler on loopback with a development PKI in certs/ and prints how to connect.
+
+options:
+`;
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, [...runKeys, { flag: 'help', boolean: true }]);
+  if (flags.help) {
+    io.stdout.write(`${USAGE}${helpTable(runKeys)}\n`);
+    return 0;
+  }
+  if (positionals.length > 0) throw new GatewayError('GW_USAGE', `unexpected argument '${positionals[0]}' (see run --help)`);
+  const configPath = (flags.config as string | undefined) ?? io.env.SCHEDULER_GATEWAY_CONFIG;
+  const file = configPath ? readConfigFile(resolvePath(io.cwd, configPath)) : undefined;
+  const present = presentFlags(runKeys, { flags, env: io.env, ...(file ? { file } : {}) });
+  checkCrossFlagRules(present);
+  let config = resolveConfig(runKeys, { flags, env: io.env, ...(file ? { file } : {}) });
+  const log = createLogger({ stream: io.stdout, level: (config['log-level'] as 'info' | undefined) ?? 'info' });
+
+  let embedded: EmbeddedScheduler | undefined;
+  if (config.scheduler === undefined) {
+    if (config['tls.cert'] !== undefined) throw new GatewayError('GW_USAGE', '--tls-cert requires --scheduler: the embedded development scheduler uses its own development PKI');
+    const dir = resolvePath(io.cwd, (config.dir as string | undefined) ?? 'certs');
+    embedded = await startEmbeddedScheduler({ dir, env: io.env, log });
+    config = { ...config, scheduler: embedded.scheduler, dir };
+    // The 8787 proxy follows the embedded scheduler's dashboard unless told otherwise.
+    if (!present.has('dashboard-upstream')) config['dashboard.upstream'] = { host: '127.0.0.1', port: embedded.dashboardPort };
+  }
+
+  let gw;
+  try {
+    gw = await startGateway(config, { log, env: io.env, cwd: io.cwd });
+  } catch (e) {
+    await embedded?.stop();
+    throw e;
+  }
+  if (embedded) {
+    const addr = gw.addresses.terminator!;
+    const host = addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address;
+    io.stderr.write(embedded.instructions(host, addr.port));
+  }
+  return waitForSignals(gw, embedded, log);
+}
+
+function waitForSignals(
+  gw: Awaited<ReturnType<typeof startGateway>>,
+  embedded: EmbeddedScheduler | undefined,
+  log: ReturnType<typeof createLogger>,
+): Promise<number> {
+  return new Promise((resolve) => {
+    let draining = false;
+    const onHup = () => {
+      if (draining) return log.info('signal_ignored', { signal: 'SIGHUP', why: 'draining' });
+      void gw.reload('SIGHUP');
+    };
+    const onStop = (signal: NodeJS.Signals) => {
+      if (draining) {
+        log.warn('signal_during_drain', { signal, action: 'closing now' });
+        void gw.close().then(() => exit(1));
+        return;
+      }
+      draining = true;
+      log.info('draining', { signal, deadline_ms: gw.settings.drainTimeoutMs });
+      void gw.drain().then(() => exit(0), () => exit(1));
+    };
+    const onTerm = () => onStop('SIGTERM');
+    const onInt = () => onStop('SIGINT');
+    process.on('SIGHUP', onHup);
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+
+    let exiting = false;
+    // The one way out: stop the scheduler we started, release the signals, report the code.
+    function exit(code: number): void {
+      if (exiting) return;
+      exiting = true;
+      void (embedded?.stop() ?? Promise.resolve()).finally(() => {
+        process.off('SIGHUP', onHup);
+        process.off('SIGTERM', onTerm);
+        process.off('SIGINT', onInt);
+        log.info('exit', { code });
+        // A handle someone forgot must not keep a drained gateway alive.
+        setTimeout(() => process.exit(code), 2_000).unref();
+        resolve(code);
+      });
+    }
+  });
 }

@@ -1,0 +1,62 @@
+/**
+ * The development PKI of the embedded default: created in the state
+ * directory if there is none (passphrase generated and kept beside the keys,
+ * state.json says devPassphrase: true: never for production), then the
+ * bundles the quick start needs under issued/: the scheduler's (so it can
+ * dial tls:// workers), one worker's and one client's. Existing bundles are
+ * reused, so a restart does not issue new certificates.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { initCluster } from '../pki/init.js';
+import { issueCertificate } from '../pki/issue.js';
+import { bundlePaths, writeBundle, type BundleFiles } from '../pki/bundle.js';
+import { resolvePassphrase } from '../pki/passphrase.js';
+import { readIndex, readState } from '../pki/records.js';
+import { statePath } from '../pki/state-dir.js';
+import type { Logger } from '../log/logger.js';
+
+export interface DevBundles {
+  readonly clusterId: string;
+  readonly created: boolean;
+  readonly scheduler: BundleFiles;
+  readonly worker: BundleFiles;
+  readonly client: BundleFiles;
+}
+
+export const DEV_NAMES = { scheduler: 'scheduler', worker: 'worker-1', client: 'client-1' } as const;
+
+export async function ensureDevelopmentPki(dir: string, env: NodeJS.ProcessEnv, log: Logger): Promise<DevBundles> {
+  let created = false;
+  if (!existsSync(statePath(dir, 'state'))) {
+    const clusterId = 'dev';
+    await initCluster({ dir, clusterId, passphrase: randomBytes(24).toString('base64url'), devPassphrase: true });
+    created = true;
+    log.warn('development_pki_created', { dir, cluster: clusterId, note: 'the passphrase is stored beside the keys (.dev-passphrase): development only' });
+  }
+  const { passphrase } = resolvePassphrase({ env, dir });
+  const issuedDir = join(dir, 'issued');
+  const bundle = async (role: 'scheduler' | 'worker' | 'client', name: string): Promise<BundleFiles> => {
+    const out = join(issuedDir, name);
+    const files = bundlePaths(out, name, false, role);
+    if (existsSync(files.certPath) && existsSync(files.keyPath) && stillValid(dir, name)) return files;
+    const issued = await issueCertificate({ dir, passphrase, role, name });
+    log.info('development_bundle_issued', { role, name, serial: issued.serial, dir: out });
+    return writeBundle(out, issued);
+  };
+  return {
+    clusterId: readState(dir).clusterId,
+    created,
+    scheduler: await bundle('scheduler', DEV_NAMES.scheduler),
+    worker: await bundle('worker', DEV_NAMES.worker),
+    client: await bundle('client', DEV_NAMES.client),
+  };
+}
+
+/** The newest certificate issued under this name is neither revoked nor expired. */
+function stillValid(dir: string, name: string): boolean {
+  const entries = readIndex(dir).certificates.filter((e) => e.name === name);
+  const last = entries[entries.length - 1];
+  return last !== undefined && last.revokedAt === undefined && Date.parse(last.notAfter) > Date.now() + 86_400_000;
+}

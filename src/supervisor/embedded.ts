@@ -1,0 +1,84 @@
+/**
+ * The embedded development default (`scheduler-gateway run` with no
+ * --scheduler): a development PKI, a supervised `dask scheduler` on
+ * loopback, and the exact commands to connect a worker and a client.
+ * Nothing here is used when --scheduler is given.
+ */
+import { createServer } from 'node:net';
+import { GatewayError } from '../errors/base.js';
+import type { Logger } from '../log/logger.js';
+import type { Endpoint } from '../config/spec.js';
+import { ensureDevelopmentPki, type DevBundles } from './dev-pki.js';
+import { DASK_PYTHON, daskInstalled, SupervisedScheduler } from './scheduler-process.js';
+
+export interface EmbeddedScheduler {
+  readonly scheduler: Endpoint;
+  readonly dashboardPort: number;
+  readonly bundles: DevBundles;
+  readonly process: SupervisedScheduler;
+  /** The commands a person types to connect, for the gateway's actual address. */
+  instructions(gatewayHost: string, gatewayPort: number): string;
+  stop(): Promise<void>;
+}
+
+export const INSTALL_HINT = 'Dask is not installed for /usr/bin/python3: install it with `sudo apt-get install python3-distributed`, or start your own scheduler on loopback and pass --scheduler 127.0.0.1:PORT';
+
+export async function startEmbeddedScheduler(o: { dir: string; env: NodeJS.ProcessEnv; log: Logger; python?: string }): Promise<EmbeddedScheduler> {
+  if (!daskInstalled(o.python)) throw new GatewayError('GW_SUPERVISOR_NO_DASK', INSTALL_HINT);
+  const bundles = await ensureDevelopmentPki(o.dir, o.env, o.log);
+  const [port, dashboardPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
+  const proc = new SupervisedScheduler({
+    port, dashboardPort, log: o.log, ...(o.python ? { python: o.python } : {}),
+    tls: { ca: bundles.scheduler.caPath, cert: bundles.scheduler.certPath, key: bundles.scheduler.keyPath },
+  });
+  try {
+    await proc.start();
+  } catch (e) {
+    await proc.stop();
+    throw e;
+  }
+  return {
+    scheduler: { host: '127.0.0.1', port },
+    dashboardPort,
+    bundles,
+    process: proc,
+    instructions: (host, gwPort) => instructions(bundles, host, gwPort, o.python ?? DASK_PYTHON),
+    stop: () => proc.stop(),
+  };
+}
+
+function instructions(b: DevBundles, host: string, port: number, python: string): string {
+  const address = `tls://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const w = b.worker;
+  const c = b.client;
+  return [
+    '',
+    `Development gateway for cluster "${b.clusterId}" is listening on ${address} (mutual TLS).`,
+    '',
+    'Connect a worker (in another terminal):',
+    `  ${python} -m distributed.cli.dask_worker ${address} --protocol tls --host 127.0.0.1 \\`,
+    `    --tls-ca-file ${q(w.caPath)} --tls-cert ${q(w.certPath)} --tls-key ${q(w.keyPath)} --name worker-1`,
+    '',
+    'Connect a client:',
+    `  ${python} -c 'from distributed import Client; from distributed.security import Security`,
+    `sec = Security(tls_ca_file=${JSON.stringify(c.caPath)}, tls_client_cert=${JSON.stringify(c.certPath)}, tls_client_key=${JSON.stringify(c.keyPath)}, require_encryption=True)`,
+    `c = Client(${JSON.stringify(address)}, security=sec)`,
+    `print(c.submit(sum, [1, 2, 3]).result())'`,
+    '',
+    `Bundles (certificate, key, CA, distributed.yaml) are in ${w.caPath.replace(/\/[^/]+\/ca\.pem$/, '')}/.`,
+    'This state directory keeps its passphrase beside the keys: for development only.',
+    '',
+  ].join('\n');
+}
+
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
