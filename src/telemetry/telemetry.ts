@@ -2,7 +2,17 @@
  * The telemetry component of `run`: the /metrics endpoint, the scheduler
  * scrape, and (with --control-plane) the batcher, the spool and the stream
  * with its command channel. Everything here is asynchronous and bounded; no
- * failure in it stops the gateway.
+ * failure in it stops the gateway once it has started.
+ *
+ * Folder map, in the path of a sample: metrics.ts (the one declaration of the
+ * gateway's metrics), scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
+ * text-format parser), allowlist.ts + privacy.ts (what may leave), collector.ts
+ * (a batch's samples), spool.ts (durable queue), backoff.ts + stream.ts (WSS to
+ * the control plane), protocol.ts + commands.ts (messages, signed commands),
+ * metrics-server.ts (/metrics). The reference receiver: receiver.ts,
+ * receiver-db.ts, dev-cert.ts. Protocol and reasons: docs/telemetry-protocol.md.
+ * Nothing here imports terminator/, dashboard/ or policy/; revocations reach
+ * sessions only through the injected RevocationSink.
  */
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
