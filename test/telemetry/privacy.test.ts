@@ -1,7 +1,8 @@
 import t from 'tap';
 import { parsePrometheusText } from '../../src/telemetry/prom-parse.js';
 import { filterSamples, hashLabelValue } from '../../src/telemetry/privacy.js';
-import { DEFAULT_ALLOWLIST, parseAllowlist, type Source } from '../../src/telemetry/allowlist.js';
+import { DEFAULT_ALLOWLIST, loadAllowlist, parseAllowlist, type Source } from '../../src/telemetry/allowlist.js';
+import { join } from 'node:path';
 import { GatewayError } from '../../src/errors/base.js';
 
 const KEY = Buffer.alloc(32, 7);
@@ -73,6 +74,25 @@ t.test('an allowlist file replaces the default and is validated strictly', async
   for (const [doc, msg] of bad) {
     const e = t.throws(() => parseAllowlist(doc, 'x.yaml')) as GatewayError;
     t.equal(e.code, 'GW_TELEMETRY_BAD_ALLOWLIST');
+    t.match(e.message, msg);
+  }
+});
+
+t.test('--telemetry-allowlist reads YAML or JSON and names the file in every refusal', async (t) => {
+  const dir = t.testdir({
+    'list.yaml': 'scheduler:\n  dask_scheduler_tasks:\n    labels: [state]\n    reason: load\ngateway: {}\n',
+    'list.json': JSON.stringify({ gateway: { scheduler_gateway_connections_total: { labels: ['port'] } } }),
+    'broken.yaml': 'scheduler: [unclosed\n',
+  });
+  const y = loadAllowlist(join(dir, 'list.yaml'));
+  t.same([...y.scheduler.keys()], ['dask_scheduler_tasks']);
+  t.same(y.scheduler.get('dask_scheduler_tasks')!.labels, ['state']);
+  t.same([...loadAllowlist(join(dir, 'list.json')).gateway.keys()], ['scheduler_gateway_connections_total']);
+  t.equal(loadAllowlist(undefined), DEFAULT_ALLOWLIST);
+  for (const [file, msg] of [['broken.yaml', /not YAML or JSON/], ['missing.yaml', /cannot read: ENOENT/]] as const) {
+    const e = t.throws(() => loadAllowlist(join(dir, file))) as GatewayError;
+    t.equal(e.code, 'GW_TELEMETRY_BAD_ALLOWLIST');
+    t.match(e.message, new RegExp(file.replace('.', '\\.')));
     t.match(e.message, msg);
   }
 });
