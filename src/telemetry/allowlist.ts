@@ -73,6 +73,7 @@ export const DEFAULT_ALLOWLIST: Allowlist = {
     ['scheduler_gateway_scheduler_scrape_errors_total', rule()],
     ['scheduler_gateway_control_commands_total', rule(['type', 'result'])],
     ['scheduler_gateway_credential_fetches_total', rule(['result'])],
+    ['scheduler_gateway_credentials_expiration_timestamp_seconds', rule(['provider'], 'min')],
     ['scheduler_gateway_process_process_resident_memory_bytes', rule()],
     ['scheduler_gateway_process_nodejs_eventloop_lag_p99_seconds', rule([], 'max')],
     ['scheduler_gateway_process_process_cpu_seconds_total', rule()],
