@@ -14,6 +14,8 @@ import { clientPrelude, daskAvailable, runClient, spawnDaskScript, startSchedule
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 import { scrapeText } from '../../src/telemetry/scrape.js';
 import { tempDir, testReceiver, waitFor, type TestReceiver } from './helpers.js';
+import { TokenStore } from '../../src/tokens/store.js';
+import WebSocket from 'ws';
 
 const MARKER = 'secretmarker-7f3a';
 // What the scheduler actually derives from the marker keys (key_split drops "-7f3a-1"): the test must be able to fail.
@@ -113,4 +115,30 @@ while True:
     await waitFor('the command result', () => rx.db.command(id)?.status === 'applied', 10_000);
     t.ok(gw.audits('telemetry.command.applied').length >= 1, 'the command is audited');
   });
+
+  t.test('a token revocation sent by the receiver closes the matching dashboard WebSocket within 2 s', async (t) => {
+    const store = TokenStore.open(cluster.dir);
+    const { token } = store.create({ name: 'dana' });
+    const other = store.create({ name: 'erin' });
+    store.close();
+    const port = gw.gw.addresses.dashboard!.port;
+    const open = (tok: string) => new Promise<WebSocket | undefined>((resolve) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${port}/eventstream`, { ca: cluster.caPem, headers: { authorization: `Bearer ${tok}` } });
+      ws.once('open', () => resolve(ws));
+      ws.once('unexpected-response', () => { ws.terminate(); resolve(undefined); });
+      ws.once('error', () => resolve(undefined));
+    });
+    // The dashboard's token cache picks the new tokens up on its own schedule.
+    const dana = await waitFor('dana WebSocket open', () => open(token), 20_000, 200);
+    const erin = await waitFor('erin WebSocket open', () => open(other.token), 20_000, 200);
+    t.teardown(() => { dana.terminate(); erin.terminate(); });
+    const closed = new Promise<number>((r) => dana.once('close', () => r(Date.now())));
+    const sent = Date.now();
+    const id = rx.db.enqueueCommand(cluster.clusterId, 'revoke-token', { token: 'dana' });
+    const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(Infinity), 5000))]);
+    t.ok(at - sent < 2000, `dana's WebSocket closed ${at - sent} ms after the receiver queued the command`);
+    t.equal(erin.readyState, WebSocket.OPEN, "erin's WebSocket stays open");
+    await waitFor('the command result', () => rx.db.command(id)?.status === 'applied', 10_000);
+  });
 }
+
