@@ -83,8 +83,15 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
         log.info('receiver.command.sent', { cluster, command_id: c.id, command: c.name });
       }
     };
-    const poll = setInterval(deliver, o.commandPollMs ?? 200);
-    deliver();
+    const safeDeliver = () => {
+      try {
+        deliver();
+      } catch (e) {
+        log.error('receiver.command.delivery_failed', { cluster, problem: (e as Error).message });
+      }
+    };
+    const poll = setInterval(safeDeliver, o.commandPollMs ?? 200);
+    safeDeliver();
     ws.on('close', () => {
       clearInterval(poll);
       if (live.get(cluster) === ws) live.delete(cluster);
@@ -105,7 +112,12 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
         return ws.close(1007, 'not JSON');
       }
       if (msg['type'] === 'command-result') {
-        if (typeof msg['id'] === 'string') db.completeCommand(cluster, msg['id'], msg['ok'] === true, JSON.stringify(msg));
+        try {
+          if (typeof msg['id'] === 'string') db.completeCommand(cluster, msg['id'], msg['ok'] === true, JSON.stringify(msg));
+        } catch (e) {
+          // Left pending: it is delivered again on the next connection and answered as a duplicate.
+          log.error('receiver.command.record_failed', { cluster, problem: (e as Error).message });
+        }
         log.info('receiver.command.result', { cluster, command_id: msg['id'], ok: msg['ok'], error: msg['error'] });
         return;
       }

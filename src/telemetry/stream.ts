@@ -138,7 +138,7 @@ export class TelemetryStream {
     });
     ws.on('message', (data, isBinary) => {
       if (isBinary) return this.#violation(ws, 'binary message from the control plane');
-      void this.#onMessage(ws, data.toString());
+      this.#onMessage(ws, data.toString()).catch((e: unknown) => this.#o.log.error('telemetry.stream.message_failed', { err: e }));
     });
     ws.on('close', (code) => {
       const wasOpen = this.#open;
@@ -208,7 +208,16 @@ export class TelemetryStream {
   }
 
   /** Sends the oldest unsent batches until the window is full; re-entrant calls coalesce. */
+  /** Never rejects: a failed read (the spool removes what it cannot trust) just ends this round. */
   async #pump(): Promise<void> {
+    try {
+      await this.#pumpOnce();
+    } catch (e) {
+      this.#o.log.error('telemetry.stream.send_failed', { err: e });
+    }
+  }
+
+  async #pumpOnce(): Promise<void> {
     if (this.#pumping) { this.#pumpAgain = true; return; }
     this.#pumping = true;
     try {
