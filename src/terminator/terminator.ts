@@ -64,6 +64,7 @@ interface Pending {
 }
 
 const BYTES_TICK_MS = 5_000;
+const EXPIRY_TICK_MS = 1_000;
 /** TLS clients send their ClientHello at once; silence this long suggests a plaintext Dask connector (sniff.ts). */
 const DASK_PROBE_AFTER_MS = 1_500;
 
@@ -84,6 +85,9 @@ class TerminatorServer implements Terminator {
   /** Handshaking connections by "address:port", so TLS events find their record. */
   readonly #pending = new Map<string, Pending>();
   readonly #live = new Set<ForwardedConnection>();
+  /** notAfter (ms) of each live connection's certificate: a credential that expires while connected is cut, like a revoked one. */
+  readonly #expires = new WeakMap<ForwardedConnection, number>();
+  readonly #expiryTick: NodeJS.Timeout;
   readonly #idPrefix = randomBytes(3).toString('hex');
   readonly #stopTrust: () => void;
   readonly #tick: NodeJS.Timeout;
@@ -107,6 +111,7 @@ class TerminatorServer implements Terminator {
     // Established connections keep their context; only new handshakes see the new one.
     this.#stopTrust = ctx.trust.onChange((m) => this.#tls.setSecureContext(secureContextOptions(m)));
     this.#tick = setInterval(() => this.#flushBytes(), BYTES_TICK_MS).unref();
+    this.#expiryTick = setInterval(() => this.#cutExpired(), EXPIRY_TICK_MS).unref();
   }
 
   get address(): AddressInfo {
@@ -223,10 +228,10 @@ class TerminatorServer implements Terminator {
     s.allowHalfOpen = true;
     s.setNoDelay(true);
     this.#settle(p);
-    void this.#connectUpstream(p, s, verdict.identity, verdict.serial, verdict.sanHosts);
+    void this.#connectUpstream(p, s, verdict.identity, verdict.serial, verdict.sanHosts, verdict.notAfter);
   }
 
-  async #connectUpstream(p: Pending, peer: TLSSocket, identity: Identity, serial: string, sanHosts: string[]): Promise<void> {
+  async #connectUpstream(p: Pending, peer: TLSSocket, identity: Identity, serial: string, sanHosts: string[], notAfter: Date): Promise<void> {
     const abort = new AbortController();
     const onGone = () => abort.abort();
     peer.once('close', onGone);
@@ -266,6 +271,7 @@ class TerminatorServer implements Terminator {
       onGone: (c) => this.#live.delete(c),
     });
     this.#live.add(conn);
+    this.#expires.set(conn, notAfter.getTime());
   }
 
   #settle(p: Pending): void {
@@ -284,6 +290,12 @@ class TerminatorServer implements Terminator {
     // handle: destroying both in one tick crashes Node 20 (SIGSEGV). The
     // raw socket's close destroys the TLSSocket.
     p.raw.destroy();
+  }
+
+  /** Judged on ctx.now(), so an injected or jumped clock applies too. */
+  #cutExpired(): void {
+    const now = this.#ctx.now().getTime();
+    for (const c of [...this.#live]) if ((this.#expires.get(c) ?? Infinity) <= now) c.cut('expired');
   }
 
   #flushBytes(): void {
@@ -305,6 +317,7 @@ class TerminatorServer implements Terminator {
       await this.drain(0);
       this.#stopTrust();
       clearInterval(this.#tick);
+      clearInterval(this.#expiryTick);
       const deadline = Date.now() + 2_000;
       while (this.#count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       this.#ctx.log.info('terminator_closed', { remaining: this.#count });
