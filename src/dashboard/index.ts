@@ -62,7 +62,10 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
           const n = ctx.sessions.revokeToken(id, reason);
           log.audit('dashboard.token.invalidated', { token_id: id, reason, sessions_closed: n });
         },
-        onStoreError: (e) => log.error('dashboard.tokens.store_error', { error: e }),
+        onStoreError: (e) => {
+          ctx.metrics.tokenStoreErrorsTotal.inc({ code: (e as { code?: string }).code ?? 'unknown' });
+          log.error('dashboard.tokens.store_error', { error: e });
+        },
       })
     : undefined;
   cache?.start();

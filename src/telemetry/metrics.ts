@@ -37,6 +37,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     credentialFetchesTotal: new Counter({ name: 'scheduler_gateway_credential_fetches_total', help: 'Cloud credential fetches by result', labelNames: ['result'] as const, registers: r }),
     streamErrorsTotal: new Counter({ name: 'scheduler_gateway_telemetry_stream_errors_total', help: 'Control-plane connection failures by reason (tls, auth, http, network, protocol, timeout)', labelNames: ['reason'] as const, registers: r }),
     spoolRecoveredTotal: new Counter({ name: 'scheduler_gateway_telemetry_spool_recovered_total', help: 'Spool files found torn or corrupt at startup and removed', labelNames: ['kind'] as const, registers: r }),
+    tokenStoreErrorsTotal: new Counter({ name: 'scheduler_gateway_token_store_errors_total', help: 'Token database failures seen by the running gateway (full or read-only disk, ...), by error code', labelNames: ['code'] as const, registers: r }),
     credentialsExpirationSeconds: new Gauge({ name: 'scheduler_gateway_credentials_expiration_timestamp_seconds', help: 'Unix time at which the held cloud credential of each provider expires', labelNames: ['provider'] as const, registers: r }),
   };
   return m;
