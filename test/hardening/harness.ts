@@ -108,7 +108,7 @@ export async function startEcho(t: Teardown): Promise<EchoServer> {
     port: (server.address() as { port: number }).port,
     server,
     connections: () => socks.size,
-    close: () => new Promise<void>((r) => { for (const s of socks) s.destroy(); server.close(() => r()); }),
+    close: () => new Promise<void>((r) => { for (const s of socks) s.destroy(); if (server.listening) server.close(() => r()); else r(); }),
   };
   t.teardown(() => e.close());
   return e;
