@@ -253,6 +253,7 @@ class TerminatorServer implements Terminator {
       peer.off('close', onGone);
     }
     if (peer.destroyed || this.#draining) {
+      if (!peer.destroyed) this.#audit.refused(p.facts, 'draining', 'the gateway began draining while this connection was being set up');
       upstream.destroy();
       peer.destroy();
       return;
