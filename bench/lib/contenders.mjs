@@ -58,6 +58,8 @@ export function gatewayArgs({ port, backendPort, certs, inspect, maxConns }) {
     // Only port 8786 is under test: no dashboard, and /metrics on a free loopback port so runs never collide.
     '--dashboard=false',
     '--metrics-listen', '127.0.0.1:0',
+    // Stopped between axes with nothing open; a short drain keeps that (and --cpu-prof's write at exit) quick.
+    '--drain-timeout-ms', '2000',
     ...extra,
   ];
 }
