@@ -42,10 +42,11 @@ import { verify as verifySpoolRecord, Spool } from '../../src/telemetry/spool.js
 import { parseInbound } from '../../src/telemetry/protocol.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { message, recordedConnections, HANDSHAKE } from '../wire/wire-helpers.js';
-import { bytes, mutate } from '../hardening/harness.js';
+import { bytes, casesFromEnv, mutate } from '../hardening/harness.js';
 import { assertClean, fuzz, mutateText, NASTY, opMap, pick, value } from './fuzz-kit.js';
 
-t.setTimeout(600_000);
+// Scales with FUZZ_CASES (scripts/fuzz-long.sh); never below 10 minutes.
+t.setTimeout(Math.max(600_000, casesFromEnv() * 5));
 
 const isGatewayError = (e: unknown) => e instanceof GatewayError;
 const quietLog = () => createLogger({ stream: new Writable({ write: (_c, _e, cb) => cb() }) });

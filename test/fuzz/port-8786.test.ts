@@ -22,7 +22,8 @@ import { bytes, casesFromEnv, mutate, openFds, prng, seedFromEnv, startEcho, sta
 import { message, HANDSHAKE } from '../wire/wire-helpers.js';
 import { heapAfterGc, opMap, pick, value } from './fuzz-kit.js';
 
-t.setTimeout(600_000);
+// Scales with FUZZ_CASES (scripts/fuzz-long.sh); never below 10 minutes.
+t.setTimeout(Math.max(600_000, casesFromEnv() * 5));
 
 const HANG_MS = 15_000;
 const CONCURRENCY = 48;

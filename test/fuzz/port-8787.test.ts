@@ -24,7 +24,8 @@ import { waitFor } from '../helpers/dask.js';
 import { bytes, casesFromEnv, mutate, openFds, prng, seedFromEnv, startEcho, startVolumeGateway, type VolumeGateway } from '../hardening/harness.js';
 import { heapAfterGc, mutateText, NASTY, pick } from './fuzz-kit.js';
 
-t.setTimeout(600_000);
+// Scales with FUZZ_CASES (scripts/fuzz-long.sh); never below 10 minutes.
+t.setTimeout(Math.max(600_000, casesFromEnv() * 5));
 
 const HANG_MS = 20_000;
 let cluster: TestCluster;

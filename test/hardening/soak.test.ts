@@ -1,0 +1,158 @@
+/**
+ * Load against a gateway process (test/hardening/gateway-child.ts) from a
+ * separate client process (load-driver.ts), through 8786 with wire
+ * inspection on, to a loopback echo standing in for the scheduler.
+ *
+ *   soak: SOAK_SECONDS (CI: 60; scripts/soak.sh: 600) of SOAK_CHURN (1000)
+ *     connection slots churning (connect, one message, close, again) plus
+ *     SOAK_LONG (200) long-lived connections carrying a message every 100 ms.
+ *     Flat at the end: the gateway's file descriptors back to their
+ *     pre-load count (+/- 10), its RSS in the last fifth of the run within
+ *     25 % (or 64 MiB) of its RSS after warm-up, no long-lived connection
+ *     dropped, every echo byte-exact, no error line in the gateway log.
+ *   hold: HOLD_CONNECTIONS concurrent mutual-TLS connections held by one
+ *     gateway whose --max-connections is exactly that, plus HOLD_EXTRA more
+ *     that must be refused cleanly (too_many_connections, audited, quickly)
+ *     while every held connection keeps working. Each forwarded connection
+ *     costs the gateway two descriptors (peer and scheduler); with this
+ *     machine's hard limit of 20,000 the most one process can hold is about
+ *     9,900, so CI holds 5,000 and scripts/soak.sh asks for 10,000 and
+ *     lowers it to what `ulimit -Hn` allows, saying so.
+ * End-state numbers go to test/artifacts/soak-*.json.
+ */
+import t from 'tap';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
+import { waitFor } from '../helpers/dask.js';
+import { openFds, rssBytes, startEcho, startHttpUpstream } from './harness.js';
+import { REPO, spawnGatewayChild, spawnTs, type GatewayChild } from './child.js';
+
+const num = (k: string, d: number) => (process.env[k] && /^\d+$/.test(process.env[k]!) ? Number(process.env[k]) : d);
+const SOAK_SECONDS = num('SOAK_SECONDS', 60);
+const SOAK_CHURN = num('SOAK_CHURN', 1000);
+const SOAK_LONG = num('SOAK_LONG', 200);
+const HOLD = num('HOLD_CONNECTIONS', 5000);
+const HOLD_EXTRA = num('HOLD_EXTRA', 200);
+const MiB = 1048576;
+
+t.setTimeout((SOAK_SECONDS + 300) * 1000 + HOLD * 30);
+const ARTIFACTS = join(REPO, 'test', 'artifacts');
+
+interface DriverLine { event: string; [k: string]: unknown }
+
+function runDriver(t: { teardown(fn: () => unknown): void }, config: Record<string, unknown>, onLine: (l: DriverLine) => void): Promise<DriverLine[]> {
+  const p = spawnTs(join(REPO, 'test', 'hardening', 'load-driver.ts'), [JSON.stringify(config)]);
+  t.teardown(() => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  const lines: DriverLine[] = [];
+  let partial = '';
+  let err = '';
+  p.stdout!.on('data', (d: Buffer) => {
+    partial += d.toString();
+    let i: number;
+    while ((i = partial.indexOf('\n')) >= 0) {
+      const l = partial.slice(0, i);
+      partial = partial.slice(i + 1);
+      try { const x = JSON.parse(l) as DriverLine; lines.push(x); onLine(x); } catch { err += l + '\n'; }
+    }
+  });
+  p.stderr!.on('data', (d: Buffer) => { if (err.length < 20_000) err += d.toString(); });
+  return new Promise((resolve, reject) => p.on('exit', (code) => (code === 0 ? resolve(lines) : reject(new Error(`load driver exited ${code}:\n${err.slice(-3000)}`)))));
+}
+
+async function gateway(t: { teardown(fn: () => unknown): void }, cluster: TestCluster, echoPort: number, extra: Record<string, string> = {}): Promise<GatewayChild> {
+  const up = await startHttpUpstream(t as never);
+  return spawnGatewayChild({
+    t,
+    passphrase: cluster.passphrase,
+    flags: {
+      dir: cluster.dir, listen: '127.0.0.1:0', scheduler: `127.0.0.1:${echoPort}`, 'failed-handshake-rate': '1000000',
+      'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${up.port}`, 'metrics-listen': '127.0.0.1:0', ...extra,
+    },
+  });
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+
+let cluster: TestCluster;
+t.before(async () => { cluster = await makeTestCluster(); });
+t.teardown(() => cluster?.cleanup());
+
+t.test(`soak: ${SOAK_CHURN} connections churning and ${SOAK_LONG} long-lived ones carrying traffic for ${SOAK_SECONDS} s; descriptors and RSS flat, no errors`, async (t) => {
+  const echo = await startEcho(t);
+  const gw = await gateway(t, cluster, echo.port);
+  const client = await cluster.issue('client', 'soak');
+  await new Promise((r) => setTimeout(r, 1000));
+  const fdsBefore = openFds(gw.pid);
+  const samples: Array<{ at: number; fds: number; rss: number; upstream: number }> = [];
+  const sampler = setInterval(() => samples.push({ at: Date.now(), fds: openFds(gw.pid), rss: rssBytes(gw.pid), upstream: echo.connections() }), 2000);
+  const started = Date.now();
+  const lines = await runDriver(t, {
+    mode: 'soak', port: gw.ports.p8786, ca: client.caPath, cert: client.certPath, key: client.keyPath,
+    durationMs: SOAK_SECONDS * 1000, churn: SOAK_CHURN, longLived: SOAK_LONG, intervalMs: 100, messageBytes: 1024,
+  }, (l) => { if (l.event === 'progress') t.comment(`soak progress: ${JSON.stringify(l)}`); });
+  clearInterval(sampler);
+  const done = lines.find((l) => l.event === 'done')!;
+  const fdsAfter = await waitFor(() => (openFds(gw.pid) <= fdsBefore + 10 ? openFds(gw.pid) : undefined), { timeoutMs: 60_000, what: 'gateway descriptors back to baseline' }).catch(() => openFds(gw.pid));
+  const loadEnd = started + SOAK_SECONDS * 1000;
+  const warm = samples.filter((s) => s.at > started + SOAK_SECONDS * 200 && s.at < started + SOAK_SECONDS * 400);
+  const tail = samples.filter((s) => s.at > loadEnd - SOAK_SECONDS * 200 && s.at <= loadEnd);
+  const rssWarm = median(warm.map((s) => s.rss));
+  const rssTail = median(tail.map((s) => s.rss));
+  const failed = Object.values(done.churnFailed as Record<string, number>).reduce((a, b) => a + b, 0);
+  const summary = {
+    seconds: SOAK_SECONDS, churnSlots: SOAK_CHURN, longLived: SOAK_LONG,
+    churned: done.churned, churnPerSecond: Math.round((done.churned as number) / SOAK_SECONDS), churnFailed: done.churnFailed,
+    churnP50Ms: done.churnP50Ms, churnP99Ms: done.churnP99Ms,
+    longOpened: done.longOpened, longMessages: done.longMessages, longMiB: +((done.longBytes as number) / MiB).toFixed(1), longDropped: done.longDropped, longMismatches: done.longMismatches,
+    gatewayFds: { before: fdsBefore, peak: Math.max(...samples.map((s) => s.fds)), after: fdsAfter },
+    gatewayRssMiB: { warm: +(rssWarm / MiB).toFixed(1), endOfLoad: +(rssTail / MiB).toFixed(1), peak: +(Math.max(...samples.map((s) => s.rss)) / MiB).toFixed(1), afterIdle: +(rssBytes(gw.pid) / MiB).toFixed(1) },
+    gatewayErrorLines: gw.errors().length,
+    refusals: Object.fromEntries(gw.lines.filter((l) => l.event === 'connection_refused').reduce((m, l) => m.set(String(l.reason), (m.get(String(l.reason)) ?? 0) + 1), new Map<string, number>())),
+  };
+  mkdirSync(ARTIFACTS, { recursive: true });
+  writeFileSync(join(ARTIFACTS, `soak-${SOAK_SECONDS}s.json`), JSON.stringify(summary, null, 2));
+  t.comment(`soak end state: ${JSON.stringify(summary)}`);
+  t.equal(done.longOpened, SOAK_LONG, `all ${SOAK_LONG} long-lived connections opened`);
+  t.equal(done.longDropped, 0, 'no long-lived connection was dropped');
+  t.equal(done.longMismatches, 0, 'every echo came back byte for byte');
+  t.ok((done.churned as number) >= SOAK_SECONDS * 20, `connections churned (${done.churned}, ${summary.churnPerSecond}/s)`);
+  t.ok(failed <= (done.churned as number) * 0.01, `churn failures within 1 % (${failed}: ${JSON.stringify(done.churnFailed)})`);
+  t.ok(fdsAfter <= fdsBefore + 10, `gateway descriptors back to baseline after the load (${fdsBefore} -> ${fdsAfter})`);
+  t.ok(rssTail <= rssWarm * 1.25 || rssTail - rssWarm < 64 * MiB, `gateway RSS flat: ${summary.gatewayRssMiB.warm} MiB after warm-up, ${summary.gatewayRssMiB.endOfLoad} MiB at the end of the load`);
+  t.same(gw.errors(), [], 'no error lines in the gateway log');
+  await gw.kill('SIGTERM');
+});
+
+t.test(`${HOLD} concurrent mutual-TLS connections held by one gateway; ${HOLD_EXTRA} beyond --max-connections refused cleanly`, async (t) => {
+  const echo = await startEcho(t);
+  const gw = await gateway(t, cluster, echo.port, { 'max-connections': String(HOLD), 'handshake-timeout-ms': '60000' });
+  const client = await cluster.issue('client', 'holder');
+  const fdsBefore = openFds(gw.pid);
+  let peakFds = fdsBefore;
+  let peakRss = 0;
+  const sampler = setInterval(() => { peakFds = Math.max(peakFds, openFds(gw.pid)); peakRss = Math.max(peakRss, rssBytes(gw.pid)); }, 1000);
+  const lines = await runDriver(t, {
+    mode: 'hold', port: gw.ports.p8786, ca: client.caPath, cert: client.certPath, key: client.keyPath, hold: HOLD, extra: HOLD_EXTRA, concurrency: 100, holdMs: 3000,
+  }, (l) => { if (l.event !== 'progress') t.comment(`hold: ${JSON.stringify(l)}`); });
+  clearInterval(sampler);
+  const held = lines.find((l) => l.event === 'held')!;
+  const extra = lines.find((l) => l.event === 'extra')!;
+  const checked = lines.find((l) => l.event === 'checked')!;
+  const fdsAfter = await waitFor(() => (openFds(gw.pid) <= fdsBefore + 10 ? openFds(gw.pid) : undefined), { timeoutMs: 60_000, what: 'gateway descriptors back' }).catch(() => openFds(gw.pid));
+  const tooMany = gw.lines.filter((l) => l.event === 'connection_refused' && l.reason === 'too_many_connections');
+  const summary = { hold: HOLD, held: held.held, heldInMs: held.ms, holdFailed: held.failed, extra: HOLD_EXTRA, extraAccepted: extra.accepted, extraRefused: extra.refused, extraSlowestMs: extra.maxMs, auditedTooMany: tooMany.length, echoedAgain: checked.echoedAgain, dropped: checked.dropped, gatewayFds: { before: fdsBefore, peak: peakFds, after: fdsAfter }, gatewayPeakRssMiB: +(peakRss / MiB).toFixed(1), gatewayErrorLines: gw.errors().length };
+  mkdirSync(ARTIFACTS, { recursive: true });
+  writeFileSync(join(ARTIFACTS, `hold-${HOLD}.json`), JSON.stringify(summary, null, 2));
+  t.comment(`hold end state: ${JSON.stringify(summary)}`);
+  t.equal(held.held, HOLD, `${HOLD} connections authenticated, forwarded and held at once`);
+  t.equal(extra.accepted, 0, 'no connection beyond the limit was served');
+  t.equal(extra.refused, HOLD_EXTRA, `all ${HOLD_EXTRA} excess connections were refused`);
+  t.ok((extra.maxMs as number) < 15_000, `refused promptly (slowest ${extra.maxMs} ms), not left hanging`);
+  t.equal(tooMany.length, HOLD_EXTRA, 'each refusal audited as too_many_connections');
+  t.equal(checked.echoedAgain, HOLD, 'every held connection still carried traffic after the excess was refused');
+  t.equal(checked.dropped, 0, 'none of them was dropped');
+  t.ok(fdsAfter <= fdsBefore + 10, `gateway descriptors back to baseline after release (${fdsBefore} -> peak ${peakFds} -> ${fdsAfter})`);
+  t.same(gw.errors(), [], 'no error lines in the gateway log');
+  await gw.kill('SIGTERM');
+});
