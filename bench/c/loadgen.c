@@ -367,6 +367,23 @@ static void mode_handshake(long count, double seconds, int parallel) {
          done, a_failed, dt, (double)done / dt, done ? pct(lat, done, 0.5) : 0.0, parallel, cpu_s() - c0);
 }
 
+/*
+ * A held connection became readable: a TLS 1.3 NewSessionTicket sent after the
+ * first application bytes is normal and keeps it alive; EOF or an error loses it.
+ */
+static int held_alive(aconn_t *a) {
+  unsigned char buf[256];
+  for (;;) {
+    int r = a->ssl ? SSL_read(a->ssl, buf, sizeof buf) : (int)read(a->fd, buf, sizeof buf);
+    if (r > 0) continue; /* unexpected data: drop it, the connection is still up */
+    if (a->ssl) {
+      int e = SSL_get_error(a->ssl, r);
+      return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+    }
+    return r < 0 && errno == EAGAIN;
+  }
+}
+
 static void mode_hold(const char *steps, int parallel) {
   long targets[8];
   int nsteps = 0;
@@ -392,7 +409,12 @@ static void mode_hold(const char *steps, int parallel) {
       int n = epoll_wait(aep, evs, 256, 100);
       for (int i = 0; i < n; i++) {
         aconn_t *a = evs[i].data.ptr;
-        if (a->state == A_HELD) { lost++; a_close(a, 0); continue; } /* a held connection must stay silent */
+        if (a->state == A_HELD) {
+          if (held_alive(a)) continue;
+          lost++;
+          a_close(a, 0);
+          continue;
+        }
         int r = a_step(a);
         if (r == 0) continue;
         inflight--;
