@@ -9,6 +9,7 @@
  */
 import { createServer, type Server } from 'node:https';
 import { gunzipSync } from 'node:zlib';
+import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../config/spec.js';
@@ -52,6 +53,14 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('scheduler-gateway control-plane-dev: WebSocket on ' + STREAM_PATH + '\n');
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BATCH_BYTES, perMessageDeflate: false });
+  // Every socket, upgraded or not, so close() ends them all and never waits on a reconnecting gateway.
+  const sockets = new Set<Socket>();
+  let closing = false;
+  server.on('connection', (sock: Socket) => {
+    if (closing) return void sock.destroy();
+    sockets.add(sock);
+    sock.once('close', () => sockets.delete(sock));
+  });
   let received = 0;
 
   server.on('upgrade', (req, socket, head) => {
@@ -160,10 +169,11 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
     port,
     connected: () => [...live.keys()],
     close: () => new Promise<void>((resolve) => {
+      closing = true;
       for (const ws of live.values()) ws.terminate();
       wss.close();
       server.close(() => resolve());
-      server.closeAllConnections();
+      for (const sock of sockets) sock.destroy();
     }),
   };
 }

@@ -144,12 +144,19 @@ t.test('a control plane answering HTTP errors or garbage is counted and retried,
     if (mode === 'http500') return void socket.end('HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n');
     wss.handleUpgrade(req, socket, head, (ws) => ws.send('{"type":"ack","seq":"not a number"}'));
   });
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)); });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => new Promise<void>((r) => { wss.close(); server.closeAllConnections(); server.close(() => r()); }));
+  let tel: Awaited<ReturnType<typeof startTelemetry>> | undefined;
+  t.teardown(async () => {
+    await tel?.close(); // first, so the gateway is not reconnecting while the server closes
+    wss.close();
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
   const port = (server.address() as { port: number }).port;
   const ctx = makeContext({ clusterId: 'hostile', config: telemetryConfig({ controlPlane: new URL(`https://127.0.0.1:${port}`), ca: tls.caPath, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
-  const tel = await startTelemetry(ctx, FAST);
-  t.teardown(() => tel.close());
+  tel = await startTelemetry(ctx, FAST);
   await waitFor('HTTP errors counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'http' })) >= 2);
   mode = 'garbage';
   await waitFor('protocol violations counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'protocol' })) >= 2);
