@@ -74,7 +74,8 @@ function waitForSignals(
     let draining = false;
     const onHup = () => {
       if (draining) return log.info('signal_ignored', { signal: 'SIGHUP', why: 'draining' });
-      void gw.reload('SIGHUP');
+      log.info('reload_requested', { signal: 'SIGHUP' });
+      void gw.reload('SIGHUP').then((ok) => log.info('reload_finished', { signal: 'SIGHUP', ok }));
     };
     const onStop = (signal: NodeJS.Signals) => {
       if (draining) {

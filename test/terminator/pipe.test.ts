@@ -137,3 +137,27 @@ t.test("an inspector's denial closes both sides and is audited with its code", a
   t.equal(line.op, 'terminate', 'so is the operation');
   t.equal(line.level, 'audit', 'written at audit level');
 });
+
+t.test('the scheduler may be a Unix socket path', async (t) => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(`${tmpdir()}/sgw-sock-`);
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = `${dir}/scheduler.sock`;
+  const srv = createServer((s) => { s.on('error', () => {}); s.end('over a unix socket'); });
+  await new Promise<void>((r) => srv.listen(path, r));
+  t.teardown(() => srv.close());
+  const gw = await startTestGateway({ cluster, scheduler: path, t, flags: RAW });
+  const s = await dial(gw);
+  t.equal((await readAll(s)).toString(), 'over a unix socket');
+});
+
+t.test('with --idle-timeout a silent connection is cut and audited as idle_timeout', async (t) => {
+  const port = await upstream(t, () => {});
+  const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${port}`, t, flags: { ...RAW, 'idle-timeout': '300' } });
+  const s = await dial(gw);
+  s.on('error', () => {});
+  const line = await gw.waitForLog((l) => l.event === 'connection_closed', 10_000);
+  t.equal(line.reason, 'idle_timeout');
+  t.equal(line.level, 'audit');
+});
