@@ -15,7 +15,7 @@ const GiB = 2 ** 30;
 export function sizes(quick, holdMax) {
   return quick
     ? { bulkBytes: 128 * 2 ** 20, reps: 1, pings: 3000, pingWarmup: 300, multiSeconds: 1.5, handshakes: 1500, hsSeconds: 3, holdSteps: [500, 2000], holdDeadline: 20, deadline: 30 }
-    : { bulkBytes: GiB, reps: 3, pings: 10000, pingWarmup: 2000, multiSeconds: 5, handshakes: 20000, hsSeconds: 8, holdSteps: [2000, holdMax], holdDeadline: 40, deadline: 90 };
+    : { bulkBytes: GiB, reps: 3, pings: 10000, pingWarmup: 2000, multiSeconds: 5, handshakes: 20000, hsSeconds: 8, holdSteps: [2000, holdMax], holdDeadline: 35, deadline: 90 };
 }
 
 function tlsArgs(ctx, contender, { verify = true } = {}) {
@@ -183,7 +183,7 @@ export const AXES = {
 async function holdSteps(ctx, contender, inst, pid, atLastStep) {
   const targets = ctx.sizes.holdSteps;
   const args = [
-    'hold', '--port', String(inst.port), '--steps', targets.join(','), '--parallel', '32',
+    'hold', '--port', String(inst.port), '--steps', targets.join(','), '--parallel', '64',
     // Per step: a contender that opens connections slowly (stunnel: a thread each) is reported with what it held.
     '--deadline', String(ctx.sizes.holdDeadline), ...tlsArgs(ctx, contender, { verify: false }),
   ];
