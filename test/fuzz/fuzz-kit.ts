@@ -59,7 +59,9 @@ export async function fuzz<I>(t: Tap, target: FuzzTarget<I>): Promise<FuzzStats>
   const rand = prng(seed);
   const hangMs = target.hangMs ?? 1000;
   t.comment(`fuzz ${target.name}: seed ${seed} (replay with FUZZ_SEED=${seed}), ${cases} cases`);
-  const heapBefore = heapAfterGc();
+  // The heap baseline is taken after a warm-up: compiled code, caches and coverage data of the first cases are not growth.
+  const warmUp = Math.min(Math.max(1000, Math.floor(cases / 20)), Math.floor(cases / 2));
+  let heapBefore = heapAfterGc();
   const outcomes: Record<string, number> = {};
   let crashes = 0;
   let hangs = 0;
@@ -67,6 +69,7 @@ export async function fuzz<I>(t: Tap, target: FuzzTarget<I>): Promise<FuzzStats>
   let firstCrash: string | undefined;
   const started = performance.now();
   for (let i = 0; i < cases; i++) {
+    if (i === warmUp) heapBefore = heapAfterGc();
     const input = target.generate(rand, i);
     const t0 = performance.now();
     let outcome: string;
