@@ -72,7 +72,8 @@ function instructions(b: DevBundles, host: string, port: number, python: string)
   ].join('\n');
 }
 
-function freeLoopbackPort(): Promise<number> {
+/** A loopback port that was free a moment ago (the scheduler binds it next). */
+export function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);

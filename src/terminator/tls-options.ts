@@ -20,18 +20,18 @@ const TLS12_SUITES = [
 ];
 export const CIPHERS = [...TLS13_SUITES, ...TLS12_SUITES].join(':');
 
+/** The protocol policy alone, for every TLS listener of the gateway to spread into its options. */
+export const TLS_POLICY = {
+  ciphers: CIPHERS,
+  minVersion: 'TLSv1.2',
+  honorCipherOrder: true,
+  ecdhCurve: 'X25519:P-256:P-384',
+  secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_CIPHER_SERVER_PREFERENCE,
+} as const satisfies SecureContextOptions;
+
 /** What changes on reload: swapped with server.setSecureContext(), never per connection. */
 export function secureContextOptions(m: TrustMaterial): SecureContextOptions {
-  return {
-    key: m.keyPem,
-    cert: m.certPem,
-    ca: m.caPem,
-    ciphers: CIPHERS,
-    minVersion: 'TLSv1.2',
-    honorCipherOrder: true,
-    ecdhCurve: 'X25519:P-256:P-384',
-    secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_CIPHER_SERVER_PREFERENCE,
-  };
+  return { key: m.keyPem, cert: m.certPem, ca: m.caPem, ...TLS_POLICY };
 }
 
 export function serverOptions(m: TrustMaterial): TlsOptions {

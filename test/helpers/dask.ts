@@ -19,7 +19,8 @@
  * Pass `t` (tap) to startScheduler/startWorker to register teardown automatically.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
+import { freeLoopbackPort } from '../../src/supervisor/embedded.js';
 
 export const DASK_PYTHON = '/usr/bin/python3';
 
@@ -51,16 +52,8 @@ export function daskAvailable(): boolean {
   return available;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A loopback port that was free a moment ago. */
+export const freePort = freeLoopbackPort;
 
 export async function waitFor<T>(pred: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
   const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
