@@ -18,6 +18,7 @@ import { daskAvailable, daskSizes, daskVariants, runDaskVariant } from './lib/da
 import { summarizeProfiles } from './lib/cpuprofile.mjs';
 import { startProcess, stopAll, waitForPort } from './lib/proc.mjs';
 import { markdown } from './lib/report.mjs';
+import { perfAvailable, perfMarkdown, perfSummary, startPerf } from './lib/perf.mjs';
 import { buildGateway, buildTools, ensurePrereqs, machineInfo, nofileLimit, versions } from './lib/setup.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -81,6 +82,8 @@ async function main() {
   };
   const axes = {};
   const profileWindows = {};
+  const usePerf = profileDir !== null && perfAvailable();
+  const perfRuns = [];
   // The whole run stays under 10 minutes (2 in --quick): whatever would start later is skipped and says so.
   // Time is kept back for the Dask workload, which runs last.
   const budgetS = opts.quick ? 110 : 570;
@@ -121,8 +124,14 @@ async function main() {
       try {
         inst = await contender.start({ ...env, tag });
         const from = monotonicMicros();
-        axes[axis][name] = await AXES[axis].run(ctx, contender, inst);
+        const perf = usePerf && inst.proc && axis !== 'memory' ? startPerf(inst.proc.pid, join(profileDir, `perf-${tag}.data`), logs, `perf-${tag}`) : null;
+        try {
+          axes[axis][name] = await AXES[axis].run(ctx, contender, inst);
+        } finally {
+          await perf?.stop();
+        }
         if (profileDir) profileWindows[`${name}-${tag}.cpuprofile`] = { from, to: monotonicMicros() };
+        if (perf) perfRuns.push(tag);
         log(`${axis} ${name}: ${brief(axes[axis][name])} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       } catch (e) {
         axes[axis][name] = { error: String(e.message ?? e) };
@@ -164,6 +173,16 @@ async function main() {
   if (profileDir) {
     writeFileSync(join(profileDir, 'windows.json'), JSON.stringify(profileWindows, null, 2));
     results.profiles = summarizeProfiles(profileDir, 25, profileWindows);
+    if (perfRuns.length) {
+      const parts = ['# Native CPU profiles (perf, whole process, kernel included)', ''];
+      results.perf = {};
+      for (const tag of perfRuns) {
+        results.perf[tag] = await perfSummary(join(profileDir, `perf-${tag}.data`));
+        parts.push(perfMarkdown(tag, results.perf[tag]));
+      }
+      writeFileSync(join(profileDir, 'perf-summary.md'), parts.join('\n'));
+      log(`perf summary: ${relative(root, join(profileDir, 'perf-summary.md'))}`);
+    }
     writeFileSync(join(profileDir, 'summary.md'), results.profiles.markdown);
     log(`profile summary: ${relative(root, join(profileDir, 'summary.md'))}`);
   }
