@@ -11,6 +11,8 @@ export interface ConnectionFacts {
   /** "ip:port" of the peer as seen by the gateway. */
   readonly peer: string;
   uri?: string;
+  /** From a certificate whose chain did not verify: what the peer claims, not who it is. */
+  claimedUri?: string;
   serial?: string;
   role?: string;
 }
@@ -54,6 +56,7 @@ export class ConnectionAudit {
 function facts(c: ConnectionFacts): Record<string, string> {
   const out: Record<string, string> = { conn: c.conn, peer: c.peer };
   if (c.uri) out.uri = c.uri;
+  if (c.claimedUri) out.claimed_uri = c.claimedUri;
   if (c.serial) out.serial = c.serial;
   if (c.role) out.role = c.role;
   return out;

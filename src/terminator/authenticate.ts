@@ -12,20 +12,22 @@ import type { Role } from '../pki/identity.js';
 export const ALLOWED_ROLES: readonly Role[] = ['worker', 'client', 'admin'];
 
 export type Authenticated = Extract<PeerVerdict, { ok: true }> & { uri: string; sanHosts: string[] };
+/** A refusal; `uri` only when the chain verified, else the unverified `claimedUri` (forensics, never trusted). */
+export type Refused = Extract<PeerVerdict, { ok: false }> & { claimedUri?: string };
 
 export function authenticatePeer(
   socket: TLSSocket,
   opts: { clusterId: string; isRevoked: (serial: string) => boolean; now: Date },
-): Authenticated | Extract<PeerVerdict, { ok: false }> {
+): Authenticated | Refused {
   const cert = socket.getPeerX509Certificate();
   if (!cert) return { ok: false, reason: 'no_certificate' };
   const uri = parseSubjectAltName(cert.subjectAltName).find((e) => e.type === 'URI')?.value;
   if (!socket.authorized) {
     const code = String(socket.authorizationError ?? 'UNKNOWN');
-    return { ok: false, reason: reasonFromOpenSSL(code), detail: code, serial: normalizeSerial(cert.serialNumber), ...(uri ? { uri } : {}) };
+    return { ok: false, reason: reasonFromOpenSSL(code), detail: code, serial: normalizeSerial(cert.serialNumber), ...(uri ? { claimedUri: uri } : {}) };
   }
   const verdict = checkPeerCertificate(cert, { clusterId: opts.clusterId, allowedRoles: ALLOWED_ROLES, isRevoked: opts.isRevoked, now: opts.now });
-  if (!verdict.ok) return verdict;
+  if (!verdict.ok) return { ...verdict, ...(verdict.uri ?? uri ? { uri: verdict.uri ?? uri } : {}) };
   const sanHosts = parseSubjectAltName(cert.subjectAltName)
     .filter((e) => e.type === 'DNS' || e.type === 'IP Address')
     .map((e) => e.value);

@@ -223,7 +223,10 @@ class TerminatorServer implements Terminator {
     const verdict = authenticatePeer(s, { clusterId: trust.current().clusterId, isRevoked: (x) => trust.isRevoked(x), now: this.#ctx.now() });
     if (verdict.serial) p.facts.serial = verdict.serial;
     if (verdict.uri) p.facts.uri = verdict.uri;
-    if (!verdict.ok) return this.#refuse(p, verdict.reason, verdict.detail);
+    if (!verdict.ok) {
+      if (verdict.claimedUri) p.facts.claimedUri = verdict.claimedUri;
+      return this.#refuse(p, verdict.reason, verdict.detail);
+    }
     p.facts.role = verdict.identity.role;
     s.allowHalfOpen = true;
     s.setNoDelay(true);

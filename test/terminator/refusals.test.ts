@@ -56,6 +56,15 @@ if (!daskAvailable()) {
       t.equal(line.reason, c.reason, 'audited with its specific reason');
       t.equal(line.level, 'audit', 'written at audit level');
       t.equal(gw.audits('connection_accepted').filter((l) => l.peer === `127.0.0.1:${r.localPort}`).length, 0, 'never audited as accepted');
+      if (c.reason === 'no_certificate') {
+        t.notOk(line.serial ?? line.uri ?? line.claimed_uri, 'no certificate, no identity fields');
+      } else {
+        t.match(line.serial, /^[0-9a-f]+$/, 'the certificate serial is in the line');
+        // Identity from a chain that did not verify is only what the peer claims.
+        const verified = !['unknown_ca', 'expired', 'not_yet_valid', 'wrong_eku'].includes(c.reason); // OpenSSL refused these chains
+        t.match(verified ? line.uri : line.claimed_uri, /^spiffe:\/\//, verified ? 'the verified identity is in the line' : 'the unverified identity is logged as claimed_uri');
+        if (!verified) t.equal(line.uri, undefined, 'and never as uri');
+      }
     });
   }
 
