@@ -65,8 +65,13 @@ interface Pending {
 
 const BYTES_TICK_MS = 5_000;
 const EXPIRY_TICK_MS = 1_000;
-/** TLS clients send their ClientHello at once; silence this long suggests a plaintext Dask connector (sniff.ts). */
-const DASK_PROBE_AFTER_MS = 1_500;
+/**
+ * TLS clients send their ClientHello at once; a peer silent this long (or
+ * half the handshake deadline, if shorter) is probed as a possible plaintext
+ * Dask connector (sniff.ts). Generous on purpose: the probe would break a TLS
+ * client whose event loop stalled between connect and ClientHello.
+ */
+const DASK_PROBE_AFTER_MS = 5_000;
 
 export async function startTerminator(ctx: GatewayContext, opts: TerminatorOptions): Promise<Terminator> {
   const t = new TerminatorServer(ctx, opts);
