@@ -268,8 +268,10 @@ t.test('disk full under the token store: creating fails cleanly, logins keep wor
   const idsBefore = store.list({ includeRevoked: true }).map((r) => r.id).sort();
   const up = await startHttpUpstream(t);
   const echo = await startEcho(t);
-  const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${echo.port}`, t, flags: { 'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${up.port}` } });
-  const dash = await startDashboard(gw.gw.context, { tokens: store });
+  // The composed dashboard is off; this one is the same component over the token store on the small disk.
+  const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${echo.port}`, t, flags: { dashboard: 'false', 'dashboard-upstream': `127.0.0.1:${up.port}` } });
+  const ctx = gw.gw.context;
+  const dash = await startDashboard({ ...ctx, config: { ...ctx.config, 'dashboard.enabled': true, 'dashboard.listen': { host: '127.0.0.1', port: 0 } } }, { tokens: store });
   t.teardown(() => dash.close());
   const get = (token: string) => new Promise<number>((resolve, reject) => {
     const req = httpsRequest({ host: '127.0.0.1', port: dash.address!.port, path: '/status', servername: 'localhost', ca: cluster.caPem, agent: false, headers: { authorization: `Bearer ${token}`, host: 'localhost' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });

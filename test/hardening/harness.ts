@@ -7,7 +7,6 @@
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
-import { startDashboard, type DashboardComponent } from '../../src/dashboard/index.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { resolveConfig, type Flags } from '../../src/config/load.js';
@@ -128,16 +127,12 @@ export async function startHttpUpstream(t: Teardown): Promise<{ port: number; se
 export interface BothPorts {
   readonly cluster: TestCluster;
   readonly tg: TestGateway;
-  readonly dashboard: DashboardComponent;
   /** 8786 (terminator) and 8787 (dashboard) as bound on 127.0.0.1. */
   readonly port8786: number;
   readonly port8787: number;
 }
 
-/**
- * The gateway as it faces the network: 8786 in front of `scheduler`, 8787 in
- * front of `dashboardUpstream`, sharing one context (trust, metrics, log).
- */
+/** The gateway as it faces the network: 8786 in front of `scheduler`, 8787 in front of `dashboardUpstream`. */
 export async function startBothPorts(o: { t: Teardown; scheduler: string; dashboardUpstreamPort: number; flags?: Flags; cluster?: TestCluster }): Promise<BothPorts> {
   const cluster = o.cluster ?? (await makeTestCluster());
   if (!o.cluster) o.t.teardown(() => cluster.cleanup());
@@ -145,9 +140,7 @@ export async function startBothPorts(o: { t: Teardown; scheduler: string; dashbo
     cluster, scheduler: o.scheduler, t: o.t,
     flags: { 'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${o.dashboardUpstreamPort}`, ...o.flags },
   });
-  const dashboard = await startDashboard(tg.gw.context);
-  o.t.teardown(() => dashboard.close());
-  return { cluster, tg, dashboard, port8786: tg.port, port8787: dashboard.address!.port };
+  return { cluster, tg, port8786: tg.port, port8787: tg.gw.addresses.dashboard!.port };
 }
 
 export interface CountingLog {
@@ -199,10 +192,13 @@ export interface VolumeGateway {
   close(): Promise<void>;
 }
 
-/** startGateway in-process with a counting log: for fuzz and load runs of 8786. */
+/** startGateway in-process (every component, loopback ports) with a counting log: for volume runs. */
 export async function startVolumeGateway(o: { t: Teardown; cluster: TestCluster; scheduler: string; flags?: Flags; level?: 'debug' | 'info' }): Promise<VolumeGateway> {
   const log = countingLog();
-  const config = resolveConfig(runKeys, { flags: { dir: o.cluster.dir, listen: '127.0.0.1:0', scheduler: o.scheduler, 'failed-handshake-rate': '1000000', ...o.flags }, env: {} });
+  const config = resolveConfig(runKeys, {
+    flags: { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: o.scheduler, 'failed-handshake-rate': '1000000', ...o.flags },
+    env: {},
+  });
   const gw = await startGateway(config, {
     log: createLogger({ stream: log.stream, level: o.level ?? 'info' }),
     env: { SCHEDULER_GATEWAY_PASSPHRASE: o.cluster.passphrase },
