@@ -113,7 +113,11 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
     context: ctx,
     settings,
     addresses,
-    reload: (reason) => trust.reload(reason),
+    // SIGHUP: TLS material and every component that loaded files (policy, ...); true only if all succeeded.
+    reload: async (reason) => {
+      const results = await Promise.all([trust.reload(reason), ...components.map((c) => c.reload?.(reason) ?? Promise.resolve(true))]);
+      return results.every(Boolean);
+    },
     drain: (deadlineMs) => shutdown(deadlineMs ?? settings.drainTimeoutMs),
     close: () => shutdown(0),
   };

@@ -49,6 +49,8 @@ export interface GatewayContext {
 /** A started part of the gateway. drain() stops accepting and waits up to the deadline. */
 export interface Component {
   readonly name: string;
+  /** Re-reads what this component loaded from files (SIGHUP); false when the old state was kept. */
+  reload?(reason: string): Promise<boolean>;
   drain(deadlineMs: number): Promise<void>;
   close(): Promise<void>;
 }

@@ -64,18 +64,21 @@ export function policyForTerminator(ctx: Pick<GatewayContext, 'config' | 'log' |
   if (injected) return { inspector: injected };
   const setup = openPolicy(ctx);
   const path = setup.holder.path;
-  if (path !== undefined && pollMs > 0) {
-    let last = fileStamp(path);
-    let busy = false;
-    const timer = setInterval(() => {
-      const now = fileStamp(path);
-      if (now === last || busy) return;
-      last = now;
-      busy = true;
-      void setup.reload('file change (poll)').finally(() => (busy = false));
-    }, pollMs).unref();
+  if (path !== undefined) {
+    let timer: NodeJS.Timeout | undefined;
+    if (pollMs > 0) {
+      let last = fileStamp(path);
+      let busy = false;
+      timer = setInterval(() => {
+        const now = fileStamp(path);
+        if (now === last || busy) return;
+        last = now;
+        busy = true;
+        void setup.reload('file change (poll)').finally(() => (busy = false));
+      }, pollMs).unref();
+    }
     const stop = async () => clearInterval(timer);
-    components.push({ name: 'policy', drain: stop, close: stop });
+    components.push({ name: 'policy', reload: (reason) => setup.reload(reason), drain: stop, close: stop });
   }
   return setup.inspector ? { inspector: setup.inspector } : {};
 }

@@ -26,6 +26,20 @@ export interface SchedulerProcessOptions {
   readonly env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * Runs the scheduler under a parent-death signal (Linux prctl PR_SET_PDEATHSIG,
+ * kept across exec): if the gateway is killed with SIGKILL it cannot stop its
+ * child, and an orphaned scheduler would keep the port, so every restart of
+ * the gateway would fail to bind it. The ppid check closes the race where the
+ * gateway died before prctl ran.
+ */
+const LAUNCHER = [
+  'import ctypes, os, signal, sys',
+  'ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)',
+  'os.getppid() == int(os.environ.pop("SCHEDULER_GATEWAY_PARENT_PID", "0")) or sys.exit(3)',
+  'os.execv(sys.executable, [sys.executable, "-m", "distributed.cli.dask_scheduler"] + sys.argv[1:])',
+].join('\n');
+
 const MAX_BACKOFF_MS = 30_000;
 /** A run this long counts as healthy: the next failure starts the backoff over. */
 const HEALTHY_AFTER_MS = 60_000;
@@ -64,12 +78,12 @@ export class SupervisedScheduler {
 
   #spawn(): void {
     const { port, dashboardPort, tls } = this.#o;
-    const args = ['-m', 'distributed.cli.dask_scheduler', '--host', '127.0.0.1', '--port', String(port), '--protocol', 'tcp',
+    const args = ['-c', LAUNCHER, '--host', '127.0.0.1', '--port', String(port), '--protocol', 'tcp',
       '--dashboard-address', `127.0.0.1:${dashboardPort}`, '--tls-ca-file', tls.ca, '--tls-cert', tls.cert, '--tls-key', tls.key];
     const child = spawn(this.#o.python ?? DASK_PYTHON, args, {
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true, // its own process group, stopped as a whole
-      env: { ...process.env, ...this.#o.env, DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION: 'False', PYTHONUNBUFFERED: '1' },
+      env: { ...process.env, ...this.#o.env, DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION: 'False', PYTHONUNBUFFERED: '1', SCHEDULER_GATEWAY_PARENT_PID: String(process.pid) },
     });
     this.#child = child;
     const startedAt = Date.now();

@@ -66,3 +66,20 @@ t.test('the policy file is polled and hot-reloaded; a bad edit keeps the policy 
   const reloads = await c.metrics.reloadsTotal.get();
   t.same(reloads.values.map((v) => [v.labels.result, v.value]).sort(), [['error', 1], ['ok', 1]]);
 });
+
+t.test('SIGHUP reloads the policy through its component, without waiting for the poll', async (t) => {
+  const dir = t.testdir({ 'p.yaml': 'version: 1\nrules:\n  client:\n    allow: ["@client"]\n' });
+  const path = join(dir, 'p.yaml');
+  const c = ctx({ policy: path });
+  const components: Component[] = [];
+  const { inspector } = policyForTerminator(c, undefined, components, 0);
+  const policy = components.find((x) => x.name === 'policy');
+  t.ok(policy?.reload, 'the policy component is reloadable even with polling off');
+  writeFileSync(path, 'version: 1\nrules:\n  client:\n    allow: ["@client"]\n    deny: [gather]\n');
+  t.equal(gatherDenied(inspector!), false, 'nothing changes before the reload');
+  t.equal(await policy!.reload!('SIGHUP'), true);
+  t.equal(gatherDenied(inspector!), true);
+  writeFileSync(path, 'rules: [');
+  t.equal(await policy!.reload!('SIGHUP'), false, 'a broken file reports failure');
+  t.equal(gatherDenied(inspector!), true, 'and keeps the last good policy');
+});
