@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayContext } from '../gateway/context.js';
 import type { Endpoint } from '../config/spec.js';
-import { secureContextOptions } from '../terminator/tls-options.js';
+import { secureContextOptions } from '../pki/tls-policy.js';
 import { checkAccess, type Access } from './access.js';
 import { awsProcessJson, genericJson } from './credential.js';
 import type { CredentialHolder } from './holder.js';

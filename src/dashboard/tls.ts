@@ -5,17 +5,11 @@
  * browsers need no extra CA. The cluster CA is always the client-certificate
  * trust anchor.
  */
-import { constants } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
 import type { TrustMaterial } from '../gateway/context.js';
 import { dashboardError } from './errors.js';
-
-const CIPHERS = [
-  'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
-  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
+import { TLS_POLICY } from '../pki/tls-policy.js';
 
 export interface CertificateFiles {
   readonly cert: string;
@@ -33,11 +27,7 @@ export function dashboardTls(m: TrustMaterial, files: CertificateFiles | undefin
   return {
     ...own,
     ca: m.caPem,
-    ciphers: CIPHERS,
-    minVersion: 'TLSv1.2',
-    honorCipherOrder: true,
-    ecdhCurve: 'X25519:P-256:P-384',
-    secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_CIPHER_SERVER_PREFERENCE,
+    ...TLS_POLICY,
   };
 }
 
