@@ -1,10 +1,10 @@
 /**
- * Spawns test/hardening/gateway-child.ts as a separate Node process (with
- * the TypeScript loader tap uses), in its own process group, with an
- * optional file-descriptor limit (root may raise it via prlimit), and
- * collects its JSON log lines. Killed in teardown.
+ * Spawns test/hardening/gateway-child.ts (and other .ts scripts) as separate
+ * Node processes with the TypeScript loader tap uses, each in its own process
+ * group, and collects their JSON lines. Killed in teardown.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Flags } from '../../src/config/load.js';
@@ -27,12 +27,8 @@ export interface GatewayChild {
 }
 
 /** Runs a node script (a .ts file) with tap's TypeScript loader; the caller handles its output. */
-export function spawnTs(script: string, args: string[], opts: { env?: NodeJS.ProcessEnv; nofile?: number } = {}): ChildProcess {
-  const node = [process.execPath, `--import=${TS_LOADER}`, '--expose-gc', script, ...args];
-  // A higher descriptor limit than ours needs root: prlimit sets it for the new process only.
-  const useLimit = opts.nofile !== undefined && spawnSync('prlimit', ['--version'], { stdio: 'ignore' }).status === 0;
-  const [cmd, ...rest] = useLimit ? ['prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, '--', ...node] : node;
-  return spawn(cmd!, rest, {
+export function spawnTs(script: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+  return spawn(process.execPath, [`--import=${TS_LOADER}`, '--expose-gc', script, ...args], {
     cwd: REPO,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -40,23 +36,33 @@ export function spawnTs(script: string, args: string[], opts: { env?: NodeJS.Pro
   });
 }
 
-export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphrase: string; nofile?: number; readyTimeoutMs?: number }): Promise<GatewayChild> {
-  const proc = spawnTs(join(here, 'gateway-child.ts'), [JSON.stringify(o.flags)], { env: { SCHEDULER_GATEWAY_PASSPHRASE: o.passphrase }, ...(o.nofile ? { nofile: o.nofile } : {}) });
-  const lines: Array<Record<string, unknown>> = [];
-  const stderr: string[] = [];
-  let exited = false;
-  const exit = new Promise<void>((r) => proc.once('exit', () => { exited = true; r(); }));
+/** Calls onJson for every JSON line of the stream, onOther for any other line. */
+export function jsonLines(stream: Readable, onJson: (l: Record<string, unknown>) => void, onOther: (l: string) => void): void {
   let partial = '';
-  proc.stdout!.on('data', (d: Buffer) => {
+  stream.on('data', (d: Buffer) => {
     partial += d.toString();
     let i: number;
     while ((i = partial.indexOf('\n')) >= 0) {
       const l = partial.slice(0, i);
       partial = partial.slice(i + 1);
-      try { lines.push(JSON.parse(l) as Record<string, unknown>); } catch { stderr.push(l); }
-      if (lines.length > 200_000) lines.splice(0, 100_000); // bounded for long soaks
+      let parsed: Record<string, unknown> | undefined;
+      try { parsed = JSON.parse(l) as Record<string, unknown>; } catch { /* not JSON */ }
+      if (parsed) onJson(parsed);
+      else onOther(l);
     }
   });
+}
+
+export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphrase: string; readyTimeoutMs?: number }): Promise<GatewayChild> {
+  const proc = spawnTs(join(here, 'gateway-child.ts'), [JSON.stringify(o.flags)], { env: { SCHEDULER_GATEWAY_PASSPHRASE: o.passphrase } });
+  const lines: Array<Record<string, unknown>> = [];
+  const stderr: string[] = [];
+  let exited = false;
+  const exit = new Promise<void>((r) => proc.once('exit', () => { exited = true; r(); }));
+  jsonLines(proc.stdout!, (l) => {
+    lines.push(l);
+    if (lines.length > 200_000) lines.splice(0, 100_000); // bounded for long soaks
+  }, (l) => stderr.push(l));
   proc.stderr!.on('data', (d: Buffer) => { if (stderr.length < 1000) stderr.push(d.toString()); });
   const kill = async (signal: NodeJS.Signals) => {
     if (exited) return;

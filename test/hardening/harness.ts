@@ -19,17 +19,8 @@ export interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** mulberry32: tiny, fast, good enough to drive mutations; the seed is printed so a failure reproduces. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG of the wire tests (mulberry32); the seed is printed so a failure reproduces. */
+export { prng } from '../wire/wire-helpers.js';
 
 /** The seed of a run: FUZZ_SEED when given (to replay), else derived from the clock. */
 export function seedFromEnv(): number {

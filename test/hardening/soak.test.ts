@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { waitFor } from '../helpers/dask.js';
 import { openFds, rssBytes, startEcho, startHttpUpstream } from './harness.js';
-import { REPO, spawnGatewayChild, spawnTs, type GatewayChild } from './child.js';
+import { jsonLines, REPO, spawnGatewayChild, spawnTs, type GatewayChild } from './child.js';
 
 const num = (k: string, d: number) => (process.env[k] && /^\d+$/.test(process.env[k]!) ? Number(process.env[k]) : d);
 const SOAK_SECONDS = num('SOAK_SECONDS', 60);
@@ -45,17 +45,8 @@ function runDriver(t: { teardown(fn: () => unknown): void }, config: Record<stri
   const p = spawnTs(join(REPO, 'test', 'hardening', 'load-driver.ts'), [JSON.stringify(config)]);
   t.teardown(() => { try { process.kill(-p.pid!, 'SIGKILL'); } catch { /* gone */ } });
   const lines: DriverLine[] = [];
-  let partial = '';
   let err = '';
-  p.stdout!.on('data', (d: Buffer) => {
-    partial += d.toString();
-    let i: number;
-    while ((i = partial.indexOf('\n')) >= 0) {
-      const l = partial.slice(0, i);
-      partial = partial.slice(i + 1);
-      try { const x = JSON.parse(l) as DriverLine; lines.push(x); onLine(x); } catch { err += l + '\n'; }
-    }
-  });
+  jsonLines(p.stdout!, (l) => { lines.push(l as DriverLine); onLine(l as DriverLine); }, (l) => { err += l + '\n'; });
   p.stderr!.on('data', (d: Buffer) => { if (err.length < 20_000) err += d.toString(); });
   return new Promise((resolve, reject) => p.on('exit', (code) => (code === 0 ? resolve(lines) : reject(new Error(`load driver exited ${code}:\n${err.slice(-3000)}`)))));
 }
