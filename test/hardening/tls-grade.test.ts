@@ -64,7 +64,8 @@ async function testssl(port: number, caPath: string, http: boolean, work: string
   return parsed.map(({ id, severity, finding }) => ({ id, severity, finding }));
 }
 
-interface SslscanReport { protocols: Record<string, boolean>; ciphers: Array<{ version: string; cipher: string }>; renegotiation: boolean; compression: boolean }
+/** compression: undefined when sslscan's OpenSSL cannot test it (Debian's is built without zlib); testssl's CRIME check covers it. */
+interface SslscanReport { protocols: Record<string, boolean>; ciphers: Array<{ version: string; cipher: string }>; renegotiation: boolean; compression: boolean | undefined }
 
 async function sslscan(port: number, client?: { cert: string; key: string }): Promise<SslscanReport> {
   const r = await run('sslscan', ['--no-colour', '--xml=-', ...(client ? [`--certs=${client.cert}`, `--pk=${client.key}`] : []), `127.0.0.1:${port}`], 120_000);
@@ -75,7 +76,7 @@ async function sslscan(port: number, client?: { cert: string; key: string }): Pr
   const reneg = /<renegotiation supported="(\d)"/.exec(xml);
   const comp = /<compression supported="(\d)"/.exec(xml);
   if (Object.keys(protocols).length === 0 || !reneg) throw new Error(`sslscan output not understood:\n${xml.slice(0, 3000)}`);
-  return { protocols, ciphers, renegotiation: reneg[1] === '1', compression: comp?.[1] === '1' };
+  return { protocols, ciphers, renegotiation: reneg[1] === '1', compression: comp ? comp[1] === '1' : undefined };
 }
 
 const missing = ['testssl', 'sslscan'].filter((c) => !have(c));
@@ -129,7 +130,7 @@ if (missing.length > 0) {
       }
     });
 
-    t.test(`port ${r.name}: sslscan sees only TLS 1.2/1.3, AEAD suites with forward secrecy, no renegotiation, no compression`, async (t) => {
+    t.test(`port ${r.name}: sslscan sees only TLS 1.2/1.3, AEAD suites with forward secrecy, no renegotiation`, async (t) => {
       const s = r.scan;
       t.same({ ssl2: s.protocols.ssl2, ssl3: s.protocols.ssl3, tls10: s.protocols['tls1.0'], tls11: s.protocols['tls1.1'] },
         { ssl2: false, ssl3: false, tls10: false, tls11: false }, 'SSLv2, SSLv3, TLS 1.0, TLS 1.1 disabled');
@@ -139,7 +140,8 @@ if (missing.length > 0) {
       t.same(s.ciphers.filter((c) => !AEAD.test(c.cipher)), [], 'every accepted suite is AEAD');
       t.same(s.ciphers.filter((c) => !FORWARD_SECRET.test(c.cipher)), [], 'every accepted suite has forward secrecy (ECDHE or TLS 1.3)');
       t.equal(s.renegotiation, false, 'renegotiation not supported');
-      t.equal(s.compression, false, 'no TLS compression');
+      if (s.compression !== undefined) t.equal(s.compression, false, 'no TLS compression');
+      else t.comment('sslscan cannot test compression here; the testssl CRIME check above proves it is off');
     });
   }
 }
