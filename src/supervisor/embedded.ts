@@ -42,12 +42,12 @@ export async function startEmbeddedScheduler(o: { dir: string; env: NodeJS.Proce
     dashboardPort,
     bundles,
     process: proc,
-    instructions: (host, gwPort) => instructions(bundles, host, gwPort, o.python ?? DASK_PYTHON),
+    instructions: (host, gwPort) => instructions(bundles, o.dir, host, gwPort, o.python ?? DASK_PYTHON),
     stop: () => proc.stop(),
   };
 }
 
-function instructions(b: DevBundles, host: string, port: number, python: string): string {
+function instructions(b: DevBundles, dir: string, host: string, port: number, python: string): string {
   const address = `tls://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const w = b.worker;
@@ -65,6 +65,9 @@ function instructions(b: DevBundles, host: string, port: number, python: string)
     `sec = Security(tls_ca_file=${JSON.stringify(c.caPath)}, tls_client_cert=${JSON.stringify(c.certPath)}, tls_client_key=${JSON.stringify(c.keyPath)}, require_encryption=True)`,
     `c = Client(${JSON.stringify(address)}, security=sec)`,
     `print(c.submit(sum, [1, 2, 3]).result())'`,
+    '',
+    'Open the dashboard (HTTPS on --dashboard-listen, default port 8787) with the link a token prints, once:',
+    `  npx scheduler-gateway tokens create --name you --dir ${q(dir)}`,
     '',
     `Bundles (certificate, key, CA, distributed.yaml) are in ${w.caPath.replace(/\/[^/]+\/ca\.pem$/, '')}/.`,
     'This state directory keeps its passphrase beside the keys: for development only.',
