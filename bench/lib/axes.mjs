@@ -14,7 +14,7 @@ const GiB = 2 ** 30;
 /** Sizes per run kind; every loop in the load generator is also bounded by --deadline. */
 export function sizes(quick, holdMax) {
   return quick
-    ? { bulkBytes: 128 * 2 ** 20, reps: 1, pings: 3000, pingWarmup: 300, multiSeconds: 1.5, handshakes: 1500, hsSeconds: 3, holdSteps: [500, 2000], holdDeadline: 20, deadline: 30 }
+    ? { bulkBytes: 128 * 2 ** 20, reps: 1, pings: 3000, pingWarmup: 300, multiSeconds: 1, handshakes: 1000, hsSeconds: 2, holdSteps: [500, 1000], holdDeadline: 10, deadline: 30 }
     : { bulkBytes: GiB, reps: 3, pings: 10000, pingWarmup: 2000, multiSeconds: 5, handshakes: 20000, hsSeconds: 8, holdSteps: [2000, holdMax], holdDeadline: 35, deadline: 90 };
 }
 

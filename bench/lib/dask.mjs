@@ -10,7 +10,7 @@ import { cpuSeconds, freePort, runCommand, startProcess, waitForPort } from './p
 export const PYTHON = '/usr/bin/python3';
 
 export function daskSizes(quick) {
-  return quick ? { tasks: 1000, roundtrips: 50, scatter_mib: 5 } : { tasks: 5000, roundtrips: 200, scatter_mib: 20 };
+  return quick ? { tasks: 500, roundtrips: 20, scatter_mib: 2 } : { tasks: 5000, roundtrips: 200, scatter_mib: 20 };
 }
 
 /** Variants in run order; a terminator variant runs only if its contender was selected. */
