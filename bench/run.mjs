@@ -5,8 +5,10 @@
 //
 //   node bench/run.mjs [--quick] [--only=bulk,pingpong,multi,handshake,memory,dask]
 //                      [--contenders=direct,haproxy,stunnel,node-baseline,gateway,gateway-inspect]
-//                      [--profile] [--no-build]
-// --profile runs the gateway under `node --cpu-prof` and summarizes self time per axis.
+//                      [--profile[=v8|perf]] [--no-build]
+// --profile runs the gateway under `node --cpu-prof` (v8: self time per JS function, heap
+// snapshot at the last memory step) and every contender under `perf record` (perf: whole
+// process, kernel and OpenSSL included); =v8 or =perf picks one, so neither perturbs the other.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -18,7 +20,7 @@ import { daskAvailable, daskSizes, daskVariants, runDaskVariant } from './lib/da
 import { summarizeProfiles } from './lib/cpuprofile.mjs';
 import { startProcess, stopAll, waitForPort } from './lib/proc.mjs';
 import { markdown } from './lib/report.mjs';
-import { perfAvailable, perfMarkdown, perfSummary, startPerf } from './lib/perf.mjs';
+import { perfAvailable, perfComparison, perfMarkdown, perfSummary, startPerf } from './lib/perf.mjs';
 import { buildGateway, buildTools, ensurePrereqs, machineInfo, nofileLimit, versions } from './lib/setup.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -29,12 +31,13 @@ function parseFlags(argv) {
   for (const a of argv) {
     const [k, v] = a.split('=', 2);
     if (k === '--quick') o.quick = true;
-    else if (k === '--profile') o.profile = true;
+    else if (k === '--profile') o.profile = v === undefined ? 'all' : v;
     else if (k === '--no-build') o.build = false;
     else if (k === '--only' && v) o.only = v.split(',');
     else if (k === '--contenders' && v) o.contenders = v.split(',');
-    else throw new Error(`unknown flag ${a}\nusage: node bench/run.mjs [--quick] [--only=${ALL_AXES.join(',')}] [--contenders=${DEFAULT_CONTENDERS.join(',')}] [--profile] [--no-build]`);
+    else throw new Error(`unknown flag ${a}\nusage: node bench/run.mjs [--quick] [--only=${ALL_AXES.join(',')}] [--contenders=${DEFAULT_CONTENDERS.join(',')}] [--profile[=v8|perf]] [--no-build]`);
   }
+  if (o.profile && !['all', 'v8', 'perf'].includes(o.profile)) throw new Error(`--profile takes v8 or perf, not '${o.profile}'`);
   for (const x of o.only) if (!ALL_AXES.includes(x)) throw new Error(`unknown axis '${x}' (axes: ${ALL_AXES.join(', ')})`);
   for (const c of o.contenders) if (!CONTENDERS[c]) throw new Error(`unknown contender '${c}' (contenders: ${DEFAULT_CONTENDERS.join(', ')})`);
   return o;
@@ -67,8 +70,9 @@ async function main() {
   const profileDir = opts.profile ? join(work, 'profiles', stamp) : null;
   if (profileDir) mkdirSync(profileDir, { recursive: true });
 
-  const env = { root, work, logs, certs, bin, maxConns: holdMax + 20, profileDir, quick: opts.quick, daskSizes: daskSizes(opts.quick) };
-  const ctx = { loadgen: tools.loadgen, certs, sizes: sz, quick: opts.quick, profileDir };
+  const v8Dir = opts.profile === 'all' || opts.profile === 'v8' ? profileDir : null;
+  const env = { root, work, logs, certs, bin, maxConns: holdMax + 20, profileDir: v8Dir, quick: opts.quick, daskSizes: daskSizes(opts.quick) };
+  const ctx = { loadgen: tools.loadgen, certs, sizes: sz, quick: opts.quick, profileDir: v8Dir };
   const meta = {
     started: started.toISOString(),
     command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
@@ -82,7 +86,8 @@ async function main() {
   };
   const axes = {};
   const profileWindows = {};
-  const usePerf = profileDir !== null && perfAvailable();
+  const usePerf = (opts.profile === 'all' || opts.profile === 'perf') && perfAvailable();
+  if ((opts.profile === 'all' || opts.profile === 'perf') && !usePerf) notes.push('perf is not installed or not permitted: no native profiles');
   const perfRuns = [];
   // The whole run stays under 10 minutes (2 in --quick): whatever would start later is skipped and says so.
   // Time is kept back for the Dask workload, which runs last.
@@ -124,7 +129,7 @@ async function main() {
       try {
         inst = await contender.start({ ...env, tag });
         const from = monotonicMicros();
-        const perf = usePerf && inst.proc && axis !== 'memory' ? startPerf(inst.proc.pid, join(profileDir, `perf-${tag}.data`), logs, `perf-${tag}`) : null;
+        const perf = usePerf && inst.proc && axis !== 'memory' ? await startPerf(inst.proc.pid, join(profileDir, `perf-${tag}.data`), logs, `perf-${tag}`) : null;
         try {
           axes[axis][name] = await AXES[axis].run(ctx, contender, inst);
         } finally {
@@ -172,7 +177,7 @@ async function main() {
   const results = { meta, axes };
   if (profileDir) {
     writeFileSync(join(profileDir, 'windows.json'), JSON.stringify(profileWindows, null, 2));
-    results.profiles = summarizeProfiles(profileDir, 25, profileWindows);
+    if (v8Dir) results.profiles = summarizeProfiles(profileDir, 25, profileWindows);
     if (perfRuns.length) {
       const parts = ['# Native CPU profiles (perf, whole process, kernel included)', ''];
       results.perf = {};
@@ -181,10 +186,13 @@ async function main() {
         parts.push(perfMarkdown(tag, results.perf[tag]));
       }
       writeFileSync(join(profileDir, 'perf-summary.md'), parts.join('\n'));
+      writeFileSync(join(profileDir, 'perf-compare.md'), perfComparison(results.perf, axes));
       log(`perf summary: ${relative(root, join(profileDir, 'perf-summary.md'))}`);
     }
-    writeFileSync(join(profileDir, 'summary.md'), results.profiles.markdown);
-    log(`profile summary: ${relative(root, join(profileDir, 'summary.md'))}`);
+    if (v8Dir) {
+      writeFileSync(join(profileDir, 'summary.md'), results.profiles.markdown);
+      log(`profile summary: ${relative(root, join(profileDir, 'summary.md'))}`);
+    }
   }
   // A profiled run is slowed by its profilers: its figures stay beside the profiles, never in bench/results.
   const outDir = profileDir ?? resultsDir;

@@ -11,9 +11,14 @@ export function perfAvailable() {
   return r.status === 0;
 }
 
-/** Starts sampling pid at 999 Hz into file; stop() ends it (SIGINT so perf writes its data). */
-export function startPerf(pid, file, logDir, name) {
+/**
+ * Starts sampling pid at 999 Hz into file; resolves once perf is attached
+ * (it takes a moment, and a short axis would otherwise go unsampled);
+ * stop() ends it with SIGINT so perf writes its data.
+ */
+export async function startPerf(pid, file, logDir, name) {
   const p = startProcess(name, 'perf', ['record', '-F', '999', '-p', String(pid), '-o', file, '-q'], { logDir });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
   return {
     async stop() {
       if (p.exited) return;
@@ -68,7 +73,7 @@ export async function perfSummary(file, top = 20) {
     cats.set(c, (cats.get(c) ?? 0) + row.pct);
   }
   const listed = rows.reduce((n, x) => n + x.pct, 0);
-  if (listed < 99.5) cats.set('(symbols under 0.01% each)', 100 - listed);
+  if (rows.length && listed < 99.5) cats.set('(symbols under 0.01% each)', 100 - listed);
   return {
     samples,
     categories: [...cats].sort((a, b) => b[1] - a[1]).map(([name, pct]) => ({ name, pct })),
@@ -84,4 +89,44 @@ export function perfMarkdown(title, s) {
   L.push('', '| symbol | object | % |', '|---|---|---:|');
   for (const x of s.symbols) L.push(`| \`${x.sym.slice(0, 70)}\` | ${x.dso} | ${x.pct.toFixed(1)} |`);
   return L.join('\n') + '\n';
+}
+
+/**
+ * The contender's CPU cost per unit of work, from /proc (reliable totals);
+ * perf only splits it (its sample counts undercount on this VM).
+ */
+function unitCost(axis, r) {
+  if (!r || r.error) return null;
+  if (axis === 'bulk') return { label: 'CPU ms per GiB', total: r.cpu_s_per_gib * 1000 };
+  if (axis === 'handshake') return { label: 'CPU ms per handshake', total: r.cpu_ms_per_handshake };
+  if (axis === 'pingpong' || axis === 'multi') return { label: 'CPU µs per round trip', total: r.cpu_us_per_rt };
+  return null;
+}
+
+/** One table per axis: each category's share of the contender's CPU cost per unit of work. */
+export function perfComparison(perf, axes) {
+  const byAxis = new Map();
+  for (const [tag, s] of Object.entries(perf)) {
+    if (!s) continue;
+    const i = tag.indexOf('-');
+    const axis = tag.slice(0, i);
+    const contender = tag.slice(i + 1);
+    if (!byAxis.has(axis)) byAxis.set(axis, []);
+    byAxis.get(axis).push({ contender, s, unit: unitCost(axis, axes[axis]?.[contender]) });
+  }
+  const L = ['# Contender CPU per unit of work, split by category', '',
+    'Totals are /proc utime+stime over the work done; the split is the share of perf samples (sample counts in the last row: few samples mean a rough split).', ''];
+  const fmt = (v) => (v === null || v === undefined || Number.isNaN(v) ? '—' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+  for (const [axis, runs] of byAxis) {
+    const unit = runs.find((r) => r.unit)?.unit.label ?? 'CPU';
+    const cats = [...new Set(runs.flatMap((r) => r.s.categories.map((c) => c.name)))];
+    const cost = (r, pct) => (r.unit ? (r.unit.total * pct) / 100 : null);
+    L.push(`## ${axis} (${unit})`, '', `| category | ${runs.map((r) => r.contender).join(' | ')} |`, `|---|${runs.map(() => '---:|').join('')}`);
+    L.push(`| **total** | ${runs.map((r) => `**${fmt(cost(r, 100))}**`).join(' | ')} |`);
+    const rows = cats.map((c) => ({ c, vals: runs.map((r) => cost(r, r.s.categories.find((x) => x.name === c)?.pct ?? 0)) }));
+    rows.sort((a, b) => Math.max(...b.vals.map((v) => v ?? 0)) - Math.max(...a.vals.map((v) => v ?? 0)));
+    for (const row of rows) if (row.vals.some((v) => v !== null && v >= 0.005 * Math.max(...runs.map((r) => r.unit?.total ?? 0)))) L.push(`| ${row.c} | ${row.vals.map(fmt).join(' | ')} |`);
+    L.push(`| perf samples | ${runs.map((r) => r.s.samples).join(' | ')} |`, '');
+  }
+  return L.join('\n');
 }
