@@ -10,7 +10,7 @@ import { cpuSeconds, freePort, runCommand, startProcess, waitForPort } from './p
 export const PYTHON = '/usr/bin/python3';
 
 export function daskSizes(quick) {
-  return quick ? { tasks: 500, roundtrips: 20, scatter_mib: 2 } : { tasks: 5000, roundtrips: 200, scatter_mib: 20 };
+  return quick ? { tasks: 500, roundtrips: 20, scatter_mib: 2, passes: 1 } : { tasks: 5000, roundtrips: 200, scatter_mib: 20, passes: 2 };
 }
 
 /** Variants in run order; a terminator variant runs only if its contender was selected. */
@@ -73,7 +73,7 @@ export async function runDaskVariant(variant, env) {
       py(w, args);
     }
     const sz = env.daskSizes;
-    const wl = [join(env.root, 'bench/dask/workload.py'), address, String(sz.tasks), String(sz.roundtrips), String(sz.scatter_mib)];
+    const wl = [join(env.root, 'bench/dask/workload.py'), address, String(sz.tasks), String(sz.roundtrips), String(sz.scatter_mib), String(sz.passes)];
     if (variant !== 'plain') wl.push(certs.ca, certs.client.cert, certs.client.key);
     const cpu0 = term ? cpuSeconds(term.proc.pid) : null;
     const r = await runCommand(PYTHON, wl, { timeoutMs: env.quick ? 120000 : 240000, cwd: dir });
