@@ -4,8 +4,8 @@
  * module, loaded lazily so `certs list` does not pay for the proxy stack.
  * Any GatewayError becomes one line on stderr and exit code 2.
  */
-import { isGatewayError } from '../errors/base.js';
 import { processIo, type CommandMain } from './io.js';
+import { runCommand } from './run-command.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main: CommandMain }> }> = {
   run: { summary: 'run the gateway (8786 mTLS terminator, 8787 dashboard, telemetry)', load: () => import('./run.js') },
@@ -33,17 +33,7 @@ export async function dispatch(argv: string[]): Promise<number> {
     io.stderr.write(`scheduler-gateway: unknown command '${name}'\n${usage()}`);
     return 2;
   }
-  try {
-    const mod = await cmd.load();
-    return await mod.main(rest, io);
-  } catch (e) {
-    if (isGatewayError(e)) {
-      io.stderr.write(`scheduler-gateway ${name}: ${e.message} [${e.code}]\n`);
-      return e.exitCode;
-    }
-    io.stderr.write(`scheduler-gateway ${name}: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
-    return 1;
-  }
+  return runCommand(name, (argv, cmdIo) => cmd.load().then((mod) => mod.main(argv, cmdIo)), rest, io);
 }
 
 dispatch(process.argv.slice(2)).then(

@@ -1,15 +1,14 @@
 import t from 'tap';
+import { runCli } from '../helpers/cli.js';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { waitFor } from '../helpers/dask.js';
 import { testReceiver, type TestReceiver } from '../telemetry/helpers.js';
 import { runCerts } from '../pki/cli-harness.js';
 import { main as controlPlaneDev } from '../../src/cli/control-plane-dev.js';
-import { isGatewayError } from '../../src/errors/base.js';
 import Database from 'better-sqlite3';
 import { allBytes, fakeAws, fetchCred, processJson, secretsOf, startCredGateway, tempDir, type CredGateway, type FakeAws } from './harness.js';
 
@@ -35,21 +34,7 @@ async function setup(t: Tap.Test): Promise<Setup> {
 async function push(s: Setup, creds: FakeAws, wait = 0): Promise<{ code: number; stdout: string; stderr: string }> {
   const file = join(s.dir, `push-${creds.accessKeyId}.json`);
   writeFileSync(file, processJson(creds), { mode: 0o600 });
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (b: Buffer) => { stdout += b.toString(); });
-  err.on('data', (b: Buffer) => { stderr += b.toString(); });
-  let code: number;
-  try {
-    code = await controlPlaneDev(['push-credentials', '--db', s.rx.dbPath, '--cluster', s.c.clusterId, '--from', file, '--wait', String(wait)], { stdout: out, stderr: err, env: {}, cwd: s.dir });
-  } catch (e) {
-    if (!isGatewayError(e)) throw e;
-    stderr += e.message;
-    code = e.exitCode;
-  }
-  return { code, stdout, stderr };
+  return runCli('control-plane-dev', controlPlaneDev, ['push-credentials', '--db', s.rx.dbPath, '--cluster', s.c.clusterId, '--from', file, '--wait', String(wait)], { cwd: s.dir });
 }
 
 t.test('credentials pushed by the reference control plane reach a worker fetch within 2 s, and no secret is logged, spooled or streamed', async (t) => {

@@ -6,33 +6,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { main } from '../../src/cli/certs.js';
-import { isGatewayError } from '../../src/errors/base.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
 
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
-export async function runCerts(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd: string }): Promise<CliResult> {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (b: Buffer) => { stdout += b.toString(); });
-  err.on('data', (b: Buffer) => { stderr += b.toString(); });
-  let code: number;
-  try {
-    code = await main(argv, { stdout: out, stderr: err, env: opts.env ?? {}, cwd: opts.cwd });
-  } catch (e) {
-    if (!isGatewayError(e)) throw e;
-    err.write(`scheduler-gateway certs: ${e.message} [${e.code}]\n`);
-    code = e.exitCode;
-  }
-  await new Promise((r) => setImmediate(r));
-  return { code, stdout, stderr };
+export function runCerts(argv: string[], opts: { env?: NodeJS.ProcessEnv; cwd: string }): Promise<CliResult> {
+  return runCli('certs', main, argv, opts);
 }
 
 /** Paths, modes and contents of everything under dir ('absent' if it does not exist). */

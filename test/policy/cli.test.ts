@@ -1,24 +1,10 @@
 import t from 'tap';
-import { PassThrough } from 'node:stream';
+import { runCli } from '../helpers/cli.js';
 import { main } from '../../src/cli/policy.js';
-import type { CliIo } from '../../src/cli/io.js';
 
 async function cli(argv: string[], cwd = process.cwd()): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d) => (out += d));
-  stderr.on('data', (d) => (err += d));
-  const io: CliIo = { stdout, stderr, env: {}, cwd };
-  let code: number;
-  try {
-    code = await main(argv, io);
-  } catch (e) {
-    err += (e as Error).message;
-    code = (e as { exitCode?: number }).exitCode ?? 1;
-  }
-  return { code, out, err };
+  const r = await runCli('policy', main, argv, { cwd });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 t.test('policy check accepts a valid file and names every bad key of an invalid one (exit 2)', async (t) => {

@@ -1,12 +1,11 @@
 import t from 'tap';
+import { runCli } from '../helpers/cli.js';
 import { spawn } from 'node:child_process';
 import { statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { main as controlPlaneDev } from '../../src/cli/control-plane-dev.js';
 import { main as telemetryCli } from '../../src/cli/telemetry.js';
-import { isGatewayError } from '../../src/errors/base.js';
 import type { CommandMain } from '../../src/cli/io.js';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
@@ -15,22 +14,8 @@ import { makeContext, telemetryConfig, tempDir, waitFor } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 
-async function run(main: CommandMain, argv: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  out.on('data', (b: Buffer) => (stdout += b.toString()));
-  err.on('data', (b: Buffer) => (stderr += b.toString()));
-  let code: number;
-  try {
-    code = await main(argv, { stdout: out, stderr: err, env, cwd });
-  } catch (e) {
-    if (!isGatewayError(e)) throw e;
-    stderr += `${e.message} [${e.code}]\n`;
-    code = e.exitCode;
-  }
-  return { code, stdout, stderr };
+function run(main: CommandMain, argv: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
+  return runCli('telemetry', main, argv, { cwd, env });
 }
 
 /** `control-plane-dev serve` as its own process, as an operator runs it. */
