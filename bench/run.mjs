@@ -92,7 +92,7 @@ async function main() {
   // The whole run stays under 10 minutes (2 in --quick): whatever would start later is skipped and says so.
   // Time is kept back for the Dask workload, which runs last.
   const budgetS = opts.quick ? 112 : 570;
-  const daskReserveS = opts.only.includes('dask') ? (opts.quick ? 55 : 100) : 0;
+  const daskReserveS = opts.only.includes('dask') ? (opts.quick ? 55 : 140) : 0;
   const elapsedS = () => (Date.now() - started.getTime()) / 1000;
   const overBudget = (reserve = 0) => elapsedS() > budgetS - reserve;
   const backend = startProcess('backend', tools.backend, ['0'], { logDir: logs });
