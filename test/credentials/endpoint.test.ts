@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { Agent } from 'node:https';
 import { makeTestCluster, forgeCertificate, type TestCluster } from '../helpers/pki.js';
@@ -6,14 +6,14 @@ import { formatSpiffe } from '../../src/pki/identity.js';
 import { waitFor } from '../helpers/dask.js';
 import { fakeAws, fetchCred, startCredGateway, tempDir, writeCredentialsFile, secretsOf, type CredGateway } from './harness.js';
 
-async function cluster(t: Tap.Test): Promise<TestCluster> {
+async function cluster(t: Test): Promise<TestCluster> {
   const c = await makeTestCluster();
   t.teardown(() => c.cleanup());
   return c;
 }
 
 /** A gateway serving credentials from a file, and the credentials it holds. */
-async function fileGateway(t: Tap.Test, c: TestCluster) {
+async function fileGateway(t: Test, c: TestCluster) {
   const file = join(tempDir(t), 'aws.json');
   const creds = fakeAws(3600_000);
   writeCredentialsFile(file, creds);

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
@@ -7,7 +7,7 @@ import { pushCredentialsCommand } from '../../src/credentials/push-command.js';
 import { credentialSet } from '../../src/credentials/credential.js';
 import { waitFor } from '../helpers/dask.js';
 
-function holder(t: Tap.Test) {
+function holder(t: Test) {
   let text = '';
   const log = createLogger({ stream: new Writable({ write(c: Buffer, _e, cb) { text += c.toString(); cb(); } }) });
   const metrics = createMetrics({ defaultMetrics: false });

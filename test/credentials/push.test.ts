@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { runCli } from '../helpers/cli.js';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -15,7 +15,7 @@ import { allBytes, fakeAws, fetchCred, processJson, secretsOf, startCredGateway,
 interface Setup { c: TestCluster; rx: TestReceiver; gw: CredGateway; dir: string; spool: string }
 
 /** A gateway streaming to the reference control plane, with its credentials listener on a free port. */
-async function setup(t: Tap.Test): Promise<Setup> {
+async function setup(t: Test): Promise<Setup> {
   const dir = tempDir(t);
   const c = await makeTestCluster();
   t.teardown(() => c.cleanup());

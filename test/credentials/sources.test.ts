@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -11,7 +11,7 @@ import type { SourceDeps } from '../../src/credentials/source.js';
 import { waitFor } from '../helpers/dask.js';
 import { fakeAws, processJson, secretsOf, tempDir, writeCredentialsFile } from './harness.js';
 
-function deps(t: Tap.Test) {
+function deps(t: Test) {
   let text = '';
   const log = createLogger({ stream: new Writable({ write(c: Buffer, _e, cb) { text += c.toString(); cb(); } }), level: 'debug' });
   const metrics = createMetrics({ defaultMetrics: false });

@@ -13,6 +13,15 @@ import { startFakeUpstream, startTestDashboard } from './harness.js';
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 
+// The page.evaluate() callbacks below run in Chromium, not in Node. The DOM lib
+// cannot join the test program (it retypes WebCrypto for src/ too), so the few
+// page globals they touch are declared here, scoped to this module.
+declare const document: { readonly cookie: string };
+declare const history: { readonly length: number };
+declare const location: { readonly host: string };
+/** `dgwSocket` is the slot the WebSocket test parks its page socket in. */
+declare const window: { dgwSocket: WebSocket };
+
 if (!existsSync(CHROMIUM) || !daskAvailable()) {
   t.fail('chromium and python3-distributed are required (scripts/test-packages.txt)');
 } else {
@@ -45,8 +54,8 @@ if (!existsSync(CHROMIUM) || !daskAvailable()) {
     t.equal(await page.evaluate(() => document.cookie), '', 'page script cannot read the session cookie');
     const json = await page.evaluate(async () => (await fetch('/json/identity.json')).json());
     t.match(json, { type: 'Scheduler' }, 'same-origin fetch from the page rides the cookie');
-    const history = await page.evaluate(() => history.length);
-    t.ok(history >= 1);
+    const historyLength = await page.evaluate(() => history.length);
+    t.ok(historyLength >= 1);
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: `${ARTIFACTS}dashboard.png`, fullPage: true });
     t.ok(existsSync(`${ARTIFACTS}dashboard.png`), 'screenshot kept');
@@ -81,7 +90,7 @@ if (!existsSync(CHROMIUM) || !daskAvailable()) {
         new Promise<string[]>((resolve, reject) => {
           const ws = new WebSocket(`wss://${location.host}/stream`);
           const seen: string[] = [];
-          (window as unknown as { dgwSocket: WebSocket }).dgwSocket = ws;
+          window.dgwSocket = ws;
           ws.onopen = () => ws.send('from-page');
           ws.onmessage = (e) => {
             seen.push(String(e.data));
@@ -98,7 +107,7 @@ if (!existsSync(CHROMIUM) || !daskAvailable()) {
     const closedIn = page.evaluate(
       () =>
         new Promise<number>((resolve) => {
-          const ws = (window as unknown as { dgwSocket: WebSocket }).dgwSocket;
+          const ws = window.dgwSocket;
           const started = performance.now();
           ws.onclose = () => resolve(performance.now() - started);
         }),

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { runCli } from '../helpers/cli.js';
 import { spawn } from 'node:child_process';
 import { statSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -19,7 +19,7 @@ function run(main: CommandMain, argv: string[], cwd: string, env: NodeJS.Process
 }
 
 /** `control-plane-dev serve` as its own process, as an operator runs it. */
-async function serve(t: Tap.Test, dir: string, extra: string[] = []) {
+async function serve(t: Test, dir: string, extra: string[] = []) {
   const child = spawn(process.execPath, [...process.execArgv, BIN, 'control-plane-dev', '--listen', '127.0.0.1:0', '--db', join(dir, 'cp.db'), ...extra], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

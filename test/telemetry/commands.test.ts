@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { CommandProcessor, revocationCommands } from '../../src/telemetry/commands.js';
 import { commandKey, parseInbound, signCommand, type CommandMessage } from '../../src/telemetry/protocol.js';
@@ -8,7 +8,7 @@ import { captureLogger, metricValue, tempDir } from './helpers.js';
 
 const CRED = 'c'.repeat(43);
 
-function fixture(t: Tap.Test, now = () => new Date()) {
+function fixture(t: Test, now = () => new Date()) {
   const dir = tempDir(t);
   const applied: string[] = [];
   const sink: RevocationSink = {

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { storedSeqs, tempDir, testReceiver, waitFor } from './helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/sender.ts', import.meta.url));
 
-function startSender(t: Tap.Test, env: Record<string, unknown>): { child: ChildProcess; exited: Promise<number | null> } {
+function startSender(t: Test, env: Record<string, unknown>): { child: ChildProcess; exited: Promise<number | null> } {
   const child = spawn(process.execPath, [...process.execArgv, FIXTURE], { env: { ...process.env, SGW_SENDER: JSON.stringify(env) }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { gzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
@@ -21,7 +21,7 @@ async function connect(rx: TestReceiver, o: { cluster: string; credential: strin
 const batch = (cluster: string, seq: number, samples: unknown[] = [{ source: 'gateway', name: 'm', type: 'gauge', labels: {}, value: 1 }]) =>
   JSON.stringify({ type: 'batch', v: 1, cluster, seq, created: new Date().toISOString(), scheduler: { ok: false }, samples });
 
-async function setup(t: Tap.Test) {
+async function setup(t: Test) {
   const rx = await testReceiver(t, tempDir(t));
   await rx.start();
   const credential = readFileSync(rx.enroll('c1'), 'utf8').trim();

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { createRevocationSink, pkiCertificatePersister, tokenStorePersister } from '../../src/gateway/revocation-sink.js';
@@ -8,7 +8,7 @@ import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 import { makeTestCluster } from '../helpers/pki.js';
 import { captureLogger, makeContext, telemetryConfig, tempDir, testReceiver, waitFor } from './helpers.js';
 
-async function setup(t: Tap.Test) {
+async function setup(t: Test) {
   const cluster = await makeTestCluster();
   t.teardown(() => cluster.cleanup());
   const dir = tempDir(t);

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createServer, type ServerResponse } from 'node:http';
 import { scrapeText } from '../../src/telemetry/scrape.js';
 import { Collector } from '../../src/telemetry/collector.js';
@@ -8,7 +8,7 @@ import { GatewayError } from '../../src/errors/base.js';
 import { captureLogger, metricValue } from './helpers.js';
 
 /** A /metrics endpoint whose behaviour each test chooses. */
-async function endpoint(t: Tap.Test, handle: (res: ServerResponse) => void) {
+async function endpoint(t: Test, handle: (res: ServerResponse) => void) {
   const server = createServer((_req, res) => handle(res));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));

@@ -90,7 +90,7 @@ t.test('a torn write (a .tmp file left by a crash) is removed with a log line an
 for (const [what, damage, problem] of [
   ['truncated', (f: string) => truncateSync(f, 40), /length mismatch/],
   ['truncated inside its header', (f: string) => truncateSync(f, 10), /truncated header/],
-  ['bit-flipped', (f: string) => { const b = readFileSync(f); b[b.length - 1] ^= 1; writeFileSync(f, b); }, /CRC32 mismatch/],
+  ['bit-flipped', (f: string) => { const b = readFileSync(f); const last = b.length - 1; b.writeUInt8(b.readUInt8(last) ^ 1, last); writeFileSync(f, b); }, /CRC32 mismatch/],
   ['overwritten', (f: string) => writeFileSync(f, 'not a spool file at all, but long enough for a header'), /bad magic/],
 ] as const) {
   t.test(`a ${what} batch file is detected at startup, removed with a clear log line, and counted`, async (t) => {

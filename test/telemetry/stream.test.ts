@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
@@ -12,7 +12,7 @@ import type { ReceiverDb } from '../../src/telemetry/receiver-db.js';
 
 const FAST = { backoff: { baseMs: 50, capMs: 300 }, ackTimeoutMs: 2000 };
 
-function assertExactlyOnce(t: Tap.Test, db: ReceiverDb, cluster: string, spooled: number) {
+function assertExactlyOnce(t: Test, db: ReceiverDb, cluster: string, spooled: number) {
   const seqs = storedSeqs(db, cluster);
   t.equal(seqs.length, spooled, 'the receiver holds as many batches as the gateway made');
   t.equal(new Set(seqs).size, seqs.length, 'no seq is stored twice');

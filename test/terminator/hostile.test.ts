@@ -4,7 +4,7 @@
  * bursts and connection caps. Nothing crashes, memory stays bounded,
  * everything is logged, and a good peer is served afterwards.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { connect, createServer, type Socket } from 'node:net';
 import { request } from 'node:http';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
@@ -27,10 +27,9 @@ t.before(async () => {
 });
 t.teardown(() => cluster?.cleanup());
 
-function gateway(t: Tap, flags: Record<string, string> = {}): Promise<TestGateway> {
+function gateway(t: Test, flags: Record<string, string> = {}): Promise<TestGateway> {
   return startTestGateway({ cluster, scheduler: `127.0.0.1:${echoPort}`, t, flags: { inspect: 'false', 'handshake-timeout-ms': '1000', 'failed-handshake-rate': '100000', ...flags } });
 }
-type Tap = { teardown(fn: () => unknown): void };
 
 /** A plain TCP socket; `lp` keeps its local port, which Node forgets once it closes. */
 function rawConnect(port: number): Promise<Socket & { lp: number }> {
@@ -47,7 +46,7 @@ function closed(s: Socket): Promise<string> {
   return new Promise((r) => s.once('close', () => r(got)));
 }
 
-async function goodPeerServed(t: Tap & { equal: (a: unknown, b: unknown, m?: string) => void }, gw: TestGateway): Promise<void> {
+async function goodPeerServed(t: Test, gw: TestGateway): Promise<void> {
   const r = await probeTls(gw.port, { ca: cluster.caPem, cert: alice.certPem, key: alice.keyPem });
   t.equal(r.outcome, 'data', 'a good peer is still served');
 }

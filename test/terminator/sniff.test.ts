@@ -14,7 +14,7 @@ t.test('a TLS handshake record is recognised from its first two bytes', async (t
 
 t.test('HTTP methods are recognised, and their prefixes wait for more bytes', async (t) => {
   for (const m of ['GET / HTTP/1.1\r\n', 'POST /x HTTP/1.1', 'HEAD / HTTP/1.0', 'OPTIONS * HTTP/1.1', 'PRI * HTTP/2.0', 'CONNECT a:1 HTTP/1.1']) {
-    t.equal(sniff(Buffer.from(m)), 'http', m.split(' ')[0]);
+    t.equal(sniff(Buffer.from(m)), 'http', m.slice(0, m.indexOf(' ')));
   }
   t.equal(sniff(Buffer.from('GE')), 'need_more');
   t.equal(sniff(Buffer.from('GET')), 'need_more', 'the space is part of the method match');
