@@ -12,6 +12,7 @@ import type { Component, GatewayContext } from './context.js';
 import { SessionRegistry } from './sessions.js';
 import { settingsFrom, type GatewaySettings } from './settings.js';
 import { openTrust } from './material.js';
+import { ensurePrivateDir } from '../pki/state-dir.js';
 import { startTerminator } from '../terminator/terminator.js';
 import { startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
@@ -48,6 +49,7 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
   const log = deps.log ?? createLogger({ level: settings.logLevel });
   const metrics = createMetrics();
   const sessions = new SessionRegistry();
+  if (settings.pki.mode === 'pem' && settings.stateDir) ensurePrivateDir(settings.stateDir);
   const trust = await openTrust(settings.pki, { env: deps.env ?? process.env, log, metrics, ...(deps.trustPollMs !== undefined ? { pollMs: deps.trustPollMs } : {}) });
   const ctx: GatewayContext = {
     config,
@@ -56,7 +58,7 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
     sessions,
     trust,
     clusterId: trust.current().clusterId,
-    stateDir: settings.pki.mode === 'dir' ? settings.pki.dir : undefined,
+    stateDir: settings.stateDir,
     now: () => new Date(),
   };
   // Revocation reaches live sessions on every port, not only new handshakes.

@@ -15,6 +15,8 @@ export type PkiSource =
 
 export interface GatewaySettings {
   readonly pki: PkiSource;
+  /** Where tokens.db and the telemetry spool live: --dir, or --state-dir with bring-your-own PEM files. */
+  readonly stateDir: string | undefined;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Undefined: start the embedded development scheduler. */
   readonly scheduler: Endpoint | undefined;
@@ -55,6 +57,7 @@ export function checkCrossFlagRules(present: ReadonlySet<string>): void {
     if (!present.has('cluster')) throw usage('--tls-cert requires --cluster: the cluster id that peer SPIFFE URIs must name', ['tls-cert', 'cluster']);
     if (present.has('passphrase-file')) throw usage('--passphrase-file applies to --dir only: --tls-key must be an unencrypted key file (mode 0600)', ['passphrase-file', 'tls-key']);
   }
+  if (present.has('state-dir') && tls.length === 0) throw usage('--state-dir goes with --tls-* only: with --dir, the state directory is --dir', ['state-dir']);
 }
 
 export function settingsFrom(c: Resolved, cwd: string): GatewaySettings {
@@ -76,6 +79,7 @@ export function settingsFrom(c: Resolved, cwd: string): GatewaySettings {
       };
   return {
     pki,
+    stateDir: pki.mode === 'dir' ? pki.dir : str('state-dir') !== undefined ? resolvePath(cwd, str('state-dir')!) : undefined,
     logLevel: (str('log-level') ?? 'info') as GatewaySettings['logLevel'],
     scheduler: c['scheduler'] as Endpoint | undefined,
     listen: c['listen'] as Endpoint,
