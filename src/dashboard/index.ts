@@ -16,7 +16,7 @@ import type { Endpoint } from '../config/spec.js';
 import { TokenStore } from '../tokens/store.js';
 import { TokenCache } from '../tokens/cache.js';
 import { Authenticator } from './auth.js';
-import { SessionCookies } from './session-cookie.js';
+import { SessionCookies, sessionKeyFrom } from './session-cookie.js';
 import { DashboardServer, type DashboardLimits } from './server.js';
 import { certificateFiles, dashboardTls } from './tls.js';
 import { dashboardError } from './errors.js';
@@ -70,7 +70,7 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
     : undefined;
   cache?.start();
 
-  const auth = new Authenticator({ tokens: cache, cookies: new SessionCookies(cfg['dashboard.session-ttl'] as number), clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now });
+  const auth = new Authenticator({ tokens: cache, cookies: new SessionCookies(cfg['dashboard.session-ttl'] as number, sessionKeyFrom(ctx.trust.current().keyPem, ctx.clusterId)), clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now });
   const dash = new DashboardServer({
     log,
     metrics: ctx.metrics,

@@ -1,14 +1,15 @@
 /**
  * The browser session after a token login: a cookie naming the token id and
- * an expiry, HMAC-SHA256-signed with a key that lives only in this process
- * (a restart logs browsers out; the token link logs them in again). The
+ * an expiry, HMAC-SHA256-signed with a key derived from the gateway's private
+ * key (sessionKeyFrom), so browsers stay logged in across a restart without
+ * another secret on disk, and rotating the gateway key ends every session. The
  * cookie is not a credential on its own: every request re-checks that its
  * token is still valid, so revocation or expiry ends the session at once.
  *
  * __Host- prefix: the browser accepts it only with Secure, Path=/ and no
  * Domain, so no sibling host can plant or read it.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const SESSION_COOKIE = '__Host-dgw_session';
 
@@ -16,6 +17,11 @@ export interface SessionClaims {
   readonly tokenId: string;
   /** Seconds since the epoch. */
   readonly exp: number;
+}
+
+/** The cookie-signing key for a cluster: HKDF-SHA256 over the gateway's private key, bound to the cluster id. */
+export function sessionKeyFrom(gatewayKeyPem: string, clusterId: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', Buffer.from(gatewayKeyPem), Buffer.from(clusterId), 'scheduler-gateway dashboard session cookie v1', 32));
 }
 
 export class SessionCookies {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { SessionCookies, readCookie, withoutCookie, SESSION_COOKIE } from '../../src/dashboard/session-cookie.js';
+import { SessionCookies, readCookie, withoutCookie, SESSION_COOKIE, sessionKeyFrom } from '../../src/dashboard/session-cookie.js';
 
 const now = new Date('2030-01-01T00:00:00Z');
 const value = (setCookie: string) => setCookie.split(';')[0]!.slice(SESSION_COOKIE.length + 1);
@@ -35,4 +35,15 @@ t.test('only the session cookie is removed from a Cookie header', async (t) => {
   t.equal(withoutCookie(`a=1; ${SESSION_COOKIE}=v; b=2`, SESSION_COOKIE), 'a=1; b=2');
   t.equal(withoutCookie(`${SESSION_COOKIE}=v`, SESSION_COOKIE), undefined);
   t.equal(withoutCookie(undefined, SESSION_COOKIE), undefined);
+});
+
+t.test('the signing key comes from the gateway key and cluster: stable across restarts, different per key or cluster', async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const pem = (generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  const other = (generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+  const before = new SessionCookies(3600, sessionKeyFrom(pem, 'c1'));
+  const cookie = value(before.issue('tok_1', now).setCookie);
+  t.same(new SessionCookies(3600, sessionKeyFrom(pem, 'c1')).verify(cookie, now), { tokenId: 'tok_1', exp: Math.floor(now.getTime() / 1000) + 3600 }, 'a restarted gateway accepts the cookie');
+  t.equal(new SessionCookies(3600, sessionKeyFrom(other, 'c1')).verify(cookie, now), undefined, 'a new gateway key ends sessions');
+  t.equal(new SessionCookies(3600, sessionKeyFrom(pem, 'c2')).verify(cookie, now), undefined, 'bound to the cluster');
 });
