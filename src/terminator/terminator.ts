@@ -178,9 +178,11 @@ class TerminatorServer implements Terminator {
 
   #sniff(p: Pending): void {
     let seen: Buffer | undefined;
-    const probe = setTimeout(() => {
-      if (!seen && !p.settled) p.raw.write(DASK_LISTENER_HANDSHAKE);
-    }, Math.min(DASK_PROBE_AFTER_MS, this.#opts.handshakeTimeoutMs / 2));
+    // Timers run before pending reads in a loop turn: on a lagging event loop a ClientHello that already arrived
+    // would get the plaintext probe written into it. setImmediate lets the poll phase read it first.
+    const probe = setTimeout(() => setImmediate(() => {
+      if (!seen && !p.settled && !p.raw.destroyed) p.raw.write(DASK_LISTENER_HANDSHAKE);
+    }), Math.min(DASK_PROBE_AFTER_MS, this.#opts.handshakeTimeoutMs / 2));
     p.raw.once('close', () => clearTimeout(probe));
     const onData = (chunk: Buffer) => {
       clearTimeout(probe);
