@@ -20,7 +20,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text, { maxAliasCount: 50 }); // YAML is a superset of JSON.
+    doc = parseYaml(text, { logLevel: 'error', maxAliasCount: 50 }); // YAML is a superset of JSON.
   } catch (e) {
     throw configError('config', `${path} is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
   }

@@ -17,7 +17,7 @@ export const BUILTIN_SOURCE = '(built-in default)';
 export function parsePolicyText(text: string, source: string): PolicyDocument {
   let doc: unknown;
   try {
-    doc = parseYaml(text, { maxAliasCount: 50, uniqueKeys: true }); // YAML is a superset of JSON.
+    doc = parseYaml(text, { logLevel: 'error', maxAliasCount: 50, uniqueKeys: true }); // YAML is a superset of JSON.
   } catch (e) {
     throw policyError('invalid', { source, problems: `not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`, errors: [] });
   }

@@ -74,11 +74,11 @@ export const DEFAULT_ALLOWLIST: Allowlist = {
     ['scheduler_gateway_control_commands_total', rule(['type', 'result'])],
     ['scheduler_gateway_credential_fetches_total', rule(['result'])],
     ['scheduler_gateway_credentials_expiration_timestamp_seconds', rule(['provider'], 'min')],
-    ['scheduler_gateway_process_process_resident_memory_bytes', rule()],
-    ['scheduler_gateway_process_nodejs_eventloop_lag_p99_seconds', rule([], 'max')],
-    ['scheduler_gateway_process_process_cpu_seconds_total', rule()],
-    ['scheduler_gateway_process_process_open_fds', rule()],
-    ['scheduler_gateway_process_process_start_time_seconds', rule([], 'min')],
+    ['scheduler_gateway_process_resident_memory_bytes', rule()],
+    ['scheduler_gateway_nodejs_eventloop_lag_p99_seconds', rule([], 'max')],
+    ['scheduler_gateway_process_cpu_seconds_total', rule()],
+    ['scheduler_gateway_process_open_fds', rule()],
+    ['scheduler_gateway_process_start_time_seconds', rule([], 'min')],
   ]),
 };
 
@@ -124,7 +124,7 @@ export function loadAllowlist(file: string | undefined): Allowlist {
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text, { maxAliasCount: 50 });
+    doc = parseYaml(text, { logLevel: 'error', maxAliasCount: 50 });
   } catch (e) {
     throw telemetryError('badAllowlist', { file, reason: `not YAML or JSON: ${(e as Error).message.split('\n')[0]}` });
   }

@@ -8,7 +8,7 @@ export type Port = '8786' | '8787' | 'credentials' | 'metrics';
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'scheduler_gateway_process_' });
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'scheduler_gateway_' });
   const r = [registry];
   const m = {
     registry,

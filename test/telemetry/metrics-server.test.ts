@@ -28,7 +28,7 @@ t.test('serves the registry in Prometheus text format on loopback', async (t) =>
   t.match(res.type, /^text\/plain; version=0\.0\.4/);
   const parsed = parsePrometheusText(res.body);
   t.equal(parsed.samples.find((s) => s.name === 'scheduler_gateway_connections_total' && s.labels['role'] === 'client')?.value, 3, 'the text parses with our own strict parser');
-  t.ok(parsed.families.has('scheduler_gateway_process_process_cpu_seconds_total'), 'process metrics are included');
+  t.ok(parsed.families.has('scheduler_gateway_process_cpu_seconds_total'), 'process metrics are included');
   t.equal((await get(server.address.port, '/other')).status, 404);
   t.equal((await get(server.address.port, '/metrics', 'POST')).status, 405);
   t.equal((await get(server.address.port, '/metrics', 'HEAD')).status, 200);
