@@ -5,6 +5,7 @@
  * contract), hangs (a case slower than the hang limit), heap growth across
  * the run (after forced GCs) and a summary line for the report.
  */
+import type { Test } from 'tap';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { casesFromEnv, mutate, prng, seedFromEnv } from '../hardening/harness.js';
@@ -49,11 +50,7 @@ export interface FuzzTarget<I> {
   readonly hangMs?: number;
 }
 
-interface Tap {
-  comment(...m: unknown[]): void;
-}
-
-export async function fuzz<I>(t: Tap, target: FuzzTarget<I>): Promise<FuzzStats> {
+export async function fuzz<I>(t: Test, target: FuzzTarget<I>): Promise<FuzzStats> {
   const seed = seedFromEnv();
   const cases = target.cases ?? casesFromEnv();
   const rand = prng(seed);
@@ -106,7 +103,7 @@ function safeJson(v: unknown): string {
 }
 
 /** The assertions every target must pass: no crash, no hang, heap bounded, and the target really refused something. */
-export function assertClean(t: { equal(a: unknown, b: unknown, m?: string): void; ok(v: unknown, m?: string): void; fail?(m: string): void }, s: FuzzStats, opts: { maxHeapGrowthBytes?: number; mustRefuse?: boolean } = {}): void {
+export function assertClean(t: Test, s: FuzzStats, opts: { maxHeapGrowthBytes?: number; mustRefuse?: boolean } = {}): void {
   t.equal(s.crashes, 0, `${s.target}: zero crashes in ${s.cases} cases${s.firstCrash ? `\n${s.firstCrash}` : ''}`);
   t.equal(s.hangs, 0, `${s.target}: zero hangs (slowest case ${s.slowestCaseMs} ms)`);
   const max = opts.maxHeapGrowthBytes ?? 16 * 1024 * 1024;

@@ -79,7 +79,7 @@ export async function startCertificateSwapRelay(targetPort: number, presentDer: 
         while (hs.length >= 4) {
           const mlen = hs.readUIntBE(1, 3);
           if (hs.length < 4 + mlen) break;
-          let msg = hs.subarray(0, 4 + mlen);
+          let msg: Buffer = hs.subarray(0, 4 + mlen);
           hs = hs.subarray(4 + mlen);
           if (msg[0] === CERTIFICATE) {
             msg = certificateMessage(presentDer);
