@@ -11,6 +11,7 @@
  * terminator/ or telemetry/ code other than the injected metrics.
  */
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import type { Component, GatewayContext } from '../gateway/context.js';
 import type { Endpoint } from '../config/spec.js';
 import { TokenStore } from '../tokens/store.js';
@@ -20,6 +21,8 @@ import { SessionCookies, sessionKeyFrom } from './session-cookie.js';
 import { DashboardServer, type DashboardLimits } from './server.js';
 import { certificateFiles, dashboardTls } from './tls.js';
 import { dashboardError } from './errors.js';
+import { CrlFile } from './crl.js';
+import { statePath } from '../pki/state-dir.js';
 
 export interface DashboardDeps {
   /** The token store; by default <stateDir>/tokens.db, opened (and closed) by the component. */
@@ -82,6 +85,7 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
     maxWebSocketsPerIdentity: cfg['dashboard.max-websockets-per-identity'] as number,
     limits: deps.limits,
     now: ctx.now,
+    crl: new CrlFile(crlPathFor(cfg, ctx.stateDir)),
   });
   const unsubscribe = ctx.trust.onChange((m) => {
     try {
@@ -149,6 +153,12 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
       shutdown();
     },
   };
+}
+
+/** Bring-your-own PEM mode (--tls-cert): its --tls-crl, if any; otherwise the state directory's crl.pem. */
+export function crlPathFor(cfg: GatewayContext['config'], stateDir: string | undefined): string | undefined {
+  if (cfg['tls.cert'] !== undefined) return cfg['tls.crl'] !== undefined ? resolve(cfg['tls.crl'] as string) : undefined;
+  return stateDir !== undefined ? statePath(stateDir, 'crl') : undefined;
 }
 
 function connections(dash: DashboardServer): Promise<number> {

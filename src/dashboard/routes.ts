@@ -6,9 +6,11 @@
  * place for the same reason.)
  */
 import type { Scope } from '../tokens/store.js';
+import { GATEWAY_CRL_PATH } from '../pki/validity.js';
 
 export type Route =
   | { kind: 'health'; auth: false }
+  | { kind: 'crl'; auth: false }
   | { kind: 'login'; auth: false }
   | { kind: 'logout'; auth: false }
   | { kind: 'proxy'; auth: true; need: Scope };
@@ -23,6 +25,8 @@ const ADMIN_PREFIXES = ['/api/'];
 
 export function routeFor(method: string, path: string, upgrade: boolean): Route {
   if (path === '/gateway/health') return { kind: 'health', auth: false };
+  // The CRL Distribution Point of the gateway's certificate: public, CA-signed data.
+  if (path === GATEWAY_CRL_PATH) return { kind: 'crl', auth: false };
   if (path === '/gateway/login') return { kind: 'login', auth: false };
   if (path === '/gateway/logout') return { kind: 'logout', auth: false };
   const adminPath = ADMIN_PREFIXES.some((p) => path === p.slice(0, -1) || path.startsWith(p));

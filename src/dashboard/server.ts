@@ -25,6 +25,7 @@ import { loginPage, messagePage, sendPage } from './pages.js';
 import { applySecurityHeaders, PROXIED_CSP, OWN_PAGE_CSP } from './security-headers.js';
 import { CLEAR_SESSION_COOKIE } from './session-cookie.js';
 import type { SessionRegistry } from '../gateway/sessions.js';
+import type { CrlFile } from './crl.js';
 
 export interface DashboardLimits {
   readonly maxHeaderSize: number;
@@ -57,6 +58,8 @@ export interface DashboardServerOptions {
   readonly maxWebSocketsPerIdentity: number;
   readonly limits?: Partial<DashboardLimits>;
   readonly now: () => Date;
+  /** The CRL served at /gateway/crl.pem; absent or unset path: 404. */
+  readonly crl?: CrlFile;
 }
 
 export class DashboardServer {
@@ -123,6 +126,8 @@ export class DashboardServer {
     switch (route.kind) {
       case 'health':
         return void this.#healthCheck(res);
+      case 'crl':
+        return this.#serveCrl(req, res);
       case 'login':
         return this.#login(req, res, target.search);
       case 'logout':
@@ -201,6 +206,22 @@ export class DashboardServer {
     const body = JSON.stringify({ gateway: 'ok', upstream: reachable ? 'reachable' : 'unreachable' }) + '\n';
     res.writeHead(reachable ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  #serveCrl(req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.#refuseHttp(req, res, 405, 'method', 'Method not allowed', 'Use GET.');
+    const r = this.#o.crl?.read() ?? { ok: false as const, reason: 'not_configured' as const };
+    if (!r.ok) {
+      if (r.reason !== 'not_configured' && r.reason !== 'missing') this.#o.log.warn('dashboard.crl.unservable', { reason: r.reason, file: this.#o.crl?.path });
+      return this.#refuseHttp(req, res, 404, `crl_${r.reason}`, 'Not found', 'This gateway has no certificate revocation list to serve.');
+    }
+    applySecurityHeaders(res, OWN_PAGE_CSP);
+    // Short caching: a revocation must reach relying parties within a minute, not at the CRL's nextUpdate.
+    res.writeHead(200, {
+      'content-type': 'application/pkix-crl', 'content-length': r.pem.length, 'cache-control': 'public, max-age=60',
+      'last-modified': new Date(r.mtimeMs).toUTCString(), 'content-disposition': 'attachment; filename="crl.pem"',
+    });
+    res.end(req.method === 'HEAD' ? undefined : r.pem);
   }
 
   #upstreamDown(req: IncomingMessage, res: ServerResponse, err: Error): void {

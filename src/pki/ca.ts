@@ -46,6 +46,8 @@ export interface LeafSpec {
   /** Extra DNS/IP SANs: the gateway's addresses. */
   dns?: string[];
   ip?: string[];
+  /** CRL Distribution Point URI (the gateway's own certificate: see gatewayCrlUrl). */
+  crlUrl?: string;
 }
 
 export function buildLeafCertificate(ca: LoadedCa, spec: LeafSpec): Promise<string> {
@@ -63,6 +65,7 @@ export function buildLeafCertificate(ca: LoadedCa, spec: LeafSpec): Promise<stri
     basicConstraints: { ca: false },
     // RSA server keys may be used for key transport in old TLS; ECDSA only signs.
     keyUsage: KeyUsage.digitalSignature | (serverAuth && spec.publicKey.algorithm.name !== 'ECDSA' ? KeyUsage.keyEncipherment : 0),
+    ...(spec.crlUrl !== undefined ? { crlUrls: [spec.crlUrl] } : {}),
   });
 }
 

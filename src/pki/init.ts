@@ -13,7 +13,7 @@ import { assertStrongEnough } from './passphrase.js';
 import { FORMAT_VERSION, writeIndex, writeRevocationList, writeState, type ClusterState, type IndexEntry } from './records.js';
 import { emptyRevocationList, signCrl } from './revocation.js';
 import { ensurePrivateDir, statePath, withLock, writeFileAtomic, type StateFile } from './state-dir.js';
-import { classifyHosts, DEFAULT_CA_DAYS, DEFAULT_HOSTS, DEFAULT_LEAF_DAYS, validityWindow } from './validity.js';
+import { classifyHosts, DEFAULT_CA_DAYS, DEFAULT_HOSTS, DEFAULT_LEAF_DAYS, gatewayCrlUrl, validityWindow } from './validity.js';
 import { generateKeyPair, privateKeyToPem, randomSerial, type KeyType } from './x509.js';
 import { normalizeSerial } from './peer-certificate.js';
 
@@ -21,7 +21,11 @@ export interface InitOptions {
   dir: string;
   clusterId: string;
   passphrase: string;
-  /** DNS names / IPs for the gateway certificate; default localhost, 127.0.0.1, ::1. */
+  /**
+   * DNS names / IPs for the gateway certificate; default localhost, 127.0.0.1, ::1.
+   * The first one also names the certificate's CRL Distribution Point
+   * (https://<first>:8787/gateway/crl.pem).
+   */
   hosts?: readonly string[];
   /** CA validity; the gateway certificate gets min(days, 365). */
   days?: number;
@@ -58,6 +62,8 @@ export async function initCluster(opts: InitOptions): Promise<InitResult> {
   const gatewayCertPem = await buildLeafCertificate(ca, {
     identity: { cluster: clusterId, role: 'gateway' }, commonName: `${clusterId} gateway`,
     publicKey: gwKeys.publicKey, serial: gwSerial, window: gwWindow, dns, ip,
+    // testssl rates a server certificate without CRL or OCSP URI HIGH; the dashboard port serves this CRL without login.
+    crlUrl: gatewayCrlUrl(hosts),
   });
   const revoked = emptyRevocationList(now);
   const crl = await signCrl(ca, revoked, now);

@@ -53,3 +53,20 @@ export function classifyHosts(hosts: readonly string[]): { dns: string[]; ip: st
 
 /** The gateway's names when init is given no --host: enough for a single-host trial. */
 export const DEFAULT_HOSTS = ['localhost', '127.0.0.1', '::1'];
+
+/** Where the dashboard port serves the cluster CRL, unauthenticated (src/dashboard/crl.ts). */
+export const GATEWAY_CRL_PATH = '/gateway/crl.pem';
+/** The dashboard's default port: the CRL URI is fixed at init, before any --dashboard-listen is known. */
+export const DASHBOARD_DEFAULT_PORT = 8787;
+
+/**
+ * The CRL Distribution Point written into the gateway's certificate:
+ * https://<first --host>:8787/gateway/crl.pem. With no --host the first
+ * default host, localhost, is used. An IPv6 literal is bracketed.
+ */
+export function gatewayCrlUrl(hosts: readonly string[]): string {
+  const first = (hosts.length > 0 ? hosts[0]! : DEFAULT_HOSTS[0]!).trim();
+  const bare = first.startsWith('[') && first.endsWith(']') ? first.slice(1, -1) : first;
+  const host = isIP(bare) === 6 ? `[${bare}]` : bare.toLowerCase();
+  return `https://${host}:${DASHBOARD_DEFAULT_PORT}${GATEWAY_CRL_PATH}`;
+}

@@ -106,6 +106,8 @@ export interface CertificateSpec {
   /** basicConstraints: isCA and optional pathLen; undefined leaves the extension out. */
   basicConstraints?: { ca: boolean; pathLen?: number };
   keyUsage?: number;
+  /** CRL Distribution Points (non-critical), one URI each; empty or undefined leaves the extension out. */
+  crlUrls?: readonly string[];
   extraExtensions?: x509.Extension[];
 }
 
@@ -127,6 +129,7 @@ export async function createCertificate(spec: CertificateSpec): Promise<string> 
   exts.push(await x509.SubjectKeyIdentifierExtension.create(spec.publicKey));
   const akiSource = issuerCert ? issuerCert.publicKey : spec.publicKey;
   exts.push(await x509.AuthorityKeyIdentifierExtension.create(akiSource));
+  if (spec.crlUrls && spec.crlUrls.length > 0) exts.push(new x509.CRLDistributionPointsExtension([...spec.crlUrls], false));
   exts.push(...(spec.extraExtensions ?? []));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: spec.serial,

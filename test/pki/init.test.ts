@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { initCluster } from '../../src/pki/init.js';
 import { readIndex, readState } from '../../src/pki/records.js';
 import { parseSubjectAltName } from '../../src/pki/peer-certificate.js';
@@ -28,6 +29,27 @@ t.test('init writes the documented layout with private modes and records the gat
   t.same(parseSubjectAltName(gw.subjectAltName).map((e) => e.type + ':' + e.value),
     ['URI:spiffe://layout/gateway', 'DNS:localhost', 'IP Address:127.0.0.1', 'IP Address:0:0:0:0:0:0:0:1']);
   t.notMatch(readFileSync(join(dir, 'state.json'), 'utf8'), new RegExp(PASS), 'the passphrase is not stored');
+});
+
+t.test("the gateway certificate names its CRL Distribution Point on the first --host, non-critical, and localhost without --host", async (t) => {
+  const textOf = (file: string): string => {
+    const r = spawnSync('openssl', ['x509', '-noout', '-text', '-in', file], { encoding: 'utf8' });
+    t.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  const cases: Array<[string[] | undefined, string]> = [
+    [undefined, 'https://localhost:8787/gateway/crl.pem'],
+    [['gw.Example.org', '10.0.0.5'], 'https://gw.example.org:8787/gateway/crl.pem'],
+    [['[fd00::1]', 'gw.example.org'], 'https://[fd00::1]:8787/gateway/crl.pem'],
+  ];
+  for (const [i, [hosts, uri]] of cases.entries()) {
+    const dir = join(root, `cdp-${i}`);
+    await initCluster({ dir, clusterId: `cdp-${i}`, passphrase: PASS, ...(hosts ? { hosts } : {}) });
+    const text = textOf(join(dir, 'gateway.pem'));
+    t.match(text, /X509v3 CRL Distribution Points: *\n/, `${hosts?.[0] ?? 'default'}: the extension is present and not critical`);
+    t.match(text, `URI:${uri}`, `${hosts?.[0] ?? 'default'}: ${uri}`);
+    t.notMatch(textOf(join(dir, 'ca.pem')), /CRL Distribution Points/, 'the CA certificate itself has none');
+  }
 });
 
 t.test('init into an existing certs/ directory keeps its README and tightens it to 0700', async (t) => {

@@ -56,6 +56,8 @@ t.test('a leaf carries exactly one URI SAN and exactly its role EKUs, and is not
     const txt = text(issued.certPath);
     t.match(txt, /Basic Constraints: critical\s+CA:FALSE/);
     t.equal(txt.match(/URI:/g)?.length, 1, 'openssl sees one URI');
+    // The gateway checks these against revoked.json itself; only its own server certificate names a CRL URI.
+    t.notMatch(txt, /CRL Distribution Points/, `${role} has no CRL Distribution Point`);
   }
 });
 
@@ -67,7 +69,10 @@ t.test('the gateway certificate holds its hosts and the gateway URI with serverA
   t.match(txt, /IP Address:10\.1\.2\.3/);
   t.match(txt, /IP Address:0:0:0:0:0:0:0:1/);
   t.match(txt, /URI:spiffe:\/\/gw\/gateway/);
-  t.equal(txt.match(/URI:/g)?.length, 1);
+  const san = /Subject Alternative Name: *\n *(.*)\n/.exec(txt)?.[1] ?? '';
+  t.equal(san.match(/URI:/g)?.length, 1, 'exactly one URI SAN');
+  t.match(txt, /X509v3 CRL Distribution Points: *\n *Full Name: *\n *URI:https:\/\/gw\.example\.com:8787\/gateway\/crl\.pem\n/,
+    'a non-critical CRL Distribution Point on the first --host, served by the dashboard port');
   t.match(txt, /Extended Key Usage:\s+TLS Web Server Authentication\n/);
   const r = opensslVerify(['-CAfile', c.caPath, '-purpose', 'sslserver', '-verify_hostname', 'gw.example.com', c.gatewayCertPath]);
   t.ok(r.ok, r.out);
