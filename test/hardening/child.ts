@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Flags } from '../../src/config/load.js';
 import { waitFor } from '../helpers/dask.js';
+import { lineSplitter } from '../helpers/json-lines.js';
 import type { Teardown } from './harness.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -38,19 +39,7 @@ export function spawnTs(script: string, args: string[], opts: { env?: NodeJS.Pro
 
 /** Calls onJson for every JSON line of the stream, onOther for any other line. */
 export function jsonLines(stream: Readable, onJson: (l: Record<string, unknown>) => void, onOther: (l: string) => void): void {
-  let partial = '';
-  stream.on('data', (d: Buffer) => {
-    partial += d.toString();
-    let i: number;
-    while ((i = partial.indexOf('\n')) >= 0) {
-      const l = partial.slice(0, i);
-      partial = partial.slice(i + 1);
-      let parsed: Record<string, unknown> | undefined;
-      try { parsed = JSON.parse(l) as Record<string, unknown>; } catch { /* not JSON */ }
-      if (parsed) onJson(parsed);
-      else onOther(l);
-    }
-  });
+  stream.on('data', lineSplitter((raw, parsed) => (parsed ? onJson(parsed) : onOther(raw))));
 }
 
 export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphrase: string; readyTimeoutMs?: number }): Promise<GatewayChild> {

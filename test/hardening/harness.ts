@@ -9,6 +9,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { readdirSync, readFileSync } from 'node:fs';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
+import { jsonLineSink } from '../helpers/json-lines.js';
 import { resolveConfig, type Flags } from '../../src/config/load.js';
 import { runKeys } from '../../src/config/keys/index.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/compose.js';
@@ -153,25 +154,14 @@ export function countingLog(): CountingLog {
   const counts = new Map<string, number>();
   const problems: Array<Record<string, unknown>> = [];
   const ring: Array<Record<string, unknown>> = [];
-  let partial = '';
-  const stream = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      partial += chunk.toString();
-      let i: number;
-      while ((i = partial.indexOf('\n')) >= 0) {
-        const text = partial.slice(0, i);
-        partial = partial.slice(i + 1);
-        let l: Record<string, unknown>;
-        try { l = JSON.parse(text) as Record<string, unknown>; } catch { continue; }
-        const ev = String(l.event);
-        counts.set(ev, (counts.get(ev) ?? 0) + 1);
-        if (l.reason !== undefined) counts.set(`${ev}:${String(l.reason)}`, (counts.get(`${ev}:${String(l.reason)}`) ?? 0) + 1);
-        if ((l.level === 'error' || l.level === 'warn') && problems.length < 200) problems.push(l);
-        ring.push(l);
-        if (ring.length > 500) ring.shift();
-      }
-      cb();
-    },
+  const stream = jsonLineSink((_raw, l) => {
+    if (!l) return;
+    const ev = String(l.event);
+    counts.set(ev, (counts.get(ev) ?? 0) + 1);
+    if (l.reason !== undefined) counts.set(`${ev}:${String(l.reason)}`, (counts.get(`${ev}:${String(l.reason)}`) ?? 0) + 1);
+    if ((l.level === 'error' || l.level === 'warn') && problems.length < 200) problems.push(l);
+    ring.push(l);
+    if (ring.length > 500) ring.shift();
   });
   return { stream, counts, problems, recent: () => [...ring], count: (k) => counts.get(k) ?? 0 };
 }

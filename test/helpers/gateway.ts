@@ -8,7 +8,6 @@
  *     .gw (RunningGateway) .port .address ('tls://127.0.0.1:<port>') .lines (parsed log lines)
  *     .audits(event?) .waitForLog(pred, timeoutMs) .close()
  */
-import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/compose.js';
 import { resolveConfig } from '../../src/config/load.js';
@@ -17,6 +16,7 @@ import type { Flags } from '../../src/config/load.js';
 import type { InspectorFactory } from '../../src/terminator/inspector.js';
 import type { TestCluster } from './pki.js';
 import { waitFor } from './dask.js';
+import { jsonLineSink } from './json-lines.js';
 
 export type LogLine = Record<string, unknown> & { event: string; level: string };
 
@@ -44,19 +44,9 @@ export interface TestGatewayOptions {
 
 export async function startTestGateway(o: TestGatewayOptions): Promise<TestGateway> {
   const lines: LogLine[] = [];
-  let partial = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      partial += chunk.toString();
-      let i: number;
-      while ((i = partial.indexOf('\n')) >= 0) {
-        const line = partial.slice(0, i);
-        partial = partial.slice(i + 1);
-        if (o.echo) process.stderr.write(line + '\n');
-        try { lines.push(JSON.parse(line) as LogLine); } catch { /* not ours */ }
-      }
-      cb();
-    },
+  const sink = jsonLineSink((raw, parsed) => {
+    if (o.echo) process.stderr.write(raw + '\n');
+    if (parsed) lines.push(parsed as LogLine);
   });
   const flags: Flags = { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: o.scheduler, 'log-level': 'debug', ...o.flags };
   const config = resolveConfig(runKeys, { flags, env: {} });
