@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -30,6 +30,7 @@ t.test('the build produces the entry point the image runs', async (t) => {
   t.equal(entry[0], '/usr/bin/tini');
   const script = entry.find((a) => a.startsWith('/app/'))!;
   t.ok(existsSync(join(root, script.replace('/app/', ''))), `${script} exists after npm run build`);
+  t.ok((statSync(join(root, script.replace('/app/', ''))).mode & 0o111) !== 0, 'and is executable, so the npm bin link `npx scheduler-gateway` works');
   t.match(readFileSync(join(root, 'package.json'), 'utf8'), /"prepare": "npm run build"/, 'npm ci in the build stage compiles dist/');
 });
 
