@@ -6,7 +6,7 @@
  * next request even before the session registry closes it.
  */
 import type { TLSSocket } from 'node:tls';
-import { checkPeerCertificate, reasonFromOpenSSL, normalizeSerial, parseSubjectAltName, type RefusalReason } from '../pki/peer-certificate.js';
+import { checkPeerCertificate, reasonFromOpenSSL, normalizeSerial, parseSubjectAltName, peerLeafCertificate, type RefusalReason } from '../pki/peer-certificate.js';
 import { formatSpiffe, type Role } from '../pki/identity.js';
 
 export const ALLOWED_ROLES: readonly Role[] = ['worker', 'admin'];
@@ -19,7 +19,7 @@ export type Access =
 const FORBIDDEN: ReadonlySet<RefusalReason> = new Set(['wrong_role', 'revoked', 'wrong_cluster', 'wrong_eku']);
 
 export function checkAccess(socket: TLSSocket, o: { clusterId: string; isRevoked: (serial: string) => boolean; now: Date }): Access {
-  const cert = socket.getPeerX509Certificate();
+  const cert = peerLeafCertificate(socket);
   if (!cert) return { ok: false, reason: 'no_certificate', status: 401 };
   if (!socket.authorized) {
     const reason = reasonFromOpenSSL(String(socket.authorizationError ?? ''));

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { checkPeerCertificate, reasonFromOpenSSL } from '../pki/peer-certificate.js';
+import { checkPeerCertificate, peerLeafCertificate, reasonFromOpenSSL } from '../pki/peer-certificate.js';
 import { formatSpiffe } from '../pki/identity.js';
 import type { TokenCache, TokenVerdict } from '../tokens/cache.js';
 import type { Scope } from '../tokens/store.js';
@@ -116,7 +116,7 @@ export class Authenticator {
 
   #certificate(req: IncomingMessage): AuthResult | undefined {
     const socket = req.socket as TLSSocket;
-    const x509 = typeof socket.getPeerX509Certificate === 'function' ? socket.getPeerX509Certificate() : undefined;
+    const x509 = peerLeafCertificate(socket);
     if (!x509) return undefined; // No certificate: fall through to the other methods.
     if (!socket.authorized) {
       const code = String(socket.authorizationError ?? 'bad_certificate');

@@ -5,7 +5,7 @@
  * revocation, EKU). Reads the socket, never writes to it.
  */
 import type { TLSSocket } from 'node:tls';
-import { checkPeerCertificate, normalizeSerial, parseSubjectAltName, reasonFromOpenSSL, type PeerVerdict } from '../pki/peer-certificate.js';
+import { checkPeerCertificate, normalizeSerial, parseSubjectAltName, peerLeafCertificate, reasonFromOpenSSL, type PeerVerdict } from '../pki/peer-certificate.js';
 import type { Role } from '../pki/identity.js';
 
 /** Roles that may open a connection to the scheduler through 8786 (never scheduler or gateway). */
@@ -19,7 +19,7 @@ export function authenticatePeer(
   socket: TLSSocket,
   opts: { clusterId: string; isRevoked: (serial: string) => boolean; now: Date },
 ): Authenticated | Refused {
-  const cert = socket.getPeerX509Certificate();
+  const cert = peerLeafCertificate(socket);
   if (!cert) return { ok: false, reason: 'no_certificate' };
   const uri = parseSubjectAltName(cert.subjectAltName).find((e) => e.type === 'URI')?.value;
   if (!socket.authorized) {

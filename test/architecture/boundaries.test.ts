@@ -76,3 +76,10 @@ t.test('the import scanner sees the imports it judges (a rule over nothing would
   t.ok(all.some((e) => e.from === 'terminator' && e.builtin === 'node:tls'));
   t.ok(all.some((e) => e.from === 'policy' && e.to === 'terminator/inspector.ts' && e.typeOnly));
 });
+
+t.test('peer certificates are read through pki/peer-certificate.ts only (Node 20 getPeerX509Certificate leaks per call)', async (t) => {
+  const callers = walk(SRC).filter((f) => /\.getPeerX509Certificate\s*\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(SRC, f));
+  t.same(callers, [], 'nobody calls TLSSocket#getPeerX509Certificate()');
+  const readers = walk(SRC).filter((f) => /\.getPeerCertificate\s*\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(SRC, f));
+  t.same(readers, ['pki/peer-certificate.ts'], 'one place reads the peer certificate (the scanner sees it there)');
+});
