@@ -38,7 +38,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const present = presentFlags(runKeys, { flags, env: io.env, ...(file ? { file } : {}) });
   checkCrossFlagRules(present);
   let config = resolveConfig(runKeys, { flags, env: io.env, ...(file ? { file } : {}) });
-  const log = createLogger({ stream: io.stdout, level: (config['log-level'] as 'info' | undefined) ?? 'info' });
+  const log = createLogger({ stream: io.stdout, level: (config['log-level'] as 'info' | undefined) ?? 'info', batch: true });
 
   let embedded: EmbeddedScheduler | undefined;
   if (config.scheduler === undefined) {

@@ -2,6 +2,12 @@
  * Structured JSON logger: one event per line on a writable stream (stdout by
  * default). Field values under secret-looking keys are replaced before
  * serialization so a token, cookie, passphrase or key never reaches a log.
+ *
+ * With `batch`, lines written in one event-loop turn leave in one write at
+ * the end of the turn: stdout to a pipe or file is a synchronous syscall
+ * per write, and two per connection were ~5 % of a handshake's CPU
+ * (bench/FINDINGS.md). Pending lines are flushed on process exit; only a
+ * SIGKILL can lose them, at most one turn's worth.
  */
 import type { Writable } from 'node:stream';
 
@@ -39,10 +45,58 @@ export interface LoggerOptions {
   level?: Exclude<Level, 'audit'>;
   bindings?: Fields;
   now?: () => Date;
+  /** Coalesce the lines of one event-loop turn into one write. */
+  batch?: boolean;
+}
+
+type Sink = (line: string) => void;
+type Stream = Writable | NodeJS.WritableStream;
+
+function writeTo(stream: Stream, text: string): void {
+  try {
+    stream.write(text);
+  } catch {
+    // A closed stdout (EPIPE) must degrade logging, not crash the gateway.
+  }
+}
+
+/** A log flood must not grow the buffer without bound: past this, write now. */
+const BATCH_MAX_CHARS = 64 * 1024;
+const pendingFlushes = new Set<() => void>();
+let exitHooked = false;
+
+function batchedSink(stream: Stream): Sink {
+  let buffered = '';
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    pendingFlushes.delete(flush);
+    if (!buffered) return;
+    const text = buffered;
+    buffered = '';
+    writeTo(stream, text);
+  };
+  if (!exitHooked) {
+    exitHooked = true;
+    process.on('exit', () => { for (const f of [...pendingFlushes]) f(); });
+  }
+  return (line) => {
+    buffered += line;
+    if (buffered.length >= BATCH_MAX_CHARS) return flush();
+    if (scheduled) return;
+    scheduled = true;
+    pendingFlushes.add(flush);
+    setImmediate(flush);
+  };
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const stream = opts.stream ?? process.stdout;
+  return loggerOn(opts.batch ? batchedSink(stream) : (line) => writeTo(stream, line), opts);
+}
+
+/** Children share their parent's sink, so a batch keeps the lines in order. */
+function loggerOn(sink: Sink, opts: LoggerOptions): Logger {
   const minRank = LEVEL_RANK[opts.level ?? 'info'];
   const now = opts.now ?? (() => new Date());
   // The bindings are constant for a logger: serialize them once, not per line.
@@ -55,11 +109,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     let line = head;
     if (bound) line += ',' + bound;
     if (body) line += ',' + body;
-    try {
-      stream.write(line + '}\n');
-    } catch {
-      // A closed stdout (EPIPE) must degrade logging, not crash the gateway.
-    }
+    sink(line + '}\n');
   }
 
   return {
@@ -68,7 +118,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     warn: (e, f) => write('warn', e, f),
     error: (e, f) => write('error', e, f),
     audit: (e, f) => write('audit', e, f),
-    child: (b) => createLogger({ ...opts, stream, bindings: { ...opts.bindings, ...b } }),
+    child: (b) => loggerOn(sink, { ...opts, bindings: { ...opts.bindings, ...b } }),
   };
 }
 

@@ -14,7 +14,7 @@ import { startGateway } from '../../src/gateway/compose.js';
 import { createLogger } from '../../src/log/logger.js';
 
 const flags = JSON.parse(process.argv[2] ?? '{}') as Flags;
-const log = createLogger({ stream: process.stdout, level: 'info' });
+const log = createLogger({ stream: process.stdout, level: 'info', batch: true }); // as `run` does
 const config = resolveConfig(runKeys, { flags, env: {} });
 const gw = await startGateway(config, { log, env: process.env, trustPollMs: 250 });
 process.stdout.write(JSON.stringify({
