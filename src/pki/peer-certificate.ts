@@ -25,25 +25,17 @@ export type RefusalReason =
   | 'wrong_role'
   | 'wrong_eku';
 
-const leafOf = new WeakMap<TLSSocket, X509Certificate | null>();
-
 /**
- * The peer's leaf certificate, parsed once per connection. Not
- * TLSSocket#getPeerX509Certificate(): on Node 20.20 every call keeps a
- * reference to the peer's X509 that is never released (about 4.6 KiB per
- * connection, measured flat for this path and growing for that one under
- * handshake churn; see bench/FINDINGS.md). The certificate cannot change
- * during a connection (renegotiation is off), hence the per-socket cache for
- * keep-alive HTTP requests.
+ * The peer's leaf certificate. Not TLSSocket#getPeerX509Certificate(): on
+ * Node 20.20 every call keeps a reference to the peer's X509 that is never
+ * released (about 4.6 KiB per connection: RSS grew by that much per handshake
+ * under churn with it, and stayed flat with this path; bench/FINDINGS.md).
+ * Not cached per socket: 8786 reads it once, and a copy held for the life of
+ * every idle connection would cost more than re-parsing on a dashboard request.
  */
 export function peerLeafCertificate(socket: TLSSocket): X509Certificate | undefined {
-  let cert = leafOf.get(socket);
-  if (cert === undefined) {
-    const raw = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false)?.raw : undefined;
-    cert = raw && raw.length > 0 ? new X509Certificate(raw) : null;
-    leafOf.set(socket, cert);
-  }
-  return cert ?? undefined;
+  const raw = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false)?.raw : undefined;
+  return raw && raw.length > 0 ? new X509Certificate(raw) : undefined;
 }
 
 export type PeerVerdict =
