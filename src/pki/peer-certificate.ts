@@ -4,7 +4,7 @@
  * credentials endpoint so the call sites cannot drift. Pure: the caller
  * supplies the clock and the revocation set.
  */
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { EKU, parseSpiffe, type Identity, type Role } from './identity.js';
 
@@ -25,17 +25,24 @@ export type RefusalReason =
   | 'wrong_role'
   | 'wrong_eku';
 
+/** What checkPeerCertificate reads of a certificate: an X509Certificate has it, and so has peerLeafCertificate()'s answer. */
+export type CertificateFacts = Pick<X509Certificate, 'serialNumber' | 'ca' | 'validFrom' | 'validTo' | 'subjectAltName' | 'keyUsage'>;
+
 /**
- * The peer's leaf certificate. Not TLSSocket#getPeerX509Certificate(): on
+ * The facts of the peer's leaf certificate, from the object Node builds for
+ * getPeerCertificate() (~10 µs). Not TLSSocket#getPeerX509Certificate(): on
  * Node 20.20 every call keeps a reference to the peer's X509 that is never
  * released (about 4.6 KiB per connection: RSS grew by that much per handshake
- * under churn with it, and stayed flat with this path; bench/FINDINGS.md).
- * Not cached per socket: 8786 reads it once, and a copy held for the life of
- * every idle connection would cost more than re-parsing on a dashboard request.
+ * under churn with it, and stayed flat without it; bench/FINDINGS.md). And not
+ * `new X509Certificate(raw)`: parsing the DER again costs ~100 µs, a tenth of
+ * a full handshake. Both objects carry the same strings (Node formats them
+ * with the same code), including the quoting of odd SAN entries.
  */
-export function peerLeafCertificate(socket: TLSSocket): X509Certificate | undefined {
-  const raw = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false)?.raw : undefined;
-  return raw && raw.length > 0 ? new X509Certificate(raw) : undefined;
+export function peerLeafCertificate(socket: TLSSocket): CertificateFacts | undefined {
+  const c = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false) : undefined;
+  if (!c?.raw?.length) return undefined;
+  // @types/node declares keyUsage string[]; at run time both objects leave it undefined without an EKU extension.
+  return { serialNumber: c.serialNumber, ca: c.ca, validFrom: c.valid_from, validTo: c.valid_to, subjectAltName: c.subjectaltname, keyUsage: c.ext_key_usage as string[] };
 }
 
 export type PeerVerdict =
@@ -130,7 +137,7 @@ export interface PeerCheckOptions {
  * Checks a certificate that OpenSSL already chained to the cluster CA.
  * Order matters for audit quality: structural problems first, then identity.
  */
-export function checkPeerCertificate(cert: X509Certificate, opts: PeerCheckOptions): PeerVerdict {
+export function checkPeerCertificate(cert: CertificateFacts, opts: PeerCheckOptions): PeerVerdict {
   const serial = normalizeSerial(cert.serialNumber);
   if (cert.ca) return { ok: false, reason: 'ca_as_leaf', serial };
   const notBefore = new Date(cert.validFrom);
