@@ -142,7 +142,7 @@ t.test(`soak: ${SOAK_CHURN} connections churning and ${SOAK_LONG} long-lived one
   t.ok(failed <= (done.churned as number) * 0.01, `churn failures within 1 % (${failed}: ${JSON.stringify(done.churnFailed)})`);
   t.ok(fdsAfter <= fdsBefore + 10, `gateway descriptors back to baseline after the load (${fdsBefore} -> ${fdsAfter})`);
   t.ok(rssTail <= rssWarm * 1.25 || rssTail - rssWarm < 64 * MiB, `gateway RSS flat: ${summary.gatewayRssMiB.warm} MiB after warm-up, ${summary.gatewayRssMiB.endOfLoad} MiB at the end of the load`);
-  t.ok(churnedBetween >= 5000 && late.length >= 8, `enough churn in the second half to judge growth per connection (${churnedBetween} over ${late.length} samples)`);
+  t.ok(churnedBetween >= 3000 && late.length >= 8, `enough churn in the second half to judge growth per connection (${churnedBetween} over ${late.length} samples)`);
   t.ok(growthPerConnKiB < 1, `native memory (RSS - V8 heap) grows under 1 KiB per churned connection in the second half (${summary.nativeGrowthPerChurnedConnKiB} KiB over ${churnedBetween})`);
   t.same(gw.errors(), [], 'no error lines in the gateway log');
   await gw.kill('SIGTERM');
