@@ -8,7 +8,8 @@
 #   SOAK_SECONDS=1800 scripts/soak.sh    # longer
 #
 # Each forwarded connection costs the gateway two descriptors (peer and
-# scheduler): holding N needs `ulimit -n` above 2*N+100. The hard limit is
+# scheduler), and it keeps 256 for everything else (src/gateway/descriptor-budget.ts):
+# holding N needs `ulimit -n` of at least 2*N+256. The hard limit is
 # raised when we may; otherwise N is lowered to fit, and this script says so.
 # End-state numbers: test/artifacts/soak-<seconds>s.json, test/artifacts/hold-<N>.json.
 set -euo pipefail
@@ -20,12 +21,12 @@ export SOAK_LONG="${SOAK_LONG:-200}"
 want="${HOLD_CONNECTIONS:-10000}"
 export HOLD_EXTRA="${HOLD_EXTRA:-500}"
 
-need=$((2 * want + 200))
+need=$((2 * want + 256))
 ulimit -Hn "$need" 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
-  fit=$(( (hard - 200) / 2 ))
+  fit=$(( (hard - 256) / 2 ))
   echo "soak.sh: the descriptor hard limit is $hard (raising it is not permitted here); holding $fit connections instead of $want" >&2
   want=$fit
 fi

@@ -21,6 +21,8 @@ import { policyForTerminator } from '../policy/setup.js';
 import { startCredentials } from '../credentials/index.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
 import { revocationSinkFor } from './revocation-sink.js';
+import { connectionCap, DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, readOpenFilesLimit } from './descriptor-budget.js';
+import type { GatewayMetrics } from '../telemetry/metrics.js';
 
 export interface GatewayDeps {
   readonly log?: Logger;
@@ -30,6 +32,8 @@ export interface GatewayDeps {
   readonly inspector?: InspectorFactory;
   /** Poll interval of watched PKI files (tests shorten it). */
   readonly trustPollMs?: number;
+  /** The process's open-files limit (default: /proc/self/limits); bounds the 8786 connection cap. */
+  readonly openFilesLimit?: () => number | undefined;
 }
 
 export interface RunningGateway {
@@ -69,6 +73,7 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
     }
   });
 
+  const maxConnections = connectionCapFor(settings.maxConnections, (deps.openFilesLimit ?? readOpenFilesLimit)(), log, metrics);
   const components: Component[] = [];
   const addresses: Record<string, AddressInfo> = {};
   try {
@@ -76,7 +81,7 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
       listen: settings.listen,
       scheduler: settings.scheduler,
       handshakeTimeoutMs: settings.handshakeTimeoutMs,
-      maxConnections: settings.maxConnections,
+      maxConnections,
       failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
       upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
       idleTimeoutMs: settings.idleTimeoutMs,
@@ -124,3 +129,17 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
     close: () => shutdown(0),
   };
 }
+
+/** The 8786 cap in force: the configured one, lowered (loudly) to what the open-files limit can back. */
+function connectionCapFor(configured: number, fdLimit: number | undefined, log: Logger, metrics: GatewayMetrics): number {
+  const cap = connectionCap(configured, fdLimit);
+  if (cap < configured) {
+    log.warn('max_connections_lowered', {
+      key: 'terminator.max-connections', configured, effective: cap, open_files_limit: fdLimit,
+      why: `each forwarded connection holds ${DESCRIPTORS_PER_CONNECTION} descriptors and ${DESCRIPTOR_RESERVE} are kept for everything else; raise the limit (LimitNOFILE=, ulimit -n) to allow more`,
+    });
+  }
+  metrics.connectionLimit.set({ port: '8786' }, cap);
+  return cap;
+}
+

@@ -39,6 +39,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     spoolRecoveredTotal: new Counter({ name: 'scheduler_gateway_telemetry_spool_recovered_total', help: 'Spool files found torn or corrupt at startup and removed', labelNames: ['kind'] as const, registers: r }),
     tokenStoreErrorsTotal: new Counter({ name: 'scheduler_gateway_token_store_errors_total', help: 'Token database failures seen by the running gateway (full or read-only disk, ...), by error code', labelNames: ['code'] as const, registers: r }),
     credentialsExpirationSeconds: new Gauge({ name: 'scheduler_gateway_credentials_expiration_timestamp_seconds', help: 'Unix time at which the held cloud credential of each provider expires', labelNames: ['provider'] as const, registers: r }),
+    connectionLimit: new Gauge({ name: 'scheduler_gateway_connection_limit', help: 'The connection cap in force on each port (after the open-files limit lowered it, if it did)', labelNames: ['port'] as const, registers: r }),
   };
   return m;
 }

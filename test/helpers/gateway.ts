@@ -40,6 +40,8 @@ export interface TestGatewayOptions {
   readonly t?: { teardown(fn: () => unknown): void };
   /** Echo log lines to stderr (debugging). */
   readonly echo?: boolean;
+  /** Stands in for the process's open-files limit. */
+  readonly openFilesLimit?: () => number | undefined;
 }
 
 export async function startTestGateway(o: TestGatewayOptions): Promise<TestGateway> {
@@ -55,6 +57,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
     env: { SCHEDULER_GATEWAY_PASSPHRASE: o.cluster.passphrase },
     trustPollMs: 250,
     ...(o.inspector ? { inspector: o.inspector } : {}),
+    ...(o.openFilesLimit ? { openFilesLimit: o.openFilesLimit } : {}),
   });
   const port = gw.addresses.terminator!.port;
   const tg: TestGateway = {
