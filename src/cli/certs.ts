@@ -3,6 +3,7 @@
  * PKI. Argument parsing and printing only; the work is in src/pki/. Every
  * failure is a GatewayError: one line on stderr, exit code 2, nothing changed.
  */
+import { recordChange } from './record-change.js';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -174,6 +175,7 @@ async function runInit(flags: Flags, dir: string, io: CliIo): Promise<number> {
     + `  gateway certificate:  ${join(dir, 'gateway.pem')} serial ${r.gatewaySerial}\n`
     + `  private keys are encrypted with the passphrase; keep it safe, it is not stored.\n`
     + `Next: scheduler-gateway certs issue --dir ${dir} --role worker --name NAME --out OUTDIR\n`);
+  recordChange(dir, 'cluster_initialized', { cluster: clusterId, gateway_serial: r.gatewaySerial, hosts, key_type: keyType, days }, io);
   return 0;
 }
 
@@ -201,6 +203,7 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
     + (files.awsConfigPath !== undefined ? `  ${files.awsConfigPath} (AWS_CONFIG_FILE for credentials from the gateway)\n` : '')
     + (files.p12Path !== undefined ? `  ${files.p12Path}\n` : '')
     + (files.p12Path !== undefined && p12File === undefined ? `PKCS#12 password (shown only now): ${p12Password}\n` : ''));
+  recordChange(dir, 'certificate_issued', { serial: issued.serial, role, name, uri: issued.uri, not_after: issued.notAfter.toISOString(), bundle: outDir, p12: files.p12Path !== undefined }, io);
   return 0;
 }
 
@@ -255,5 +258,6 @@ async function runRevoke(flags: Flags, dir: string, io: CliIo): Promise<number> 
   const r = await revokeCertificate({ dir, passphrase: pass, reason, ...(name !== undefined ? { name } : { serial: serial! }) });
   io.stdout.write(`Revoked ${r.role} '${r.name}' serial ${r.serial} (${reason}).\n`
     + `  ${join(dir, 'revoked.json')} updated; CRL number ${r.crlNumber} written to ${join(dir, 'crl.pem')}.\n`);
+  recordChange(dir, 'certificate_revoked', { serial: r.serial, role: r.role, name: r.name, reason, crl_number: r.crlNumber }, io);
   return 0;
 }

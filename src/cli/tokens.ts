@@ -3,6 +3,7 @@
  * <dir>/tokens.db. The token is printed exactly once, by `create`; only its
  * hash is stored, so it can never be shown again.
  */
+import { recordChange } from './record-change.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CliIo } from './io.js';
@@ -69,17 +70,16 @@ function create(dir: string, flags: Record<string, unknown>, io: CliIo): number 
   const store = TokenStore.open(dir);
   try {
     const { token, record } = store.create({ name: flags.name, scope: scope as Scope, expiresDays });
-    if (flags.json) {
-      io.stdout.write(JSON.stringify({ ...recordJson(record), token }) + '\n');
-      return 0;
-    }
-    io.stdout.write(
+    // Shown before it is recorded: a token created but never shown would be an active secret nobody has.
+    if (flags.json) io.stdout.write(JSON.stringify({ ...recordJson(record), token }) + '\n');
+    else io.stdout.write(
       `Created token ${record.id} '${record.name}' (scope ${record.scope}, ${record.expiresAt ? `expires ${record.expiresAt.toISOString()}` : 'no expiry'}).\n` +
         `This is the only time the token is shown; store it now:\n\n  ${token}\n\n` +
         `Browser login link (replace GATEWAY-HOST with the gateway's address):\n  https://GATEWAY-HOST:8787/status?token=${token}\n` +
         `Scripts: send the header "Authorization: Bearer <token>".\n` +
         `Take access away again with: scheduler-gateway tokens revoke ${record.id} --dir ${dir}\n`,
     );
+    recordChange(dir, 'token_created', { token_id: record.id, name: record.name, scope: record.scope, expires: record.expiresAt?.toISOString() ?? null }, io);
     return 0;
   } finally {
     store.close();
@@ -120,6 +120,7 @@ function revoke(dir: string, ref: string, io: CliIo): number {
   try {
     const r = store.revoke(ref);
     io.stdout.write(`Revoked token ${r.id} '${r.name}'. A running gateway closes its sessions within 2 seconds.\n`);
+    recordChange(dir, 'token_revoked', { token_id: r.id, name: r.name }, io);
     return 0;
   } finally {
     store.close();
