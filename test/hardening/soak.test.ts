@@ -9,8 +9,8 @@
  *     Flat at the end: the gateway's file descriptors back to their
  *     pre-load count (+/- 10), its RSS in the last fifth of the run within
  *     25 % (or 64 MiB) of its RSS after warm-up and its native memory (RSS
- *     minus V8's heap), over the second half, growing by under 1 KiB per
- *     churned connection, no long-lived connection
+ *     minus V8's heap), over the second half, growing by under 2.5 KiB per
+ *     churned connection (the leak this caught was 4.6), no long-lived connection
  *     dropped, every echo byte-exact, no error line in the gateway log.
  *   hold: HOLD_CONNECTIONS concurrent mutual-TLS connections held by one
  *     gateway whose --max-connections is exactly that, plus HOLD_EXTRA more
@@ -144,7 +144,9 @@ t.test(`soak: ${SOAK_CHURN} connections churning and ${SOAK_LONG} long-lived one
   t.ok(fdsAfter <= fdsBefore + 10, `gateway descriptors back to baseline after the load (${fdsBefore} -> ${fdsAfter})`);
   t.ok(rssTail <= rssWarm * 1.25 || rssTail - rssWarm < 64 * MiB, `gateway RSS flat: ${summary.gatewayRssMiB.warm} MiB after warm-up, ${summary.gatewayRssMiB.endOfLoad} MiB at the end of the load`);
   t.ok(churnedBetween >= 3000 && late.length >= 8, `enough churn in the second half to judge growth per connection (${churnedBetween} over ${late.length} samples)`);
-  t.ok(growthPerConnKiB < 1, `native memory (RSS - V8 heap) grows under 1 KiB per churned connection in the second half (${summary.nativeGrowthPerChurnedConnKiB} KiB over ${churnedBetween})`);
+  // Measured without a leak: 0.08 (idle machine), 0.35 and 1.5 KiB (CI, other tests loading both cores: more
+  // handshakes in flight as latency grows); with the 4.6 KiB leak put back: 5.07. The bar sits between them.
+  t.ok(growthPerConnKiB < 2.5, `native memory (RSS - V8 heap) grows under 2.5 KiB per churned connection in the second half (${summary.nativeGrowthPerChurnedConnKiB} KiB over ${churnedBetween})`);
   t.same(gw.errors(), [], 'no error lines in the gateway log');
   await gw.kill('SIGTERM');
 });
