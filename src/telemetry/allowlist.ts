@@ -49,6 +49,7 @@ export const DEFAULT_ALLOWLIST: Allowlist = {
   ]),
   gateway: new Map<string, FamilyRule>([
     ['scheduler_gateway_connections_active', rule(['port', 'role'])],
+    ['scheduler_gateway_connection_limit', rule(['port'], 'min')],
     ['scheduler_gateway_connections_total', rule(['port', 'role'])],
     ['scheduler_gateway_tls_handshake_duration_seconds', rule(['port'])],
     ['scheduler_gateway_refusals_total', rule(['port', 'reason'])],
