@@ -3,12 +3,12 @@
  * PKI. Argument parsing and printing only; the work is in src/pki/. Every
  * failure is a GatewayError: one line on stderr, exit code 2, nothing changed.
  */
-import { recordChange } from './record-change.js';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { CliIo } from './io.js';
 import { parseArgs, type FlagDecl } from './args.js';
+import { recordChange } from './record-change.js';
 import type { Flags } from '../config/load.js';
 import { pkiError } from '../pki/errors.js';
 import { initCluster } from '../pki/init.js';

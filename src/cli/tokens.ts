@@ -3,11 +3,11 @@
  * <dir>/tokens.db. The token is printed exactly once, by `create`; only its
  * hash is stored, so it can never be shown again.
  */
-import { recordChange } from './record-change.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CliIo } from './io.js';
 import { parseArgs, type FlagDecl } from './args.js';
+import { recordChange } from './record-change.js';
 import { GatewayError } from '../errors/base.js';
 import { SCOPES, TOKENS_FILE, TokenStore, type Scope, type TokenRecord } from '../tokens/store.js';
 import { tokenError } from '../tokens/errors.js';

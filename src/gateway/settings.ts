@@ -77,9 +77,10 @@ export function settingsFrom(c: Resolved, cwd: string): GatewaySettings {
         dir: resolvePath(cwd, str('dir') ?? 'certs'),
         ...(str('passphrase-file') ? { passphraseFile: resolvePath(cwd, str('passphrase-file')!) } : {}),
       };
+  const stateDirFlag = str('state-dir');
   return {
     pki,
-    stateDir: pki.mode === 'dir' ? pki.dir : str('state-dir') !== undefined ? resolvePath(cwd, str('state-dir')!) : undefined,
+    stateDir: pki.mode === 'dir' ? pki.dir : stateDirFlag !== undefined ? resolvePath(cwd, stateDirFlag) : undefined,
     logLevel: (str('log-level') ?? 'info') as GatewaySettings['logLevel'],
     scheduler: c['scheduler'] as Endpoint | undefined,
     listen: c['listen'] as Endpoint,

