@@ -1,9 +1,15 @@
 /**
- * Real Dask processes for tests (Debian python3-distributed 2022.12.1, run
- * ONLY with /usr/bin/python3). Every process is spawned in its own process
- * group and killed with it in teardown, so nothing outlives a test.
+ * Real Dask processes for tests, on both supported versions:
+ *   DASK_2022  Debian's python3-distributed 2022.12.1, run ONLY with /usr/bin/python3
+ *   DASK_2026  Dask 2026.7.1 with Bokeh, in .venv-dask (scripts/install-dask-venv.sh)
+ * Every process is spawned in its own process group and killed with it in
+ * teardown, so nothing outlives a test. Options take `version` (default DASK_2022).
  *
  * Exports:
+ *   DASK_VERSIONS, DASK_2022, DASK_2026, versionAvailable(v)
+ *   eachDaskVersion(t, name, fn)    one subtest per version; a missing version fails
+ *       under CI and is a visible skip elsewhere
+ *   requireDask(t, v = DASK_2022): boolean   the same rule for a whole file
  *   DASK_PYTHON                     '/usr/bin/python3'
  *   daskAvailable(): boolean        python3-distributed importable
  *   freePort(): Promise<number>     a loopback port that was free a moment ago
@@ -20,9 +26,74 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { freeLoopbackPort } from '../../src/supervisor/embedded.js';
 
 export const DASK_PYTHON = '/usr/bin/python3';
+
+export interface DaskVersion {
+  /** The distributed release, e.g. "2022.12.1". */
+  readonly id: string;
+  readonly python: string;
+  /** Has the Bokeh dashboard. */
+  readonly bokeh: boolean;
+  /** Frames since 2023.11 may have a leading length shorter than the message (dask-wire.md §1.2). */
+  readonly splitFraming: boolean;
+  /** How to install it when missing. */
+  readonly hint: string;
+}
+
+export const DASK_2022: DaskVersion = { id: '2022.12.1', python: DASK_PYTHON, bokeh: false, splitFraming: false, hint: 'apt-get install python3-distributed' };
+export const DASK_2026: DaskVersion = {
+  id: '2026.7.1',
+  python: fileURLToPath(new URL('../../.venv-dask/bin/python', import.meta.url)),
+  bokeh: true,
+  splitFraming: true,
+  hint: 'bash scripts/install-dask-venv.sh',
+};
+export const DASK_VERSIONS: readonly DaskVersion[] = [DASK_2022, DASK_2026];
+
+const availableVersions = new Map<string, boolean>();
+/** The version's interpreter imports distributed at exactly that release. */
+export function versionAvailable(v: DaskVersion): boolean {
+  let ok = availableVersions.get(v.id);
+  if (ok === undefined) {
+    const check = `import distributed, sys; sys.exit(0 if distributed.__version__.startswith(${JSON.stringify(v.id)}) else 1)`;
+    ok = spawnSync(v.python, ['-c', check], { stdio: 'ignore', timeout: 60_000 }).status === 0;
+    availableVersions.set(v.id, ok);
+  }
+  return ok;
+}
+
+interface SkipOrFail {
+  fail(message: string): unknown;
+  skip(message: string): unknown;
+}
+
+/**
+ * Whether Dask `v` can run here; if not, fails `t` under CI (where
+ * scripts/install-test-prereqs.sh must have installed it) and skips it
+ * visibly elsewhere, so a missing version never counts as a pass.
+ */
+export function requireDask(t: SkipOrFail, v: DaskVersion = DASK_2022): boolean {
+  if (versionAvailable(v)) return true;
+  const why = `Dask ${v.id} is not installed for ${v.python} (${v.hint})`;
+  if (process.env.CI) t.fail(why);
+  else t.skip(why);
+  return false;
+}
+
+interface SubtestHost<T> extends SkipOrFail {
+  test(name: string, fn: (t: T) => Promise<void> | void): unknown;
+}
+
+/** Runs `fn` as one subtest per supported Dask version, named "<name> (Dask <id>)". */
+export function eachDaskVersion<T>(t: SubtestHost<T>, name: string, fn: (t: T, v: DaskVersion) => Promise<void> | void): void {
+  for (const v of DASK_VERSIONS) {
+    if (!requireDask(t, v)) continue;
+    t.test(`${name} (Dask ${v.id})`, (tt) => fn(tt, v));
+  }
+}
 
 export interface TlsFiles {
   readonly ca: string;
@@ -78,8 +149,8 @@ function tcpOpen(port: number): Promise<boolean> {
   });
 }
 
-function spawnDask(args: string[], env: NodeJS.ProcessEnv, t?: Teardown): DaskProcess {
-  const proc = spawn(DASK_PYTHON, args, {
+function spawnDask(args: string[], env: NodeJS.ProcessEnv, t?: Teardown, version: DaskVersion = DASK_2022): DaskProcess {
+  const proc = spawn(version.python, args, {
     detached: true, // own process group: stop() kills the worker's children too
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PYTHONUNBUFFERED: '1', DASK_DISTRIBUTED__ADMIN__TICK__LIMIT: '30s', ...env },
@@ -120,6 +191,7 @@ export interface SchedulerOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly t?: Teardown;
   readonly readyTimeoutMs?: number;
+  readonly version?: DaskVersion;
 }
 
 export async function startScheduler(opts: SchedulerOptions = {}): Promise<DaskProcess & { port: number; address: string; dashboardPort: number }> {
@@ -132,7 +204,7 @@ export async function startScheduler(opts: SchedulerOptions = {}): Promise<DaskP
     args.push('--tls-ca-file', opts.tls.ca, '--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key);
     env.DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION = 'False'; // dask-wire.md §5.3
   }
-  const p = spawnDask(args, env, opts.t);
+  const p = spawnDask(args, env, opts.t, opts.version);
   try {
     await waitFor(async () => {
       if (!p.alive()) throw new Error(`scheduler exited:\n${p.output()}`);
@@ -154,13 +226,16 @@ export interface WorkerOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly t?: Teardown;
   readonly readyTimeoutMs?: number;
+  readonly version?: DaskVersion;
+  /** Run the worker under a nanny (as `dask worker` does by default). */
+  readonly nanny?: boolean;
 }
 
 export async function startWorker(opts: WorkerOptions): Promise<DaskProcess> {
   const args = ['-m', 'distributed.cli.dask_worker', opts.scheduler, '--protocol', 'tls', '--host', '127.0.0.1',
     '--tls-ca-file', opts.tls.ca, '--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key,
-    '--name', opts.name, '--nthreads', String(opts.nthreads ?? 2), '--no-nanny', '--no-dashboard', '--memory-limit', '0'];
-  const p = spawnDask(args, { ...opts.env }, opts.t);
+    '--name', opts.name, '--nthreads', String(opts.nthreads ?? 2), opts.nanny ? '--nanny' : '--no-nanny', '--no-dashboard', '--memory-limit', '0'];
+  const p = spawnDask(args, { ...opts.env }, opts.t, opts.version);
   try {
     await waitFor(() => {
       if (!p.alive()) throw new Error(`worker ${opts.name} exited:\n${p.output()}`);
@@ -190,6 +265,7 @@ export interface RunClientOptions {
   /** Called with the child once spawned (e.g. to kill it from the test). */
   readonly onSpawn?: (p: DaskProcess) => void;
   readonly t?: Teardown;
+  readonly version?: DaskVersion;
 }
 
 /** Runs a Python script (stdin, like a heredoc); resolves with the JSON of its last stdout line. */
@@ -209,8 +285,8 @@ export async function runClient<T = unknown>(script: string, opts: RunClientOpti
 }
 
 /** Starts a script without waiting for it: for long-running clients a test cuts or observes. */
-export function spawnDaskScript(script: string, opts: { env?: NodeJS.ProcessEnv; t?: Teardown } = {}): DaskProcess {
-  const p = spawnDask(['-c', script], { ...opts.env }, opts.t);
+export function spawnDaskScript(script: string, opts: { env?: NodeJS.ProcessEnv; t?: Teardown; version?: DaskVersion } = {}): DaskProcess {
+  const p = spawnDask(['-c', script], { ...opts.env }, opts.t, opts.version);
   return p;
 }
 
