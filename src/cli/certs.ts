@@ -159,7 +159,7 @@ function required(flags: Flags, name: string, sub: string): string {
 
 function passphrase(flags: Flags, io: CliIo, dir?: string): string {
   const file = str(flags, 'passphrase-file');
-  return resolvePassphrase({ env: io.env, ...(file !== undefined ? { passphraseFile: resolve(io.cwd, file) } : {}), ...(dir ? { dir } : {}) }).passphrase;
+  return resolvePassphrase({ env: io.env, cwd: io.cwd, ...(file !== undefined ? { passphraseFile: resolve(io.cwd, file) } : {}), ...(dir ? { dir } : {}) }).passphrase;
 }
 
 async function runInit(flags: Flags, dir: string, io: CliIo): Promise<number> {

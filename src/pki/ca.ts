@@ -80,7 +80,7 @@ export async function loadCa(dir: string, passphrase: string): Promise<LoadedCa>
   } catch {
     throw pkiError('corruptPem', { file: certFile, what: 'certificate' });
   }
-  const keyPem = loadEncryptedKey(keyFile, passphrase);
+  const keyPem = await loadEncryptedKey(keyFile, passphrase);
   const keys = await importPrivateKeyPem(keyPem);
   if (!keyMatchesCertificate(keyPem, certPem)) throw pkiError('keyMismatch', { keyFile, certFile });
   return { certPem, keys, notAfter };

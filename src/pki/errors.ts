@@ -9,8 +9,8 @@ export const pkiError = defineErrors({
   /** A key file could not be decrypted with the passphrase given. */
   wrongPassphrase: { code: 'GW_PKI_WRONG_PASSPHRASE', message: 'wrong passphrase for {file}' },
   /** No passphrase from SCHEDULER_GATEWAY_PASSPHRASE, --passphrase-file or a development directory. */
-  noPassphrase: { code: 'GW_PKI_NO_PASSPHRASE', message: 'no passphrase: set SCHEDULER_GATEWAY_PASSPHRASE or pass --passphrase-file' },
-  /** A passphrase too short to protect keys at rest (init only). */
+  noPassphrase: { code: 'GW_PKI_NO_PASSPHRASE', message: 'no passphrase: set SCHEDULER_GATEWAY_PASSPHRASE or SCHEDULER_GATEWAY_PASSPHRASE_FILE, or pass --passphrase-file' },
+  /** A new passphrase too short to protect keys at rest (init, certs passphrase). */
   weakPassphrase: { code: 'GW_PKI_WEAK_PASSPHRASE', message: 'passphrase too short: use at least {min} characters' },
   /** A key or passphrase file that group or other users can read. */
   keyFileTooOpen: { code: 'GW_PKI_KEY_FILE_TOO_OPEN', message: '{file} is readable by other users (mode {mode}); run chmod 600 {file}' },

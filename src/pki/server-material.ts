@@ -40,7 +40,7 @@ export async function loadServerMaterial(dir: string, passphrase: string): Promi
   const keyFile = statePath(dir, 'gatewayKey');
   const caPem = readCertificates(caFile);
   const certPem = readCertificates(certFile);
-  const keyPem = loadEncryptedKey(keyFile, passphrase);
+  const keyPem = await loadEncryptedKey(keyFile, passphrase);
   const leaf = checkPair(certPem, certFile, keyPem, keyFile);
   return {
     clusterId: state.clusterId,
@@ -69,7 +69,7 @@ export async function loadPemMaterial(opts: PemMaterialOptions): Promise<ServerM
   if (!isValidClusterId(opts.clusterId)) throw pkiError('invalidClusterId', { cluster: opts.clusterId });
   const caPem = readCertificates(opts.caPath);
   const certPem = readCertificates(opts.certPath);
-  const keyPem = readKey(opts.keyPath, opts.passphrase);
+  const keyPem = await readKey(opts.keyPath, opts.passphrase);
   const leaf = checkPair(certPem, opts.certPath, keyPem, opts.keyPath);
   const revokedSerials = opts.crlPath !== undefined ? await readCrlSerials(opts.crlPath, caPem) : new Set<string>();
   return {
@@ -84,7 +84,7 @@ export async function loadPemMaterial(opts: PemMaterialOptions): Promise<ServerM
   };
 }
 
-function readKey(file: string, passphrase: string | undefined): string {
+async function readKey(file: string, passphrase: string | undefined): Promise<string> {
   if (!existsSync(file)) throw pkiError('unreadable', { file, reason: 'ENOENT' });
   const text = readPrivateFile(file);
   if (text.includes(ENCRYPTED_KEY_BEGIN)) {

@@ -214,7 +214,8 @@ export async function createCrl(spec: CrlSpec): Promise<string> {
   return pemEncode('X509 CRL', Buffer.from(crl.rawData));
 }
 
-function pemEncode(label: string, der: Buffer): string {
+/** RFC 7468 text encoding: base64 in 64-character lines between BEGIN/END lines. */
+export function pemEncode(label: string, der: Buffer): string {
   const b64 = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
