@@ -9,11 +9,11 @@
 import { existsSync } from 'node:fs';
 import { isValidClusterId } from './identity.js';
 import { pkiError } from './errors.js';
-import { loadEncryptedKey, loadPlainKey, decryptPrivateKeyPem, readPrivateFile, ENCRYPTED_KEY_BEGIN } from './keystore.js';
+import { loadPlainKey, decryptPrivateKeyPem, readPrivateFile, ENCRYPTED_KEY_BEGIN } from './keystore.js';
 import { normalizeSerial } from './peer-certificate.js';
 import { requireInitialized } from './records.js';
 import { readRevokedSerials } from './revocation.js';
-import { readText, statePath } from './state-dir.js';
+import { readText, statePath, withLock } from './state-dir.js';
 import { keyMatchesCertificate, parseCertificatePem, parseCrl, crlSignedBy, splitPemCertificates } from './x509.js';
 
 export interface ServerMaterial {
@@ -33,21 +33,37 @@ export interface ServerMaterial {
   notAfter: Date;
 }
 
-export async function loadServerMaterial(dir: string, passphrase: string): Promise<ServerMaterial> {
+/** A passphrase, or how to get it when it is needed (re-read each time, so a changed passphrase file is honoured). */
+export type PassphraseInput = string | (() => string);
+
+/**
+ * Reads the files under the lock (a renewal or rotation replaces the
+ * certificate and its key in one commit), then decrypts. The key of
+ * `previous` is reused while the certificate is the same: it was checked
+ * against that certificate, and a reload for a revocation then costs no
+ * key derivation and needs no passphrase (which `certs passphrase` may have
+ * changed under a running gateway).
+ */
+export async function loadServerMaterial(dir: string, passphrase: PassphraseInput, previous?: Pick<ServerMaterial, 'certPem' | 'keyPem'>): Promise<ServerMaterial> {
   const state = requireInitialized(dir);
   const caFile = statePath(dir, 'caCert');
   const certFile = statePath(dir, 'gatewayCert');
   const keyFile = statePath(dir, 'gatewayKey');
-  const caPem = readCertificates(caFile);
-  const certPem = readCertificates(certFile);
-  const keyPem = await loadEncryptedKey(keyFile, passphrase);
+  const read = await withLock(dir, () => {
+    const certPem = readCertificates(certFile);
+    const reuse = previous !== undefined && previous.certPem === certPem;
+    return { caPem: readCertificates(caFile), certPem, keyText: reuse ? undefined : readPrivateFile(keyFile), revokedSerials: readRevokedSerials(dir) };
+  });
+  const { caPem, certPem } = read;
+  const keyPem = read.keyText === undefined ? previous!.keyPem
+    : await decryptPrivateKeyPem(read.keyText, typeof passphrase === 'string' ? passphrase : passphrase(), keyFile);
   const leaf = checkPair(certPem, certFile, keyPem, keyFile);
   return {
     clusterId: state.clusterId,
     caPem,
     certPem,
     keyPem,
-    revokedSerials: readRevokedSerials(dir),
+    revokedSerials: read.revokedSerials,
     watchPaths: [statePath(dir, 'state'), caFile, certFile, keyFile, statePath(dir, 'revoked'), statePath(dir, 'crl')],
     serial: normalizeSerial(leaf.serialNumber),
     notAfter: new Date(leaf.validTo),
