@@ -44,5 +44,13 @@ export const pkiError = defineErrors({
   keyMismatch: { code: 'GW_PKI_KEY_MISMATCH', message: '{keyFile} does not match the certificate in {certFile}' },
   certificateInvalid: { code: 'GW_PKI_CERTIFICATE_INVALID', message: '{file}: {reason}' },
   outputDir: { code: 'GW_PKI_OUTPUT_DIR', message: 'cannot write bundle to {dir}: {reason}' },
+  /** Another command changed the state directory between this command's read and its write. */
+  concurrentChange: { code: 'GW_PKI_CONCURRENT_CHANGE', message: '{dir} changed while this command ran (another certs command?); run it again' },
+  /** rotate-ca switch or finish with no rotation begun. */
+  noRotation: { code: 'GW_PKI_NO_ROTATION', message: 'no CA rotation in progress in {dir} (start one with certs rotate-ca begin)' },
+  /** A rotate-ca step out of order (begin during a rotation, finish before switch). */
+  rotationPhase: { code: 'GW_PKI_ROTATION_PHASE', message: 'the CA rotation in {dir} is at {phase}: {next}' },
+  /** rotate-ca finish while certificates of the outgoing CA are still current. */
+  rotationPending: { code: 'GW_PKI_ROTATION_PENDING', message: '{count} certificate(s) from the outgoing CA still need renewing before finish: {names} (certs list shows them; --force cuts them off)' },
   usage: { code: 'GW_USAGE', message: '{message}' },
 });

@@ -253,6 +253,18 @@ export async function crlSignedBy(pem: string, caCertPem: string): Promise<boole
   }
 }
 
+/** The DNS and IP SANs and CRL Distribution Point URIs of a certificate: what a renewal of a server certificate keeps. */
+export function serverNames(pem: string): { dns: string[]; ip: string[]; crlUrls: string[] } {
+  const cert = new x509.X509Certificate(pem);
+  const names = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
+  const points = cert.getExtension(x509.CRLDistributionPointsExtension)?.distributionPoints ?? [];
+  return {
+    dns: names.filter((n) => n.type === 'dns').map((n) => n.value),
+    ip: names.filter((n) => n.type === 'ip').map((n) => n.value),
+    crlUrls: points.flatMap((p) => p.distributionPoint?.fullName ?? []).flatMap((g) => (g.uniformResourceIdentifier ? [g.uniformResourceIdentifier] : [])),
+  };
+}
+
 /** Node's parser, used wherever we only read: it is what TLS sees. */
 export function parseCertificatePem(pem: string): NodeX509 {
   return new NodeX509(pem);
