@@ -270,6 +270,19 @@ export function parseCertificatePem(pem: string): NodeX509 {
   return new NodeX509(pem);
 }
 
+/** True when one of the CAs in caPem issued and signed the certificate (DER or PEM); false for anything unparsable. */
+export function issuedByAny(cert: Buffer | string, caPem: string): boolean {
+  try {
+    const leaf = new NodeX509(cert);
+    return splitPemCertificates(caPem).some((pem) => {
+      const ca = new NodeX509(pem);
+      return leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
+    });
+  } catch {
+    return false;
+  }
+}
+
 /** Every PEM CERTIFICATE block in a string, in order. */
 export function splitPemCertificates(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((b) => b + '\n') ?? [];

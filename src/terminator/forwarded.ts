@@ -11,6 +11,7 @@ import type { LiveSession } from '../gateway/sessions.js';
 import type { ConnectionAudit, ConnectionFacts } from './audit.js';
 import type { InspectorFactory, PeerInfo } from './inspector.js';
 import { pipeBoth } from './pipe.js';
+import { peerCertificateDer } from '../pki/peer-certificate.js';
 
 type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied';
 
@@ -46,7 +47,7 @@ export class ForwardedConnection {
     this.#peer = args.peer;
     this.#upstream = args.upstream;
     this.#onGone = args.onGone;
-    const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, close: (reason) => this.cut(reason) };
+    const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, peerCertificate: () => peerCertificateDer(this.#peer), close: (reason) => this.cut(reason) };
     this.#unregister = this.#ctx.sessions.add(session);
     this.#ctx.metrics.connectionsActive.inc({ port: '8786', role: this.#facts.role ?? 'unknown' });
     if (args.idleTimeoutMs > 0) {
