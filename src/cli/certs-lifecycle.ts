@@ -20,6 +20,7 @@ import { NEW_PASSPHRASE_ENV, NEW_PASSPHRASE_FILE_ENV, resolveNewPassphrase } fro
 import { requireInitialized } from '../pki/records.js';
 import { isValidName } from '../pki/identity.js';
 import { DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, parseDays } from '../pki/validity.js';
+import { crashPoint } from '../pki/crash-points.js';
 
 const DAYS = { flag: 'days' };
 const JSON_FLAG = { flag: 'json', boolean: true };
@@ -172,6 +173,7 @@ async function runStep(step: 'begin' | 'switch' | 'finish', flags: Flags, dir: s
   const o = { dir, passphrase: pass, ...(days !== undefined ? { days } : {}) };
   const r: StepResult & { cutOff?: Array<{ role: string; name: string; serial: string }> } = step === 'begin' ? await beginRotation(o)
     : step === 'switch' ? await switchRotation(o) : await finishRotation({ ...o, force: flags.force === true });
+  crashPoint(`rotate-ca:${step}:committed`);
   // The gateway's certificate lives in the state directory; bundles are the peers' trust.
   const bundles = step === 'switch' ? undefined : refreshBundleTrust(dir, r.trustPem);
   const cutOff = (r.cutOff ?? []).map((e) => ({ role: e.role, name: e.name, serial: e.serial }));
