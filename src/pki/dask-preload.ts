@@ -29,7 +29,8 @@ import ssl
 
 from tornado.ioloop import PeriodicCallback
 
-logger = logging.getLogger("scheduler_gateway.tls_reload")
+# Under "distributed" so Dask's own logging configuration prints it.
+logger = logging.getLogger("distributed.scheduler_gateway_tls_reload")
 INTERVAL_MS = 1000
 
 
