@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import { createServer } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -19,6 +19,10 @@ import { waitFor } from '../helpers/dask.js';
 import { renewCertificate } from '../../src/pki/renew.js';
 import { beginRotation, finishRotation, switchRotation } from '../../src/pki/rotation.js';
 import { SessionRegistry } from '../../src/gateway/sessions.js';
+import { changePassphrase } from '../../src/pki/passphrase-change.js';
+import { issueCertificate } from '../../src/pki/issue.js';
+import { revokeCertificate } from '../../src/pki/revocation.js';
+import { writeFileAtomic } from '../../src/pki/state-dir.js';
 
 interface Peer {
   socket: TLSSocket;
@@ -58,13 +62,13 @@ function openEventually(gw: TestGateway, id: TestIssued, ca: string, until: (p: 
   }, { timeoutMs: 15_000, intervalMs: 200, what: 'a connection through the reloaded gateway' });
 }
 
-async function setup(t: Test): Promise<{ cluster: TestCluster; gw: TestGateway }> {
+async function setup(t: Test, flags: (c: TestCluster) => Record<string, string> = () => ({})): Promise<{ cluster: TestCluster; gw: TestGateway }> {
   const cluster = await makeTestCluster();
   t.teardown(() => cluster.cleanup());
   const echo = createServer((s) => { s.on('error', () => {}); s.pipe(s); });
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   t.teardown(() => echo.close());
-  const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${(echo.address() as { port: number }).port}`, t, flags: { inspect: 'false' } });
+  const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${(echo.address() as { port: number }).port}`, t, flags: { inspect: 'false', ...flags(cluster) } });
   return { cluster, gw };
 }
 
@@ -119,6 +123,38 @@ t.test('renewal and a whole CA rotation on a running gateway: nothing dropped th
   t.match(refusal, { level: 'audit', reason: 'unknown_ca' }, 'a new handshake with an old-CA certificate is refused as unknown_ca');
   await waitFor(async () => (await expiryLabels(gw))[`ca:${begin.previousCa.serial}`] === undefined, { what: 'the retired CA leaves the gauge' });
   t.ok((await expiryLabels(gw))[`ca:${begin.nextCa.serial}`]! > 0);
+});
+
+t.test('certs passphrase under a running gateway: revocations keep applying, and a renewed key loads once its passphrase file is replaced', async (t) => {
+  const NEW = 'the-new-passphrase-1';
+  let file = '';
+  const { cluster, gw } = await setup(t, (c) => {
+    file = join(c.root, 'passphrase');
+    writeFileSync(file, c.passphrase, { mode: 0o600 });
+    return { 'passphrase-file': file };
+  });
+  const alice = await cluster.issue('client', 'alice');
+  const a1 = await open(gw, alice, cluster.caPem);
+  await changePassphrase({ dir: cluster.dir, passphrase: cluster.passphrase, newPassphrase: NEW });
+  await gw.waitForLog((l) => l.event === 'trust_reload_unchanged' || l.event === 'trust_reload_failed', 10_000, 'the re-encrypted key noticed');
+  t.notOk(gw.lines.some((l) => l.event === 'trust_reload_failed'), 'a re-encrypted key is no reason to fail: the certificate, and so the key in memory, did not change');
+
+  // A revocation made with the new passphrase still reaches live sessions.
+  const bob = await issueCertificate({ dir: cluster.dir, passphrase: NEW, role: 'client', name: 'bob' });
+  const b1 = await open(gw, { ...alice, certPem: bob.certPem, keyPem: bob.keyPem, serial: bob.serial, uri: bob.uri }, cluster.caPem);
+  await revokeCertificate({ dir: cluster.dir, passphrase: NEW, name: 'bob' });
+  await waitFor(() => b1.closed(), { timeoutMs: 5_000, what: 'the revoked session closed' });
+
+  // A renewed gateway key needs the passphrase: refused (old material kept) until the file says the new one.
+  const renewed = await renewCertificate({ dir: cluster.dir, passphrase: NEW, name: 'gateway' });
+  const failed = await gw.waitForLog((l) => l.event === 'trust_reload_failed', 10_000, 'the renewed key refused under the old passphrase');
+  t.equal(failed.code, 'GW_PKI_WRONG_PASSPHRASE');
+  t.not((await open(gw, alice, cluster.caPem)).served, renewed.entry.serial, 'the previous certificate is still served');
+  t.equal(await a1.echo('alive'), 'alive');
+  writeFileAtomic(file, NEW, 0o600);
+  const a2 = await openEventually(gw, alice, cluster.caPem, (p) => p.served === renewed.entry.serial);
+  t.equal(a2.served, renewed.entry.serial, 'the passphrase file is watched: the renewed certificate is served once it holds the new passphrase');
+  t.equal(await a1.echo('still'), 'still', 'nothing was dropped');
 });
 
 t.test('closeUntrusted keeps sessions that still chain, closes the rest, and fails closed without a certificate', async (t) => {
