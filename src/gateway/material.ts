@@ -22,6 +22,9 @@ export async function openTrust(pki: PkiSource, deps: { env: NodeJS.ProcessEnv; 
       ...common,
       load: async () => {
         last = await loadServerMaterial(pki.dir, () => resolve().passphrase, last);
+        if (last.keyKept) {
+          deps.log.warn('gateway_key_kept', { reason: last.keyKept, action: 'serving with the key in memory; give the gateway the new passphrase (replace its passphrase file, or restart it)' });
+        }
         return { ...last, watchPaths: [...last.watchPaths, ...(passphraseFile ? [passphraseFile] : [])] };
       },
     });

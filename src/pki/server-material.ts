@@ -8,6 +8,7 @@
  */
 import { existsSync } from 'node:fs';
 import { isValidClusterId } from './identity.js';
+import { isGatewayError } from '../errors/base.js';
 import { pkiError } from './errors.js';
 import { loadPlainKey, decryptPrivateKeyPem, readPrivateFile, ENCRYPTED_KEY_BEGIN } from './keystore.js';
 import { normalizeSerial } from './peer-certificate.js';
@@ -31,6 +32,10 @@ export interface ServerMaterial {
   /** The gateway certificate's serial and expiry, for logs and metrics. */
   serial: string;
   notAfter: Date;
+  /** The key file as read (encrypted in a state directory), to tell next time whether it changed. */
+  keyText?: string;
+  /** Why the key file was not used and the key already in memory was kept (see loadServerMaterial). */
+  keyKept?: string;
 }
 
 /** A passphrase, or how to get it when it is needed (re-read each time, so a changed passphrase file is honoured). */
@@ -38,35 +43,48 @@ export type PassphraseInput = string | (() => string);
 
 /**
  * Reads the files under the lock (a renewal or rotation replaces the
- * certificate and its key in one commit), then decrypts. The key of
- * `previous` is reused while the certificate is the same: it was checked
- * against that certificate, and a reload for a revocation then costs no
- * key derivation and needs no passphrase (which `certs passphrase` may have
- * changed under a running gateway).
+ * certificate and its key in one commit), then decrypts the key, unless it
+ * is the file `previous` was loaded from: a reload for a revocation then
+ * costs no key derivation. When the certificate is unchanged but its key
+ * file no longer opens with the passphrase (certs passphrase re-encrypted it
+ * and the gateway's passphrase source is not updated yet), the key in memory
+ * is kept, so revocations keep applying; keyKept says so. Any other problem
+ * with the key file fails the load.
  */
-export async function loadServerMaterial(dir: string, passphrase: PassphraseInput, previous?: Pick<ServerMaterial, 'certPem' | 'keyPem'>): Promise<ServerMaterial> {
+export async function loadServerMaterial(dir: string, passphrase: PassphraseInput, previous?: Pick<ServerMaterial, 'certPem' | 'keyPem' | 'keyText'>): Promise<ServerMaterial> {
   const state = requireInitialized(dir);
   const caFile = statePath(dir, 'caCert');
   const certFile = statePath(dir, 'gatewayCert');
   const keyFile = statePath(dir, 'gatewayKey');
-  const read = await withLock(dir, () => {
-    const certPem = readCertificates(certFile);
-    const reuse = previous !== undefined && previous.certPem === certPem;
-    return { caPem: readCertificates(caFile), certPem, keyText: reuse ? undefined : readPrivateFile(keyFile), revokedSerials: readRevokedSerials(dir) };
-  });
-  const { caPem, certPem } = read;
-  const keyPem = read.keyText === undefined ? previous!.keyPem
-    : await decryptPrivateKeyPem(read.keyText, typeof passphrase === 'string' ? passphrase : passphrase(), keyFile);
+  const { caPem, certPem, keyText, revokedSerials } = await withLock(dir, () => ({
+    caPem: readCertificates(caFile), certPem: readCertificates(certFile), keyText: readPrivateFile(keyFile), revokedSerials: readRevokedSerials(dir),
+  }));
+  const sameCert = previous !== undefined && previous.certPem === certPem;
+  let keyPem: string;
+  let keyKept: string | undefined;
+  if (sameCert && previous.keyText === keyText) {
+    keyPem = previous.keyPem;
+  } else {
+    try {
+      keyPem = await decryptPrivateKeyPem(keyText, typeof passphrase === 'string' ? passphrase : passphrase(), keyFile);
+    } catch (e) {
+      if (!sameCert || !isGatewayError(e) || e.code !== 'GW_PKI_WRONG_PASSPHRASE') throw e;
+      keyPem = previous.keyPem;
+      keyKept = e.message;
+    }
+  }
   const leaf = checkPair(certPem, certFile, keyPem, keyFile);
   return {
     clusterId: state.clusterId,
     caPem,
     certPem,
     keyPem,
-    revokedSerials: read.revokedSerials,
+    revokedSerials,
     watchPaths: [statePath(dir, 'state'), caFile, certFile, keyFile, statePath(dir, 'revoked'), statePath(dir, 'crl')],
     serial: normalizeSerial(leaf.serialNumber),
     notAfter: new Date(leaf.validTo),
+    keyText,
+    ...(keyKept ? { keyKept } : {}),
   };
 }
 

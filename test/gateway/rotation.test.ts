@@ -138,6 +138,7 @@ t.test('certs passphrase under a running gateway: revocations keep applying, and
   await changePassphrase({ dir: cluster.dir, passphrase: cluster.passphrase, newPassphrase: NEW });
   await gw.waitForLog((l) => l.event === 'trust_reload_unchanged' || l.event === 'trust_reload_failed', 10_000, 'the re-encrypted key noticed');
   t.notOk(gw.lines.some((l) => l.event === 'trust_reload_failed'), 'a re-encrypted key is no reason to fail: the certificate, and so the key in memory, did not change');
+  t.match(gw.lines.find((l) => l.event === 'gateway_key_kept'), { level: 'warn', reason: /wrong passphrase for \S+gateway-key\.pem/ }, 'and the operator is told to update the passphrase source');
 
   // A revocation made with the new passphrase still reaches live sessions.
   const bob = await issueCertificate({ dir: cluster.dir, passphrase: NEW, role: 'client', name: 'bob' });
