@@ -22,7 +22,7 @@ export interface Window {
 }
 
 /** Generation 1 keeps the historical name; later CAs get distinct subjects so verifiers never confuse two trusted CAs. */
-export function caCommonName(clusterId: string, generation = 1): string {
+function caCommonName(clusterId: string, generation = 1): string {
   return generation === 1 ? `${clusterId} cluster CA` : `${clusterId} cluster CA ${generation}`;
 }
 

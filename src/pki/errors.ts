@@ -8,7 +8,7 @@ import { defineErrors } from '../errors/base.js';
 export const pkiError = defineErrors({
   /** A key file could not be decrypted with the passphrase given. */
   wrongPassphrase: { code: 'GW_PKI_WRONG_PASSPHRASE', message: 'wrong passphrase for {file}' },
-  /** No passphrase from SCHEDULER_GATEWAY_PASSPHRASE, --passphrase-file or a development directory. */
+  /** No passphrase from --passphrase-file, SCHEDULER_GATEWAY_PASSPHRASE_FILE, SCHEDULER_GATEWAY_PASSPHRASE or a development directory. */
   noPassphrase: { code: 'GW_PKI_NO_PASSPHRASE', message: 'no passphrase: set SCHEDULER_GATEWAY_PASSPHRASE or SCHEDULER_GATEWAY_PASSPHRASE_FILE, or pass --passphrase-file' },
   /** A new passphrase too short to protect keys at rest (init, certs passphrase). */
   weakPassphrase: { code: 'GW_PKI_WEAK_PASSPHRASE', message: 'passphrase too short: use at least {min} characters' },

@@ -100,6 +100,6 @@ export async function renewCertificate(o: RenewOptions): Promise<RenewResult> {
 }
 
 /** Re-encryptions, under the same passphrase, of the CA keys still on an old key derivation. */
-export function keyUpgrades(cas: readonly StoredCa[], passphrase: string): FileChange[] {
+function keyUpgrades(cas: readonly StoredCa[], passphrase: string): FileChange[] {
   return cas.filter((ca) => !ca.keyEncryptionCurrent).map((ca) => ({ file: ca.keyFile, data: encryptPrivateKeyPem(ca.keyPem, passphrase) }));
 }
