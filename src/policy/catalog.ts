@@ -95,6 +95,17 @@ export const STREAM_OPENERS = { client: 'register-client', worker: 'register-wor
 export const WORKER_STREAM_OPS: ReadonlySet<string> = new Set(['task-finished', 'task-erred', 'release-worker-data', 'add-keys', 'long-running', 'reschedule', 'keep-alive', 'log-event', 'worker-status-change', 'request-refresh-who-has', 'steal-response']);
 export const CLIENT_STREAM_OPS: ReadonlySet<string> = new Set(['update-graph', 'update-graph-hlg', 'client-desires-keys', 'client-releases-keys', 'update-data', 'report-key', 'heartbeat-client', 'close-client', 'subscribe-topic', 'unsubscribe-topic', 'cancel-keys', 'variable-future-release', 'variable-future-received-confirm', 'variable_delete', 'queue-future-release', 'queue_release', 'publish_flush_batched_send']);
 
+/**
+ * Arguments the scheduler unpickles when they are bytes, in ops a non-admin
+ * may otherwise send: `retire_workers` passes its extra arguments on to
+ * `workers_to_close`, which runs `pickle.loads(key)` (scheduler.py, both
+ * versions). No Client API sends `key`; refused for every role but admin.
+ */
+export const UNPICKLED_ARGUMENTS: Readonly<Record<string, { readonly argument: string; readonly why: string }>> = {
+  workers_to_close: { argument: 'key', why: 'the scheduler unpickles a bytes key' },
+  retire_workers: { argument: 'key', why: 'the scheduler passes key to workers_to_close, which unpickles it' },
+};
+
 /** Ops whose `address` the scheduler trusts as declared (§4.2 "Pinning"). */
 export const ADDRESS_PINNED_OPS: ReadonlySet<string> = new Set(['register-worker', 'heartbeat_worker', 'unregister', 'register_nanny']);
 /** Worker rpc ops that name the worker they speak for in `worker` (add_keys, add_resources, shuffle register_complete). */

@@ -11,6 +11,7 @@ export const DENIAL_CODES = {
   pinName: 'GW_POLICY_PIN_NAME',
   pinStream: 'GW_POLICY_PIN_STREAM',
   broadcast: 'GW_POLICY_BROADCAST',
+  argument: 'GW_POLICY_UNPICKLED_ARGUMENT',
 } as const;
 
 export const policyError = defineErrors({

@@ -11,7 +11,7 @@ import { startTestGateway, type TestGateway, type LogLine } from '../helpers/gat
 import { clientPrelude, daskAvailable, runClient, startScheduler, startWorker, DASK_PYTHON } from '../helpers/dask.js';
 
 const files = (i: { caPath: string; certPath: string; keyPath: string }) => ({ ca: i.caPath, cert: i.certPath, key: i.keyPath });
-const denied = (l: LogLine) => l.event === 'connection_closed' && l.reason === 'policy_denied';
+const denied = (l: LogLine) => (l.event === 'connection_closed' && l.reason === 'policy_denied') || l.event === 'request_refused';
 
 if (!daskAvailable()) {
   t.fail(`python3-distributed is not installed for ${DASK_PYTHON}`);
