@@ -9,7 +9,7 @@
  *     to the declared client id / worker address; later messages naming
  *     another one are refused (§2.4);
  *   - worker address and name pinning (§4.2; pinning.ts);
- *   - the broadcast guard (broadcast.ts);
+ *   - the forward guard on broadcast and proxy (forward-guard.ts);
  *   - a nanny's `{"status": ...}` answer after register_nanny (2023.9+).
  *
  * Two ways to say no. A request the policy does not allow, on a request
@@ -35,7 +35,7 @@ import { DROP, FrameParser, type Frame0Sink, type FrameLimits } from '../wire/fr
 import { Frame0Scanner, DEFAULT_SCAN_LIMITS, type OpMap, type OpVisitor, type ScanLimits, type TopShape } from '../wire/ops.js';
 import { errorReply, registerWorkerRefusal, streamStartRefusal } from '../wire/reply.js';
 import { wireError } from '../wire/errors.js';
-import { broadcastProblem } from './broadcast.js';
+import { FORWARDING_OPS, forwardProblem } from './forward-guard.js';
 import { ADDRESS_PINNED_OPS, ADDRESS_REQUIRED_OPS, CLIENT_STREAM_OPS, KNOWN_OPS, STREAM_OPENERS, UNPICKLED_ARGUMENTS, WORKER_FIELD_PINNED_OPS, WORKER_STREAM_OPS } from './catalog.js';
 import { decide } from './decide.js';
 import { DENIAL_CODES } from './errors.js';
@@ -80,7 +80,7 @@ const SHORT_REASON: Record<string, string> = {
   [DENIAL_CODES.pinAddress]: 'pin-address',
   [DENIAL_CODES.pinName]: 'pin-name',
   [DENIAL_CODES.pinStream]: 'pin-stream',
-  [DENIAL_CODES.broadcast]: 'broadcast-guard',
+  [DENIAL_CODES.forward]: 'forward-guard',
   [DENIAL_CODES.argument]: 'unpickled-argument',
 };
 
@@ -233,9 +233,9 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
     }
     const pinned = this.#pin(op, m);
     if (pinned !== null) return this.#close(pinned);
-    if (op === 'broadcast' && !admin) {
-      const problem = broadcastProblem(m, this.#workers);
-      if (problem !== null) return this.#refuse(op, m, this.#policyDenial(op, 'broadcast-guard', DENIAL_CODES.broadcast, problem));
+    if (!admin && FORWARDING_OPS.has(op)) {
+      const problem = forwardProblem(op, m, this.#workers);
+      if (problem !== null) return this.#refuse(op, m, this.#policyDenial(op, 'forward-guard', DENIAL_CODES.forward, problem));
     }
     const problem = this.#streamProblem(op, m);
     if (problem !== null) return this.#close(this.#policyDenial(op, 'pin-stream', DENIAL_CODES.pinStream, problem));

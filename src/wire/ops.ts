@@ -111,12 +111,13 @@ const enum Key {
   Serialized,
   Enum,
   Set,
+  AsList,
 }
 const KEY_NAMES: ReadonlyArray<readonly [Key, string]> = [
   [Key.Op, 'op'], [Key.Address, 'address'], [Key.Worker, 'worker'], [Key.Client, 'client'], [Key.Name, 'name'],
   [Key.Status, 'status'], [Key.Workers, 'workers'], [Key.Hosts, 'hosts'], [Key.Nanny, 'nanny'], [Key.Reply, 'reply'],
   [Key.Msg, 'msg'], [Key.KeyField, 'key'], [Key.Pickled, '__Pickled__'], [Key.Serialized, '__Serialized__'],
-  [Key.Enum, '__Enum__'], [Key.Set, '__Set__'],
+  [Key.Enum, '__Enum__'], [Key.Set, '__Set__'], [Key.AsList, 'as-list'],
 ];
 /** Candidates by byte length, so a key is compared with at most a few names. */
 const KEYS_BY_LENGTH: ReadonlyArray<ReadonlyArray<readonly [Key, Buffer]>> = (() => {
@@ -130,10 +131,11 @@ const MAGIC_NAMES: Readonly<Partial<Record<Key, string>>> = {
 
 /** Most broadcast targets kept; a longer list is reported as null (refused by the guard). */
 const MAX_TARGETS = 4096;
-/** Up to this many keys an op-map's duplicates are found by pairwise comparison; beyond, by a set. */
-const PAIRWISE_KEYS = 32;
+/** Up to this many str keys a map's duplicates are found by comparing bytes pairwise; beyond, by a set. */
+const PAIRWISE_KEYS = 16;
 
 const FAIL = -1;
+const DUPLICATE: unique symbol = Symbol('duplicate');
 
 const enum Kind {
   Nil,
@@ -213,6 +215,8 @@ export class Frame0Scanner {
       }
       if (result !== null) return result;
     } else {
+      // Python's msgpack gives an ext as ExtType, a 2-tuple the stream loop would take for a batch.
+      if (kind === Kind.Ext) return wireError('malformedFrame0', { why: 'an extension type as the whole message' });
       result = visitor.begin('scalar');
       if (result !== null) return result;
       pos = this.#value(start, 1);
@@ -241,9 +245,7 @@ export class Frame0Scanner {
 
   #opMapEntries(pos: number, depth: number, m: OpMap, base: number): number {
     const count = m.entries;
-    const starts = this.#keyStarts;
-    const ends = this.#keyEnds;
-    let seen: Set<string> | null = null;
+    let keys: Set<string> | null = null;
     let pickled = false;
     let serialized = false;
     for (let i = 0; i < count; i++) {
@@ -253,19 +255,9 @@ export class Frame0Scanner {
       const ke = ks + this.#count;
       if (!this.#validStr(ks, ke)) return FAIL;
       // Equal strs have equal UTF-8 bytes, whatever string format carried them.
-      if (i < PAIRWISE_KEYS) {
-        for (let j = base; j < starts.length; j++) if (this.#sameBytes(starts[j]!, ends[j]!, ks, ke)) return this.#duplicate(ks, ke, depth);
-        starts.push(ks);
-        ends.push(ke);
-      } else {
-        if (seen === null) {
-          seen = new Set();
-          for (let j = base; j < starts.length; j++) seen.add(this.#buf.toString('latin1', starts[j]!, ends[j]!));
-        }
-        const k = this.#buf.toString('latin1', ks, ke);
-        if (seen.has(k)) return this.#duplicate(ks, ke, depth);
-        seen.add(k);
-      }
+      const added = this.#addKey(pos, base, keys);
+      if (added === DUPLICATE) return this.#duplicate(pos, depth);
+      keys = added;
       const key = this.#keyOf(ks, ke);
       const magic = MAGIC_NAMES[key];
       if (magic !== undefined) return this.#fail(wireError('magicField', { field: '(the map itself)', magic, at: keyPath(depth) }));
@@ -274,7 +266,7 @@ export class Frame0Scanner {
       if (pos === FAIL) return FAIL;
       pickled ||= this.#pickled;
       serialized ||= this.#serialized;
-      if (key !== Key.None) {
+      if (key !== Key.None && key !== Key.AsList) {
         if (this.#magic !== null) return this.#fail(wireError('magicField', { field: KEY_NAMES.find(([k]) => k === key)![1], magic: this.#magic, at: keyPath(depth) }));
         if (this.#capture(m, key, valueStart, pos, depth) === FAIL) return FAIL;
       }
@@ -284,8 +276,10 @@ export class Frame0Scanner {
     return pos;
   }
 
-  #duplicate(ks: number, ke: number, depth: number): number {
-    return this.#fail(wireError('duplicateKey', { key: JSON.stringify(this.#buf.toString('utf8', ks, Math.min(ke, ks + 64))), at: keyPath(depth) }));
+  #duplicate(keyPos: number, depth: number): number {
+    this.#header(keyPos);
+    const key = this.#kind === Kind.Str ? JSON.stringify(this.#buf.toString('utf8', this.#body, Math.min(this.#body + this.#count, this.#body + 64))) : '(a non-string key)';
+    return this.#fail(wireError('duplicateKey', { key, at: keyPath(depth) }));
   }
 
   /** Stores one captured field; the value [start, end) has been walked and validated already. */
@@ -524,6 +518,9 @@ export class Frame0Scanner {
     let serialized = false;
     let magic: Key = Key.None;
     let placeholderAt = -1;
+    let setList = false; // "as-list" is an array of hashable values
+    const base = this.#keyStarts.length;
+    let keys: Set<string> | null = null;
     for (let i = 0; i < count; i++) {
       const keyStart = pos;
       pos = this.#value(pos, depth + 1);
@@ -532,28 +529,164 @@ export class Frame0Scanner {
       if (this.#hasMap) return this.#malformed('a map key is or contains a map (unhashable in Python)');
       pickled ||= this.#pickled;
       serialized ||= this.#serialized;
+      // Python keeps the last of equal keys, after its object_hook has already run on the first value.
+      const added = this.#addKey(keyStart, base, keys);
+      if (added === DUPLICATE) return this.#duplicate(keyStart, depth);
+      keys = added;
       this.#header(keyStart);
       const key = this.#kind === Kind.Str ? this.#keyOf(this.#body, this.#body + this.#count) : Key.None;
       if (MAGIC_NAMES[key] !== undefined && magic === Key.None) magic = key;
       if (key === Key.Pickled || key === Key.Serialized) placeholderAt = pos;
+      const valueStart = pos;
       pos = this.#value(pos, depth + 1);
       if (pos === FAIL) return FAIL;
       pickled ||= this.#pickled;
       serialized ||= this.#serialized;
+      if (key === Key.AsList) setList = !this.#hasMap && this.#kindAt(valueStart) === Kind.Array;
     }
-    if (placeholderAt !== -1) {
-      const which = magic === Key.Pickled ? '__Pickled__' : '__Serialized__';
-      if (count !== 1 || !this.#frameIndexAt(placeholderAt)) {
-        return this.#fail(wireError('badPlaceholder', { placeholder: which, frames: this.#frames }));
-      }
-      if (magic === Key.Pickled) pickled = true;
-      else serialized = true;
-    }
+    this.#keyStarts.length = this.#keyEnds.length = base;
+    if (this.#magicProblem(magic, count, placeholderAt, setList) !== null) return FAIL;
+    if (magic === Key.Pickled) pickled = true;
+    if (magic === Key.Serialized) serialized = true;
     this.#pickled = pickled;
     this.#serialized = serialized;
     this.#hasMap = true;
     this.#magic = magic === Key.None ? null : MAGIC_NAMES[magic]!;
     return pos;
+  }
+
+  /**
+   * Adds the key at pos to the keys of the map being read, those at
+   * #keyStarts[base..] and in `keys`. Str keys (nearly all) are compared by
+   * their bytes without allocating while the map is small; other keys, and
+   * large maps, go into a set by pythonKey. Returns the set in use (null
+   * while pairwise), or DUPLICATE. The scratch is a stack: nested maps push
+   * above this map's entries and pop back when done.
+   */
+  #addKey(pos: number, base: number, keys: Set<string> | null): Set<string> | null | typeof DUPLICATE {
+    this.#header(pos);
+    const buf = this.#buf;
+    const starts = this.#keyStarts;
+    const ends = this.#keyEnds;
+    const isStr = this.#kind === Kind.Str;
+    const ks = this.#body;
+    const ke = ks + this.#count;
+    if (isStr && keys === null && starts.length - base < PAIRWISE_KEYS) {
+      for (let j = base; j < starts.length; j++) if (this.#sameBytes(starts[j]!, ends[j]!, ks, ke)) return DUPLICATE;
+      starts.push(ks);
+      ends.push(ke);
+      return null;
+    }
+    if (keys === null) {
+      keys = new Set();
+      for (let j = base; j < starts.length; j++) keys.add(`s${buf.toString('latin1', starts[j]!, ends[j]!)}`);
+    }
+    const key = isStr ? `s${buf.toString('latin1', ks, ke)}` : this.pythonKey(pos);
+    if (key === null) return keys; // NaN: equal to no key, itself included
+    if (keys.has(key)) return DUPLICATE;
+    keys.add(key);
+    return keys;
+  }
+
+  /**
+   * The key at pos (already validated and hashable) as a string two keys
+   * share exactly when Python holds them equal: numbers by value across
+   * int, float and bool (1 == 1.0 == True), str and bytes apart, tuples
+   * element by element, an ExtType as the 2-tuple it is, timestamps by
+   * value. null for a key equal to nothing (NaN).
+   */
+  private pythonKey(pos: number): string | null {
+    this.#header(pos);
+    const buf = this.#buf;
+    const body = this.#body;
+    const count = this.#count;
+    switch (this.#kind) {
+      case Kind.Nil:
+        return 'z';
+      case Kind.False:
+        return 'n0';
+      case Kind.True:
+        return 'n1';
+      case Kind.Int:
+        return `n${this.#intString(pos)}`;
+      case Kind.Float: {
+        const f = buf[pos] === 0xca ? buf.readFloatBE(pos + 1) : buf.readDoubleBE(pos + 1);
+        if (Number.isNaN(f)) return null;
+        return Number.isInteger(f) ? `n${BigInt(f)}` : `f${f}`;
+      }
+      case Kind.Str:
+        return `s${buf.toString('latin1', body, body + count)}`;
+      case Kind.Bin:
+        return `b${buf.toString('latin1', body, body + count)}`;
+      case Kind.Ext: {
+        const type = buf.readInt8(body - 1);
+        if (type === -1) return `t${timestampKey(buf, body, count)}`;
+        return tupleKey([`n${type}`, `b${buf.toString('latin1', body, body + count)}`]);
+      }
+      case Kind.Array: {
+        const parts: string[] = [];
+        let p = body;
+        for (let i = 0; i < count; i++) {
+          const k = this.pythonKey(p);
+          if (k === null) return null;
+          parts.push(k);
+          p = this.#skipKnown(p);
+        }
+        return tupleKey(parts);
+      }
+      default:
+        return null; // maps are refused as unhashable before this is asked
+    }
+  }
+
+  /** The end of a value already validated (keys are small; no flags, no checks). */
+  #skipKnown(pos: number): number {
+    this.#header(pos);
+    const kind = this.#kind;
+    const count = this.#count;
+    let p = this.#body;
+    if (kind === Kind.Str || kind === Kind.Bin || kind === Kind.Ext) return p + count;
+    if (kind === Kind.Array) {
+      for (let i = 0; i < count; i++) p = this.#skipKnown(p);
+      return p;
+    }
+    if (kind === Kind.Map) {
+      for (let i = 0; i < 2 * count; i++) p = this.#skipKnown(p);
+      return p;
+    }
+    return p;
+  }
+
+  /**
+   * Dask's object_hook replaces these maps (protocol/core.py, serialize.py
+   * msgpack_decode_default); each is accepted only in the one shape Dask
+   * writes, in which Python is sure to decode it.
+   */
+  #magicProblem(magic: Key, count: number, placeholderAt: number, setList: boolean): string | null {
+    switch (magic) {
+      case Key.Pickled:
+      case Key.Serialized:
+        // {"__Pickled__": k}: a frame index; Python indexes frames[k] and unpickles or wraps what follows.
+        if (count === 1 && placeholderAt !== -1 && this.#frameIndexAt(placeholderAt)) return null;
+        this.#fail(wireError('badPlaceholder', { placeholder: MAGIC_NAMES[magic]!, frames: this.#frames }));
+        return 'placeholder';
+      case Key.Set:
+        // {"__Set__": true, "as-list": [...]}: set() of the list, which needs hashable elements.
+        if (count === 2 && setList) return null;
+        this.#malformed('a __Set__ map that is not {"__Set__", "as-list": [hashable values]}');
+        return 'set';
+      case Key.Enum:
+        // The scheduler would import a module to decode it; no Dask peer sends one to the scheduler.
+        this.#malformed('an __Enum__ map');
+        return 'enum';
+      default:
+        return null;
+    }
+  }
+
+  #kindAt(pos: number): Kind {
+    this.#header(pos);
+    return this.#kind;
   }
 
   /** An int k with 1 <= k < frames: what Dask's writer puts in a placeholder. */
@@ -602,7 +735,7 @@ export class Frame0Scanner {
 }
 
 function keyPath(depth: number): string {
-  return depth <= 1 ? 'the message' : depth === 2 ? 'a batched op' : 'a nested op';
+  return depth <= 1 ? 'the message' : depth === 2 ? 'a batched op or a map inside the message' : 'a nested map';
 }
 
 interface Sized {
@@ -630,3 +763,16 @@ const SIZED: readonly (Sized | undefined)[] = [
   s(Kind.Array, 2, 2), s(Kind.Array, 4, 4),
   s(Kind.Map, 2, 2), s(Kind.Map, 4, 4),
 ];
+
+function tupleKey(parts: string[]): string {
+  return `(${parts.map((p) => `${p.length}:${p}`).join('')})`;
+}
+
+function timestampKey(buf: Buffer, body: number, length: number): string {
+  if (length === 4) return `${buf.readUInt32BE(body)}:0`;
+  if (length === 8) {
+    const v = buf.readBigUInt64BE(body);
+    return `${v & 0x3ffffffffn}:${v >> 34n}`;
+  }
+  return `${buf.readBigInt64BE(body + 4)}:${buf.readUInt32BE(body)}`;
+}

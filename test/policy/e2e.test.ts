@@ -91,7 +91,7 @@ except Exception as e:
     print(json.dumps({"ran": False, "error": type(e).__name__}))
 `, { timeoutMs: 120_000 });
     t.equal(out.ran, false);
-    t.match(await gw.waitForLog((l) => denied(l) && l.op === 'broadcast', 30_000), { role: 'client', code: 'GW_POLICY_BROADCAST', detail: /127\.0\.0\.1:9/ });
+    t.match(await gw.waitForLog((l) => denied(l) && l.op === 'broadcast', 30_000), { role: 'client', code: 'GW_POLICY_FORWARD', detail: /127\.0\.0\.1:9/ });
   });
 
   t.test('a worker registering an address that is not its own is refused and never reaches the scheduler', async (t) => {

@@ -209,7 +209,7 @@ t.test('the broadcast guard lets non-admins run Client.run on registered workers
   t.equal(send('client', { op: 'broadcast', msg: run, workers: ['tls://127.0.0.1:4001'] }), null, 'Client.run(workers=[registered])');
   t.equal(send('client', { op: 'broadcast', msg: run, hosts: ['127.0.0.1'] }), null, 'by host');
   t.equal(send('worker', { op: 'broadcast', msg: { ...run, op: 'run_coroutine' } }), null, 'a task client on a worker');
-  const guard = { code: 'GW_POLICY_BROADCAST', reason: 'broadcast-guard', rule: 'broadcast-guard', op: 'broadcast' };
+  const guard = { code: 'GW_POLICY_FORWARD', reason: 'forward-guard', rule: 'forward-guard', op: 'broadcast' };
   t.match(send('client', { op: 'broadcast', msg: run, workers: ['tcp://10.0.0.9:22'] }), { ...guard, detail: /10\.0\.0\.9:22", which is not a worker registered/ }, 'an arbitrary address (the scheduler would dial it)');
   t.match(send('client', { op: 'broadcast', msg: run, hosts: ['10.0.0.9'] }), guard, 'an unknown host');
   t.match(send('client', { op: 'broadcast', msg: run, workers: 'tls://127.0.0.1:4001' }), guard, 'workers not a list');

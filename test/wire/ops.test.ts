@@ -57,8 +57,27 @@ t.test('a key that appears twice in an op-map is refused, in any pair of string 
   many.push(...str('k7'), 0x00);
   t.equal(scan(many).error, 'GW_WIRE_DUPLICATE_KEY', 'past the pairwise window too');
   const broadcast = [0x82, ...str('op'), ...str('broadcast'), ...str('msg'), 0x82, ...str('op'), ...str('run'), ...STR_FORMATS[2]![1]('op'), ...str('terminate')];
-  t.equal(scan(broadcast).error, 'GW_WIRE_DUPLICATE_KEY', "broadcast's inner msg is an op-map too");
+  t.equal(scan(broadcast).error, 'GW_WIRE_DUPLICATE_KEY', "broadcast's inner msg too");
   t.equal(scan(pack({ op: 'x', data: { k: 1, nested: { k: 2 } } })).error, undefined, 'the same key in different maps is fine');
+});
+
+t.test('two keys Python holds equal are refused in any map, at any depth: its object_hook has run on the value it drops', async (t) => {
+  const nested = (...entries: number[][]) => scan([0x82, ...str('op'), ...str('x'), ...str('data'), 0x80 | entries.length, ...entries.flat()]).error;
+  const f64 = (v: number) => { const b = Buffer.alloc(9); b[0] = 0xcb; b.writeDoubleBE(v, 1); return [...b]; };
+  t.equal(nested([0x01, 0x00], [...f64(1), 0x00]), 'GW_WIRE_DUPLICATE_KEY', '1 and 1.0');
+  t.equal(nested([0xc3, 0x00], [0x01, 0x00]), 'GW_WIRE_DUPLICATE_KEY', 'True and 1');
+  t.equal(nested([0xc2, 0x00], [...f64(-0), 0x00]), 'GW_WIRE_DUPLICATE_KEY', 'False and -0.0');
+  t.equal(nested([0xcf, 0, 0, 0, 0, 0, 0, 0, 5, 0x00], [0x05, 0x00]), 'GW_WIRE_DUPLICATE_KEY', 'uint64 5 and fixint 5');
+  t.equal(nested([0x92, 0x01, ...str('x'), 0x00], [0x92, ...f64(1), ...str('x'), 0x00]), 'GW_WIRE_DUPLICATE_KEY', '(1, "x") and (1.0, "x")');
+  t.equal(nested([0xd4, 0x05, 0x78, 0x00], [0x92, 0x05, 0xc4, 0x01, 0x78, 0x00]), 'GW_WIRE_DUPLICATE_KEY', 'ExtType(5, b"x") and the tuple (5, b"x")');
+  t.equal(nested([0xd6, 0xff, 0, 0, 0, 9, 0x00], [0xd7, 0xff, 0, 0, 0, 0, 0, 0, 0, 9, 0x00]), 'GW_WIRE_DUPLICATE_KEY', 'one timestamp in two formats');
+  t.equal(nested([...str('k'), 0x00], [0xd9, 1, 0x6b, 0x00]), 'GW_WIRE_DUPLICATE_KEY', 'one str in two formats');
+  t.equal(nested([...str('k'), 0x00], [0xc4, 1, 0x6b, 0x00]), undefined, 'str "k" and bytes b"k" differ');
+  t.equal(nested([...f64(NaN), 0x00], [...f64(NaN), 0x00]), undefined, 'NaN equals nothing, not even NaN');
+  t.equal(nested([...f64(1.5), 0x00], [0x01, 0x00]), undefined, '1.5 and 1 differ');
+  const wide = Array.from({ length: 19 }, (_, i) => [0xcd, 0, i, 0x00]).flat();
+  t.equal(scan([0x82, ...str('op'), ...str('x'), ...str('data'), 0xde, 0, 20, ...wide, 0x07, 0x00]).error, 'GW_WIRE_DUPLICATE_KEY', 'past the pairwise window, by value (uint16 7 and fixint 7)');
+  t.equal(scan([0x82, ...str('op'), ...str('x'), ...str('data'), 0xde, 0, 20, ...wide, 0x6f, 0x00]).error, undefined, 'and no false alarm there');
 });
 
 t.test('an op-map key that is not a str is refused: handler(**msg) takes only str keys', async (t) => {
@@ -105,12 +124,23 @@ t.test('placeholders are accepted only as Dask writes them: one entry, an int fr
 });
 
 t.test('a policy field holding a map Dask decodes into another value is refused', async (t) => {
-  for (const magic of [{ __Enum__: true, __module__: 'distributed', __name__: 'X', name: 'y' }, { __Set__: true, 'as-list': ['a'] }, { __Serialized__: 1 }, { __Pickled__: 1 }]) {
+  for (const magic of [{ __Set__: true, 'as-list': ['a'] }, { __Serialized__: 1 }, { __Pickled__: 1 }]) {
     for (const field of ['op', 'address', 'client', 'worker', 'name', 'workers', 'msg', 'nanny', 'reply']) {
       t.equal(scan(pack({ op: 'x', [field]: magic }), undefined, 3).error, 'GW_WIRE_MAGIC_FIELD', `${field} = ${Object.keys(magic)[0]}`);
     }
     t.equal(scan(pack({ op: 'x', other: magic }), undefined, 3).error, undefined, `elsewhere, ${Object.keys(magic)[0]} is fine`);
   }
+});
+
+t.test('__Set__ maps pass only as Dask writes them; __Enum__ maps (which make the scheduler import a module) never', async (t) => {
+  const nested = (v: unknown) => scan(pack({ op: 'x', data: v }), undefined, 3).error;
+  t.equal(nested({ __Set__: true, 'as-list': ['a', 1, ['t', 2]] }), undefined, 'a set of hashable values');
+  t.equal(nested({ __Set__: true, 'as-list': [{ a: 1 }] }), 'GW_WIRE_MALFORMED_FRAME0', 'a map in a set is unhashable');
+  t.equal(nested({ __Set__: true, 'as-list': [{ __Serialized__: 1 }] }), 'GW_WIRE_MALFORMED_FRAME0', 'so is a placeholder');
+  t.equal(nested({ __Set__: true }), 'GW_WIRE_MALFORMED_FRAME0', 'no as-list');
+  t.equal(nested({ __Set__: true, 'as-list': 'abc' }), 'GW_WIRE_MALFORMED_FRAME0', 'as-list not a list');
+  t.equal(nested({ __Set__: true, 'as-list': [], more: 1 }), 'GW_WIRE_MALFORMED_FRAME0', 'another key');
+  t.equal(nested({ __Enum__: true, __module__: 'distributed.core', __name__: 'Status', name: 'running' }), 'GW_WIRE_MALFORMED_FRAME0', '__Enum__');
 });
 
 t.test('refuses what Python cannot decode: invalid UTF-8, bad timestamps, unhashable keys', async (t) => {
