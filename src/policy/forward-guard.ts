@@ -3,8 +3,9 @@
  * `Scheduler.proxy` forward `msg` to the addresses they are given (§4.5)
  * and, unlike most handlers, dial any address without checking it is a
  * worker; so a non-admin one must look like what the Client API sends:
- *   - broadcast: inner op `run` / `run_coroutine` (Client.run) or `versions`
- *     (Client.get_versions); proxy: `actor_execute` / `actor_attribute`
+ *   - broadcast: inner op `run` / `run_coroutine` (Client.run), `versions`
+ *     (Client.get_versions), `get_story` (Client.story), `restart`
+ *     (2022.12's Client.restart_workers); proxy: `actor_execute` / `actor_attribute`
  *     (Actors reached through the scheduler). Code on workers or nannies is
  *     what a client certificate may run anyway, through ordinary tasks;
  *   - targets (broadcast's `workers`, or the workers on `hosts`; proxy's
@@ -17,7 +18,7 @@ import { normalizeHost } from './pinning.js';
 import type { WorkerDirectory } from './worker-directory.js';
 
 const INNER_OPS: Readonly<Record<string, ReadonlySet<string>>> = {
-  broadcast: new Set(['run', 'run_coroutine', 'versions']),
+  broadcast: new Set(['run', 'run_coroutine', 'versions', 'get_story', 'restart']),
   proxy: new Set(['actor_execute', 'actor_attribute']),
 };
 

@@ -33,7 +33,7 @@ import type { Denial, InspectorFactory, InspectorHooks, PeerInfo, StreamInspecto
 import { MessageBoundaries } from '../wire/boundaries.js';
 import { DROP, FrameParser, type Frame0Sink, type FrameLimits } from '../wire/frame-parser.js';
 import { Frame0Scanner, DEFAULT_SCAN_LIMITS, type OpMap, type OpVisitor, type ScanLimits, type TopShape } from '../wire/ops.js';
-import { errorReply, registerWorkerRefusal, streamStartRefusal } from '../wire/reply.js';
+import { errorReply, feedRefusal, registerWorkerRefusal, streamStartRefusal } from '../wire/reply.js';
 import { wireError } from '../wire/errors.js';
 import { FORWARDING_OPS, forwardProblem } from './forward-guard.js';
 import { ADDRESS_PINNED_OPS, ADDRESS_REQUIRED_OPS, CLIENT_STREAM_OPS, KNOWN_OPS, STREAM_OPENERS, UNPICKLED_ARGUMENTS, WORKER_FIELD_PINNED_OPS, WORKER_STREAM_OPS } from './catalog.js';
@@ -323,6 +323,7 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
     const text = `scheduler-gateway refused ${JSON.stringify(clip(op, 64))} for ${id.role}${id.name ? ` ${id.name}` : ''}: ${denial.detail ?? denial.reason} (${denial.code}, rule ${denial.rule ?? denial.reason})`;
     if (op === STREAM_OPENERS.client) this.#answer = streamStartRefusal(text);
     else if (op === STREAM_OPENERS.worker) this.#answer = registerWorkerRefusal(text, (this.#deps.now ?? (() => Date.now() / 1000))());
+    else if (op === 'feed') this.#answer = feedRefusal(text);
     else if (m.reply) this.#answer = errorReply(text);
     return { denial, polite: true };
   }

@@ -112,13 +112,21 @@ const enum Key {
   Enum,
   Set,
   AsList,
+  Module,
+  ClassName,
 }
 const KEY_NAMES: ReadonlyArray<readonly [Key, string]> = [
   [Key.Op, 'op'], [Key.Address, 'address'], [Key.Worker, 'worker'], [Key.Client, 'client'], [Key.Name, 'name'],
   [Key.Status, 'status'], [Key.Workers, 'workers'], [Key.Hosts, 'hosts'], [Key.Nanny, 'nanny'], [Key.Reply, 'reply'],
   [Key.Msg, 'msg'], [Key.KeyField, 'key'], [Key.Pickled, '__Pickled__'], [Key.Serialized, '__Serialized__'],
-  [Key.Enum, '__Enum__'], [Key.Set, '__Set__'], [Key.AsList, 'as-list'],
+  [Key.Enum, '__Enum__'], [Key.Set, '__Set__'], [Key.AsList, 'as-list'], [Key.Module, '__module__'], [Key.ClassName, '__name__'],
 ];
+/**
+ * The enum members Dask peers put in messages, as module, class, member:
+ * Client.get_metadata's `default=no_default` (since 2024). To decode any
+ * other the scheduler would import a module and look names up in it.
+ */
+const KNOWN_ENUMS: ReadonlySet<string> = new Set(['dask.typing _NoDefault no_default']);
 /** Candidates by byte length, so a key is compared with at most a few names. */
 const KEYS_BY_LENGTH: ReadonlyArray<ReadonlyArray<readonly [Key, Buffer]>> = (() => {
   const out: [Key, Buffer][][] = [];
@@ -266,7 +274,7 @@ export class Frame0Scanner {
       if (pos === FAIL) return FAIL;
       pickled ||= this.#pickled;
       serialized ||= this.#serialized;
-      if (key !== Key.None && key !== Key.AsList) {
+      if (key !== Key.None && key !== Key.AsList && key !== Key.Module && key !== Key.ClassName) {
         if (this.#magic !== null) return this.#fail(wireError('magicField', { field: KEY_NAMES.find(([k]) => k === key)![1], magic: this.#magic, at: keyPath(depth) }));
         if (this.#capture(m, key, valueStart, pos, depth) === FAIL) return FAIL;
       }
@@ -519,6 +527,8 @@ export class Frame0Scanner {
     let magic: Key = Key.None;
     let placeholderAt = -1;
     let setList = false; // "as-list" is an array of hashable values
+    let enumTrue = false;
+    let enumParts: (string | null)[] | null = null; // __module__, __name__, name
     const base = this.#keyStarts.length;
     let keys: Set<string> | null = null;
     for (let i = 0; i < count; i++) {
@@ -543,9 +553,15 @@ export class Frame0Scanner {
       pickled ||= this.#pickled;
       serialized ||= this.#serialized;
       if (key === Key.AsList) setList = !this.#hasMap && this.#kindAt(valueStart) === Kind.Array;
+      else if (key === Key.Enum) enumTrue = this.#kindAt(valueStart) === Kind.True;
+      else if (key === Key.Module || key === Key.ClassName || key === Key.Name) {
+        enumParts ??= [null, null, null];
+        enumParts[key === Key.Module ? 0 : key === Key.ClassName ? 1 : 2] = this.#shortStrAt(valueStart);
+      }
     }
     this.#keyStarts.length = this.#keyEnds.length = base;
-    if (this.#magicProblem(magic, count, placeholderAt, setList) !== null) return FAIL;
+    const enumKnown = enumTrue && count === 4 && enumParts !== null && KNOWN_ENUMS.has(enumParts.join(' '));
+    if (this.#magicProblem(magic, count, placeholderAt, setList, enumKnown) !== null) return FAIL;
     if (magic === Key.Pickled) pickled = true;
     if (magic === Key.Serialized) serialized = true;
     this.#pickled = pickled;
@@ -662,7 +678,7 @@ export class Frame0Scanner {
    * msgpack_decode_default); each is accepted only in the one shape Dask
    * writes, in which Python is sure to decode it.
    */
-  #magicProblem(magic: Key, count: number, placeholderAt: number, setList: boolean): string | null {
+  #magicProblem(magic: Key, count: number, placeholderAt: number, setList: boolean, enumKnown: boolean): string | null {
     switch (magic) {
       case Key.Pickled:
       case Key.Serialized:
@@ -676,12 +692,20 @@ export class Frame0Scanner {
         this.#malformed('a __Set__ map that is not {"__Set__", "as-list": [hashable values]}');
         return 'set';
       case Key.Enum:
-        // The scheduler would import a module to decode it; no Dask peer sends one to the scheduler.
-        this.#malformed('an __Enum__ map');
+        // {"__Enum__": true, "__module__", "__name__", "name"}: the scheduler imports the module to decode it.
+        if (enumKnown) return null;
+        this.#malformed(`an __Enum__ map other than those Dask peers send (${[...KNOWN_ENUMS].join('; ')})`);
         return 'enum';
       default:
         return null;
     }
+  }
+
+  /** The str at pos if it is one of at most maxFieldBytes, else null. */
+  #shortStrAt(pos: number): string | null {
+    this.#header(pos);
+    if (this.#kind !== Kind.Str || this.#count > this.#limits.maxFieldBytes) return null;
+    return this.#buf.toString('utf8', this.#body, this.#body + this.#count);
   }
 
   #kindAt(pos: number): Kind {

@@ -58,6 +58,19 @@ async def observing_from_frames(frames, **kwargs):
 tcp.from_frames = observing_from_frames
 
 
+def failed_resolving_enum(e):
+    """The error came from resolving an __Enum__ map (msgpack_decode_default's import and getattr)."""
+    if not isinstance(e, (AttributeError, ImportError)):
+        return False
+    tb = e.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "msgpack_decode_default" and "__Enum__" in frame.f_locals.get("obj", {}):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def contains(value, kind):
     stack = [value]
     while stack:
@@ -157,7 +170,7 @@ async def read_stream(listener, data):
         except CommClosedError:
             break
         except BaseException as e:  # what the scheduler's comm raises on this stream
-            error = {"at": len(messages), "type": type(e).__name__, "text": str(e)[:300]}
+            error = {"at": len(messages), "type": type(e).__name__, "text": str(e)[:300], "enum": failed_resolving_enum(e)}
             break
         entry = facts(msg)
         entry["f0"] = hashlib.sha1(frame0_seen[0]).hexdigest()

