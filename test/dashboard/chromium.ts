@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createHash, X509Certificate } from 'node:crypto';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserServer } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -19,9 +19,21 @@ export function chromiumAvailable(): boolean {
 }
 
 export function launchChromium(o: { trust?: string } = {}): Promise<Browser> {
-  const args = [...CHROMIUM_FLAGS];
-  if (o.trust !== undefined) args.push(`--ignore-certificate-errors-spki-list=${spkiHash(readFileSync(o.trust, 'utf8'))}`);
-  return chromium.launch({ executablePath: CHROMIUM, args, timeout: 60_000 });
+  return chromium.launch({ executablePath: CHROMIUM, args: flags(o.trust), timeout: 60_000 });
+}
+
+/**
+ * A Chromium the test can kill as the OOM killer would: BrowserServer.kill()
+ * SIGKILLs its whole process group, so the kernel, not the browser, ends
+ * every connection (RST wherever data was still unread).
+ */
+export async function launchKillableChromium(o: { trust?: string } = {}): Promise<{ server: BrowserServer; browser: Browser }> {
+  const server = await chromium.launchServer({ executablePath: CHROMIUM, args: flags(o.trust), timeout: 60_000 });
+  return { server, browser: await chromium.connect(server.wsEndpoint()) };
+}
+
+function flags(trust: string | undefined): string[] {
+  return trust === undefined ? CHROMIUM_FLAGS : [...CHROMIUM_FLAGS, `--ignore-certificate-errors-spki-list=${spkiHash(readFileSync(trust, 'utf8'))}`];
 }
 
 /** base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate, as Chromium's SPKI list wants it. */
