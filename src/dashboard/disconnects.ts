@@ -13,8 +13,8 @@ import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { loggablePath } from './request-target.js';
 
 export type Peer = 'browser' | 'upstream';
-/** connection: between requests; request: before upstream answered; response: while relaying a body; upgrade: before the 101; websocket: after it. */
-export type Stage = 'connection' | 'request' | 'response' | 'upgrade' | 'websocket';
+/** handshake: TLS; connection: between requests; request: before upstream answered; response: while relaying a body; upgrade: before the 101; websocket: after it. */
+export type Stage = 'handshake' | 'connection' | 'request' | 'response' | 'upgrade' | 'websocket';
 
 /** Error codes that mean "the other end is gone", not "the other end is hostile". */
 const PEER_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);

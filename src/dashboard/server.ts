@@ -72,6 +72,8 @@ export class DashboardServer {
   readonly #refusals: Refusals;
   readonly #failures: FailureLimiter;
   readonly #gone: Disconnects;
+  /** Connections past the TLS handshake. */
+  readonly #secured = new WeakSet<Socket>();
   #health: { at: number; reachable: boolean } = { at: -Infinity, reachable: false };
 
   constructor(o: DashboardServerOptions) {
@@ -96,8 +98,11 @@ export class DashboardServer {
     });
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#onUpgrade(req, socket, head));
+    this.server.on('secureConnection', (socket: Socket) => this.#secured.add(socket));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      // A browser closed or killed mid-handshake is a disconnect; anything else the handshake refuses is a refusal.
+      if (isPeerGone(err)) return this.#browserGone(socket, err);
       this.#refusals.record(undefined, 'tls_handshake', 0, { error: err.code ?? err.message }, socket.remoteAddress);
     });
   }
@@ -285,10 +290,17 @@ export class DashboardServer {
     });
   }
 
+  /**
+   * Reported on 'close' (Node emits the error first), so that an in-flight
+   * response reports the same end first, with its own stage.
+   */
+  #browserGone(socket: Socket, err: NodeJS.ErrnoException): void {
+    socket.once('close', () => this.#gone.note(socket, 'browser', this.#secured.has(socket) ? 'connection' : 'handshake', err));
+  }
+
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     if (isPeerGone(err)) {
-      // On 'close', after an in-flight response (if any) has reported the same end with its own stage.
-      socket.once('close', () => this.#gone.note(socket, 'browser', 'connection', err));
+      this.#browserGone(socket, err);
       return void socket.destroy();
     }
     const code = err.code ?? '';

@@ -7,7 +7,8 @@
  */
 import t, { type Test } from 'tap';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { createHash } from 'node:crypto';
 import { numOpenSockets } from '../../src/dashboard/proxy.js';
 import { startTestDashboard, waitFor, type TestDashboard } from './harness.js';
@@ -66,6 +67,18 @@ async function startMisbehaving(t: { teardown(fn: () => unknown): void }): Promi
     server.close(() => r());
   }));
   return { port: (server.address() as { port: number }).port, sockets };
+}
+
+/** The first flight of a real TLS client (its ClientHello), captured from a local listener. */
+async function clientHello(): Promise<Buffer> {
+  const server = createNetServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const hello = new Promise<Buffer>((resolve) => server.once('connection', (s) => s.once('data', (b: Buffer) => { resolve(b); s.destroy(); })));
+  const c = tlsConnect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, servername: 'localhost' });
+  c.on('error', () => {});
+  const b = await hello;
+  server.close();
+  return b;
 }
 
 async function disconnects(d: TestDashboard, peer: string, stage: string): Promise<number> {
@@ -169,6 +182,20 @@ t.test('a keep-alive connection reset between requests is a debug line, not a re
   c.reset();
   await waitFor(async () => (await disconnects(d, 'browser', 'connection')) === 1, { what: 'browser/connection counted' });
   t.same(noisyLines(d), []);
+});
+
+t.test('a browser that resets during the TLS handshake is a disconnect, not a refused handshake', async (t) => {
+  const { d } = await setup(t);
+  const tcp = connect({ host: '127.0.0.1', port: d.port });
+  tcp.on('error', () => {});
+  await new Promise((r) => tcp.once('connect', r));
+  tcp.write(await clientHello());
+  // The server's first flight: it now waits for our Finished, which never comes.
+  await new Promise((r) => tcp.once('data', r));
+  tcp.resetAndDestroy();
+  await waitFor(async () => (await disconnects(d, 'browser', 'handshake')) === 1, { what: 'browser/handshake counted' });
+  t.same(noisyLines(d), []);
+  t.equal(await d.refusals('tls_handshake'), 0);
 });
 
 t.test('200 browsers resetting live WebSockets: 200 counts, no error storm, nothing left open', async (t) => {
