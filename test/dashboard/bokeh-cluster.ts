@@ -8,7 +8,7 @@
 import { request } from 'node:http';
 import { TokenStore, type Scope } from '../../src/tokens/store.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
-import { DASK_2026, freePort, requireDask, startScheduler, type DaskProcess, type TlsFiles } from '../helpers/dask.js';
+import { DASK_2026, freePort, requireDask, startScheduler, type DaskProcess, type DaskVersion, type TlsFiles } from '../helpers/dask.js';
 
 export interface BokehCluster {
   readonly cluster: TestCluster;
@@ -21,9 +21,16 @@ export interface BokehCluster {
   revoke(id: string): void;
 }
 
-/** Dask 2026.7.1 is installed; otherwise the file fails under CI and is a visible skip elsewhere. */
-export function bokehDaskAvailable(t: { fail(m: string): unknown; pass(m: string, extra: { skip: string }): unknown }): boolean {
-  return requireDask({ fail: (m) => t.fail(m), skip: (m) => t.pass(m, { skip: m }) }, DASK_2026);
+type Reporter = { fail(m: string): unknown; pass(m: string, extra: { skip: string }): unknown };
+
+/** requireDask for a tap test (whose skip() starts a subtest): fails under CI, a visible skip elsewhere. */
+export function daskVersionAvailable(t: Reporter, v: DaskVersion): boolean {
+  return requireDask({ fail: (m) => t.fail(m), skip: (m) => t.pass(m, { skip: m }) }, v);
+}
+
+/** Dask 2026.7.1, the version with Bokeh, is installed. */
+export function bokehDaskAvailable(t: Reporter): boolean {
+  return daskVersionAvailable(t, DASK_2026);
 }
 
 export const files = (i: { caPath: string; certPath: string; keyPath: string }): TlsFiles => ({ ca: i.caPath, cert: i.certPath, key: i.keyPath });
