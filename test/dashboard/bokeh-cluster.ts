@@ -8,7 +8,7 @@
 import { request } from 'node:http';
 import { TokenStore, type Scope } from '../../src/tokens/store.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
-import { DASK_2026, freePort, requireDask, startScheduler, type DaskProcess, type DaskVersion, type TlsFiles } from '../helpers/dask.js';
+import { DASK_2026, freePort, startScheduler, type DaskProcess, type TlsFiles } from '../helpers/dask.js';
 
 export interface BokehCluster {
   readonly cluster: TestCluster;
@@ -19,18 +19,6 @@ export interface BokehCluster {
   token(name: string, scope?: Scope): { token: string; id: string };
   /** Revokes as `tokens revoke` in another process would. */
   revoke(id: string): void;
-}
-
-type Reporter = { fail(m: string): unknown; pass(m: string, extra: { skip: string }): unknown };
-
-/** requireDask for a tap test (whose skip() starts a subtest): fails under CI, a visible skip elsewhere. */
-export function daskVersionAvailable(t: Reporter, v: DaskVersion): boolean {
-  return requireDask({ fail: (m) => t.fail(m), skip: (m) => t.pass(m, { skip: m }) }, v);
-}
-
-/** Dask 2026.7.1, the version with Bokeh, is installed. */
-export function bokehDaskAvailable(t: Reporter): boolean {
-  return daskVersionAvailable(t, DASK_2026);
 }
 
 export const files = (i: { caPath: string; certPath: string; keyPath: string }): TlsFiles => ({ ca: i.caPath, cert: i.certPath, key: i.keyPath });

@@ -13,9 +13,9 @@ import { mkdirSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page, WebSocket as PageSocket } from 'playwright-core';
-import { DASK_2026, clientPrelude, runClient, startWorker, stopAll, waitFor } from '../helpers/dask.js';
+import { DASK_2026, clientPrelude, requireDask, runClient, startWorker, stopAll, waitFor } from '../helpers/dask.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { bokehDaskAvailable, bokehUpgradeStatus, files, startBokehCluster, type BokehCluster } from './bokeh-cluster.js';
+import { bokehUpgradeStatus, files, startBokehCluster, type BokehCluster } from './bokeh-cluster.js';
 import { chromiumAvailable, launchChromium } from './chromium.js';
 
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/dashboard/', import.meta.url));
@@ -57,7 +57,7 @@ function taskStreamNames(page: Page): Promise<string[]> {
 
 if (!chromiumAvailable()) {
   t.fail('chromium is required (scripts/test-packages.txt)');
-} else if (bokehDaskAvailable(t)) {
+} else if (requireDask(t, DASK_2026)) {
   t.teardown(stopAll);
   let bc: BokehCluster;
   let gw: TestGateway;

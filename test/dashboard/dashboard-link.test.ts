@@ -14,8 +14,8 @@ import YAML from 'yaml';
 import { runCerts, fingerprint } from '../pki/cli-harness.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway } from '../helpers/gateway.js';
-import { DASK_VERSIONS, freePort, runClient, startScheduler, stopAll } from '../helpers/dask.js';
-import { daskVersionAvailable } from './bokeh-cluster.js';
+import { DASK_VERSIONS, freePort, requireDask, runClient, startScheduler, stopAll } from '../helpers/dask.js';
+
 import { setDashboardLink } from '../../src/pki/bundle.js';
 import { ensureDevelopmentPki } from '../../src/supervisor/dev-pki.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -91,7 +91,7 @@ t.test('the embedded quick start\'s client bundle is pointed at the port 8787 re
   t.equal(setDashboardLink(dev.client.yamlPath, 'https://{host}:41234/status'), false, 'a second start on the same port writes nothing');
 });
 
-for (const v of DASK_VERSIONS.filter((v) => daskVersionAvailable(t, v))) t.test(`a Python client configured by the bundle alone shows the gateway's dashboard link, and it opens (Dask ${v.id})`, async (t) => {
+for (const v of DASK_VERSIONS.filter((v) => requireDask(t, v))) t.test(`a Python client configured by the bundle alone shows the gateway's dashboard link, and it opens (Dask ${v.id})`, async (t) => {
   const c = await makeTestCluster();
   t.teardown(() => c.cleanup());
   const cwd = workspace(t);

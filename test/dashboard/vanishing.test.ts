@@ -11,9 +11,9 @@
 import t from 'tap';
 import { request as httpsRequest } from 'node:https';
 import type { Page } from 'playwright-core';
-import { DASK_2026, clientPrelude, runClient, spawnDaskScript, startWorker, stopAll, waitFor } from '../helpers/dask.js';
+import { DASK_2026, clientPrelude, requireDask, runClient, spawnDaskScript, startWorker, stopAll, waitFor } from '../helpers/dask.js';
 import { metricValue, spawnGatewayChild, type GatewayChild } from '../hardening/child.js';
-import { bokehDaskAvailable, files, startBokehCluster, type BokehCluster } from './bokeh-cluster.js';
+import { files, startBokehCluster, type BokehCluster } from './bokeh-cluster.js';
 import { chromiumAvailable, launchKillableChromium } from './chromium.js';
 import { getRequest, rawClient, upgradeRequest } from './raw-client.js';
 
@@ -95,7 +95,7 @@ async function resetSocketsDuring(port: number, ca: string, origin: string, toke
 
 if (!chromiumAvailable()) {
   t.fail('chromium is required (scripts/test-packages.txt)');
-} else if (bokehDaskAvailable(t)) {
+} else if (requireDask(t, DASK_2026)) {
   t.teardown(stopAll);
 
   t.test(`${ROUNDS} rounds of browsers and sockets vanishing mid-exchange: the gateway, 8786, 8787 and its worker carry on`, async (t) => {
