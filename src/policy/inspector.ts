@@ -136,7 +136,7 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
   fromPeer(chunk: Buffer, up: Buffer[], down: Buffer[]): Denial | null {
     if (this.#denial !== null) return this.#denial;
     const r = this.#parser.push(chunk, up);
-    if (this.#answers.length > 0 && this.#awaiting === 0 && this.#downstream.atBoundary) this.#takeAnswers(down);
+    if (this.#answers.length > 0 && this.#canAnswer()) this.#takeAnswers(down);
     if (r === null) return null;
     this.#denial = r instanceof GatewayError ? this.#wireDenial(r) : r;
     return this.#denial;
@@ -159,6 +159,11 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
     }
     if (written < chunk.length) down.push(written === 0 ? chunk : chunk.subarray(written));
     return null;
+  }
+
+  /** Between two messages from the scheduler, its handshake gone by, every forwarded request answered. */
+  #canAnswer(): boolean {
+    return this.#downstreamStarted && this.#awaiting === 0 && this.#downstream.atBoundary;
   }
 
   #takeAnswers(down: Buffer[]): void {

@@ -279,8 +279,14 @@ function decodeAll(stream: Buffer): unknown[] {
   return out;
 }
 
+/** The scheduler's handshake, which any answer of the gateway's must follow. */
+function greet(h: Harness): Harness {
+  h.insp.fromScheduler(msg(HANDSHAKE), []);
+  return h;
+}
+
 t.test('a refused request is dropped whole and answered with an error naming the gateway, the op and the rule; the connection goes on', async (t) => {
-  const h = harness('client', { name: 'bob' });
+  const h = greet(harness('client', { name: 'bob' }));
   const fed = feed(h, [msg(HANDSHAKE), msg({ op: 'run_function', function: Buffer.from('evil'), reply: true }), msg({ op: 'identity', reply: true })]);
   t.equal(fed.closed, null, 'not closed');
   t.same(fed.up, Buffer.concat([msg(HANDSHAKE), msg({ op: 'identity', reply: true })]), 'the scheduler never saw run_function');
@@ -310,13 +316,13 @@ t.test('the answer to a pipelined refused request waits for the replies to the r
 });
 
 t.test('refused registrations get the answer their caller reads; reply: false gets none', async (t) => {
-  const c = harness('worker', { settings: { workerClientOps: false } });
+  const c = greet(harness('worker', { settings: { workerClientOps: false } }));
   const [ss] = decodeAll(feed(c, [msg(HANDSHAKE), msg({ op: 'register-client', client: 'Client-1', reply: false })]).down) as unknown[][];
   t.match(ss, [{ op: 'stream-start', error: /refused "register-client"/ }], 'register-client: stream-start with error (the Client raises ImportError)');
-  const w = harness('client');
+  const w = greet(harness('client'));
   const [reg] = decodeAll(feed(w, [msg(HANDSHAKE), msg({ op: 'register-worker', address: 'tls://127.0.0.1:1', reply: false })]).down) as Record<string, unknown>[];
   t.match(reg, { status: 'error', message: /refused "register-worker"/, time: 1_700_000_000 }, 'register-worker: a registration error with time');
-  const q = harness('client');
+  const q = greet(harness('client'));
   const fed = feed(q, [msg(HANDSHAKE), msg({ op: 'terminate', reply: false })]);
   t.equal(fed.down.length, 0, 'no answer to a request that expects none');
   t.equal(q.refused.length, 1, 'but it is still reported');
@@ -358,4 +364,13 @@ t.test('forwards a canonical prelude: a short L (2023.11+ writers) is rewritten 
   t.equal(forwarded.length, short.length, 'same size');
   t.equal(Number(forwarded.readBigUInt64LE(0)), forwarded.length - 8, 'L = everything after it');
   t.same(forwarded.subarray(8), short.subarray(8), 'the rest unchanged');
+});
+
+t.test("an answer never overtakes the scheduler's handshake", async (t) => {
+  const h = harness('client');
+  const fed = feed(h, [Buffer.concat([msg(HANDSHAKE), msg({ op: 'terminate', reply: true })])]);
+  t.equal(fed.down.length, 0, 'held while the scheduler has said nothing');
+  const down: Buffer[] = [];
+  h.insp.fromScheduler(msg({ compression: null, python: [3, 11, 2], 'pickle-protocol': 5 }), down);
+  t.match(decodeAll(Buffer.concat(down)), [{ 'pickle-protocol': 5 }, { status: 'uncaught-error' }], 'handshake first, then the answer');
 });
