@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { Denial } from './inspector.js';
 
 export interface ConnectionFacts {
   readonly conn: string;
@@ -41,6 +42,11 @@ export class ConnectionAudit {
     const fields = { port: 8786, ...facts(c), reason, bytes_in: stats.bytesIn, bytes_out: stats.bytesOut, duration_ms: stats.durationMs, ...detail };
     if (reason === 'revoked' || reason === 'expired' || reason === 'policy_denied' || reason === 'drain' || reason === 'idle_timeout') this.#log.audit('connection_closed', fields);
     else this.#log.info('connection_closed', fields);
+  }
+
+  /** A request refused and answered in Dask's words (the connection goes on); one line per refusal. */
+  requestRefused(c: ConnectionFacts, d: Denial): void {
+    this.#log.audit('request_refused', { port: 8786, ...facts(c), code: d.code, denial: d.reason, ...(d.op ? { op: d.op } : {}), ...(d.rule ? { rule: d.rule } : {}), ...(d.detail ? { detail: d.detail } : {}) });
   }
 
   /** A peer that did not speak TLS: logged with what it spoke instead. */

@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayContext } from '../gateway/context.js';
 import type { LiveSession } from '../gateway/sessions.js';
 import type { ConnectionAudit, ConnectionFacts } from './audit.js';
-import type { InspectorFactory, PeerInfo } from './inspector.js';
+import type { Denial, InspectorFactory, PeerInfo } from './inspector.js';
 import { pipeBoth } from './pipe.js';
 import { peerCertificateDer } from '../pki/peer-certificate.js';
 
@@ -53,14 +53,25 @@ export class ForwardedConnection {
     if (args.idleTimeoutMs > 0) {
       this.#peer.setTimeout(args.idleTimeoutMs, () => this.cut('idle_timeout'));
     }
-    pipeBoth(this.#peer, this.#upstream, args.inspector?.(args.peerInfo), args.closeDeadlineMs, {
+    const hooks = { refused: (d: Denial) => this.#refused(d) };
+    pipeBoth(this.#peer, this.#upstream, args.inspector?.(args.peerInfo, hooks), args.closeDeadlineMs, {
       onDenied: (d, direction) => {
         this.#cut ??= 'policy_denied';
         this.#denial = { code: d.code, denial: d.reason, direction, ...(d.op ? { op: d.op } : {}), ...(d.rule ? { rule: d.rule } : {}), ...(d.detail ? { detail: d.detail } : {}) };
-        this.#ctx.metrics.policyDenialsTotal.inc({ role: this.#facts.role ?? 'unknown', op: d.op ?? 'unknown', rule: d.rule ?? d.reason });
+        this.#countDenial(d);
       },
       onClosed: (why) => this.#finish(why),
     });
+  }
+
+  /** A request refused and answered in Dask's words; the connection goes on. */
+  #refused(d: Denial): void {
+    this.#countDenial(d);
+    this.#audit.requestRefused(this.#facts, d);
+  }
+
+  #countDenial(d: Denial): void {
+    this.#ctx.metrics.policyDenialsTotal.inc({ role: this.#facts.role ?? 'unknown', op: d.op ?? 'unknown', rule: d.rule ?? d.reason });
   }
 
   get serial(): string | undefined {

@@ -2,8 +2,10 @@
  * Full-duplex forwarding between an authenticated peer and its upstream
  * connection. Without an inspector it is two stream.pipe() calls: Node moves
  * the chunks, backpressure is pipe's, and nothing is allocated per chunk.
- * With an inspector every chunk is shown to it first; one handler per
- * direction is bound once per connection, never per chunk.
+ * With an inspector every chunk goes through it and what it returns is
+ * written instead: to the scheduler what it forwards, to the peer the
+ * scheduler's bytes plus any answer the gateway gives in the scheduler's
+ * place. One handler per direction is bound once per connection.
  *
  * End of stream on one side half-closes the other (FIN after FIN), then a
  * close deadline bounds how long the other direction may linger. An error
@@ -64,17 +66,46 @@ export function pipeBoth(peer: Socket, upstream: Socket, inspector: StreamInspec
     upstream.pipe(peer);
     return;
   }
-  forwardInspected(peer, upstream, (c) => inspector.fromPeer(c), (d) => { hooks.onDenied(d, 'in'); destroyBoth(); });
-  forwardInspected(upstream, peer, (c) => inspector.fromScheduler(c), (d) => { hooks.onDenied(d, 'out'); destroyBoth(); });
+  const deny = (d: Denial, direction: 'in' | 'out') => {
+    hooks.onDenied(d, direction);
+    destroyBoth();
+  };
+  // One pair of output lists per connection, reused for every chunk.
+  const up: Buffer[] = [];
+  const down: Buffer[] = [];
+  const toPeer: Buffer[] = [];
+  peer.on('data', (chunk: Buffer) => {
+    const denial = inspector.fromPeer(chunk, up, toPeer);
+    if (denial) {
+      up.length = toPeer.length = 0;
+      return deny(denial, 'in');
+    }
+    if (toPeer.length > 0) writeAll(peer, toPeer);
+    if (up.length > 0 && !writeAll(upstream, up)) peer.pause();
+  });
+  upstream.on('data', (chunk: Buffer) => {
+    const denial = inspector.fromScheduler(chunk, down);
+    if (denial) {
+      down.length = 0;
+      return deny(denial, 'out');
+    }
+    if (!writeAll(peer, down)) upstream.pause();
+  });
+  upstream.on('drain', () => peer.resume());
+  peer.on('drain', () => upstream.resume());
+  peer.on('end', () => upstream.end());
+  upstream.on('end', () => peer.end());
 }
 
-function forwardInspected(src: Socket, dst: Socket, check: (chunk: Buffer) => Denial | null, deny: (d: Denial) => void): void {
-  const resume = () => src.resume();
-  dst.on('drain', resume);
-  src.on('data', (chunk: Buffer) => {
-    const denial = check(chunk);
-    if (denial) return deny(denial);
-    if (!dst.write(chunk)) src.pause();
-  });
-  src.on('end', () => dst.end());
+/** Writes and empties bufs; several go out as one writev. Returns false under backpressure. */
+function writeAll(dst: Socket, bufs: Buffer[]): boolean {
+  let ok = true;
+  if (bufs.length === 1) ok = dst.write(bufs[0]!);
+  else {
+    dst.cork();
+    for (const b of bufs) ok = dst.write(b);
+    dst.uncork();
+  }
+  bufs.length = 0;
+  return ok;
 }

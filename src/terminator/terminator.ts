@@ -26,7 +26,9 @@ import { ForwardedConnection } from './forwarded.js';
 import type { InspectorFactory } from './inspector.js';
 import type { Identity } from '../pki/identity.js';
 import { FailedHandshakeLimiter } from './rate-limit.js';
-import { DASK_LISTENER_HANDSHAKE, HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
+import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
+import { refuseDaskPeer } from './dask-refusal.js';
+import { LISTENER_HANDSHAKE } from '../wire/reply.js';
 import { secureContextOptions, serverOptions } from './tls-options.js';
 import { dialUpstream, UpstreamUnavailable } from './upstream.js';
 
@@ -72,6 +74,10 @@ const EXPIRY_TICK_MS = 1_000;
  * client whose event loop stalled between connect and ClientHello.
  */
 const DASK_PROBE_AFTER_MS = 5_000;
+
+const PLAINTEXT_DASK_REFUSAL =
+  'scheduler-gateway refused this connection (plaintext_dask): this port speaks Dask over mutual TLS. Connect to tls://HOST:PORT, ' +
+  'not tcp://, with a client certificate: Security(tls_ca_file=..., tls_client_cert=..., tls_client_key=..., require_encryption=True)';
 
 export async function startTerminator(ctx: GatewayContext, opts: TerminatorOptions): Promise<Terminator> {
   const t = new TerminatorServer(ctx, opts);
@@ -178,10 +184,16 @@ class TerminatorServer implements Terminator {
 
   #sniff(p: Pending): void {
     let seen: Buffer | undefined;
+    let probed = false;
+    // A Dask connector reads before it writes (dask-wire.md §2.1), so a plaintext tcp:// client is silent
+    // while a TLS client speaks at once: to a silent peer we say what a Dask listener says first.
     // Timers run before pending reads in a loop turn: on a lagging event loop a ClientHello that already arrived
     // would get the plaintext probe written into it. setImmediate lets the poll phase read it first.
     const probe = setTimeout(() => setImmediate(() => {
-      if (!seen && !p.settled && !p.raw.destroyed) p.raw.write(DASK_LISTENER_HANDSHAKE);
+      if (!seen && !p.settled && !p.raw.destroyed) {
+        probed = true;
+        p.raw.write(LISTENER_HANDSHAKE);
+      }
     }), Math.min(DASK_PROBE_AFTER_MS, this.#opts.handshakeTimeoutMs / 2));
     p.raw.once('close', () => clearTimeout(probe));
     const onData = (chunk: Buffer) => {
@@ -204,6 +216,9 @@ class TerminatorServer implements Terminator {
       if (spoke === 'http') {
         p.raw.end(HTTP_EXPLANATION);
         setTimeout(() => p.raw.destroy(), 1_000).unref();
+      } else if (spoke === 'dask_plaintext') {
+        // Answered in Dask's framing, so the tcp:// caller's Python raises with the reason.
+        void refuseDaskPeer(p.raw, { text: PLAINTEXT_DASK_REFUSAL, handshakeSent: probed, initial: seen, timeoutMs: this.#opts.handshakeTimeoutMs });
       } else {
         p.raw.destroy();
       }

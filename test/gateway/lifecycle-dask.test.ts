@@ -257,7 +257,7 @@ function servedSerial(gw: TestGateway, id: TlsFiles): Promise<string> {
 }
 
 if (requireDask(t, DASK_2026)) {
-  eachDaskVersion<Test>(t, 'renewal and a whole CA rotation under a running computation', async (t, v) => {
+  eachDaskVersion(t, 'renewal and a whole CA rotation under a running computation', async (t, v) => {
     const started = Date.now();
     await lifecycle(t, v);
     t.comment(`Dask ${v.id}: wall time of the whole test ${((Date.now() - started) / 1000).toFixed(1)} s`);
