@@ -11,7 +11,7 @@ import { common, DIR_HELP, JSON_HELP, PASS_HELP, passphrase, report, required, s
 import { listCertificates } from './certs-list.js';
 import type { Flags } from '../config/load.js';
 import { pkiError } from '../pki/errors.js';
-import { checkOutDir, writeBundle, type BundleFiles } from '../pki/bundle.js';
+import { bundleSettings, checkOutDir, writeBundle, type BundleFiles } from '../pki/bundle.js';
 import { refreshBundleTrust, type BundleTrustResult } from '../pki/bundle-trust.js';
 import { renewable, renewCertificate } from '../pki/renew.js';
 import { beginRotation, finishRotation, switchRotation, type StepResult } from '../pki/rotation.js';
@@ -32,7 +32,8 @@ export const LIFECYCLE_SUBS: Record<string, Sub> = {
     usage: `usage: scheduler-gateway certs renew --name NAME [--days N] [--out DIR] [--revoke-previous] [--json] [--dir DIR]
 
 A new key and certificate (new serial) for the identity NAME stands for: same role, name and cluster.
-Leaves are issued by the current issuing CA and their bundle is written as certs issue writes it;
+Leaves are issued by the current issuing CA and their bundle is written as certs issue writes it,
+with the gateway host, credentials port and dashboard link the previous bundle was issued with;
 --name gateway replaces the gateway's own certificate, which a running gateway serves within a
 second without dropping a connection. The previous certificate stays valid until it expires.
 
@@ -139,8 +140,10 @@ async function runRenew(flags: Flags, dir: string, io: CliIo): Promise<number> {
     throw pkiError('usage', { message: `certs renew needs --out: '${name}' was issued before bundle directories were recorded` });
   }
   const outDir = bundleDir === undefined ? undefined : checkOutDir(resolve(io.cwd, bundleDir));
+  const settings = current.bundle === undefined ? { options: {} } : bundleSettings(current.bundle, name, current.role);
   const r = await renewCertificate({ dir, passphrase: pass, name, ...(days !== undefined ? { days } : {}), revokePrevious: flags['revoke-previous'] === true, ...(outDir ? { bundle: outDir } : {}) });
-  const files = outDir ? writeBundle(outDir, r.issued) : undefined;
+  const issued = settings.gatewayHost !== undefined ? { ...r.issued, gatewayHost: settings.gatewayHost } : r.issued;
+  const files = outDir ? writeBundle(outDir, issued, undefined, settings.options) : undefined;
   const revoked = r.crlNumber !== undefined;
   report(flags, io, {
     renewed: { serial: r.entry.serial, role: r.entry.role, name, uri: r.entry.uri, notAfter: r.entry.notAfter, caSerial: r.entry.caSerial },

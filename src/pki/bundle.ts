@@ -96,6 +96,42 @@ export function writeBundle(outDir: string, issued: IssuedCertificate, p12Passwo
   return files;
 }
 
+/** What `certs issue` was told for a bundle beyond the certificate (--gateway-host, --credentials-port, --dashboard-*). */
+export interface BundleSettings {
+  readonly gatewayHost?: string;
+  readonly options: BundleOptions;
+}
+
+/**
+ * The settings an earlier bundle of identity `name` was written with, read
+ * back from its files so that a renewal rewrites the bundle as it was issued;
+ * whatever is missing or unreadable falls back to the defaults.
+ */
+export function bundleSettings(outDir: string, name: string, role: string): BundleSettings {
+  const files = bundlePaths(outDir, name, false, role);
+  const yaml = readOptional(files.yamlPath, (text) => YAML.parse(text) as { 'scheduler-address'?: unknown; distributed?: { dashboard?: { link?: unknown } } });
+  const url = files.awsConfigPath === undefined ? undefined
+    : readOptional(files.awsConfigPath, (text) => /https:\/\/(\[[^\]]+\]|[^\s:/]+):(\d+)\/v1\/credentials\/aws/.exec(text));
+  const address = typeof yaml?.['scheduler-address'] === 'string' ? /^tls:\/\/(\[[^\]]+\]|[^:]+):\d+$/.exec(yaml['scheduler-address']) : undefined;
+  const host = (address?.[1] ?? url?.[1])?.replace(/^\[(.*)\]$/, '$1');
+  const link = yaml?.distributed?.dashboard?.link;
+  return {
+    ...(host !== undefined && host !== 'GATEWAY_HOST' ? { gatewayHost: host } : {}),
+    options: {
+      ...(url ? { credentialsPort: Number(url[2]) } : {}),
+      ...(typeof link === 'string' ? { dashboardLink: link } : {}),
+    },
+  };
+}
+
+function readOptional<T>(file: string, parse: (text: string) => T): T | undefined {
+  try {
+    return parse(readFileSync(file, 'utf8')) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Which distributed.comm.tls section, and which Security(...) keywords, a role uses. */
 function tlsSection(role: string): 'client' | 'worker' | 'scheduler' {
   return role === 'worker' ? 'worker' : role === 'scheduler' ? 'scheduler' : 'client';

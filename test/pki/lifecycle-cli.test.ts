@@ -100,6 +100,27 @@ t.test('renew a worker: new serial and key, same identity, bundle rewritten wher
   t.match(audit, { serial: r.renewed.serial, previous_serial: oldSerial, role: 'worker', name: 'w1', revoked_previous: false, bundle: out, operator: Object });
 });
 
+t.test('renew rewrites a bundle with the settings it was issued with: gateway host, credentials port, dashboard link', async (t) => {
+  const ws = await workspace(t);
+  const w = join(ws.root, 'bundles', 'w1');
+  const c = join(ws.root, 'bundles', 'alice');
+  await ws.ok(['issue', '--role', 'worker', '--name', 'w1', '--out', w, '--gateway-host', '10.0.0.7', '--credentials-port', '9443']);
+  await ws.ok(['issue', '--role', 'client', '--name', 'alice', '--out', c, '--gateway-host', '10.0.0.7', '--dashboard-url', 'https://{host}:9787/status']);
+  await ws.ok(['issue', '--role', 'client', '--name', 'bob', '--out', join(ws.root, 'bundles', 'bob')]);
+  const before = { aws: pem(join(w, 'w1-aws-config')), yaml: YAML.parse(pem(join(c, 'alice-distributed.yaml'))), readme: pem(join(w, 'w1-README.md')) };
+  await ws.ok(['renew', '--name', 'w1']);
+  await ws.ok(['renew', '--name', 'alice']);
+  await ws.ok(['renew', '--name', 'bob']);
+  t.equal(pem(join(w, 'w1-aws-config')), before.aws, "the worker's AWS config still names 10.0.0.7:9443");
+  t.match(pem(join(w, 'w1-README.md')), /dask worker tls:\/\/10\.0\.0\.7:8786/, "the worker's README still names its gateway host");
+  const yaml = YAML.parse(pem(join(c, 'alice-distributed.yaml')));
+  t.equal(yaml['scheduler-address'], 'tls://10.0.0.7:8786', "the client's scheduler address is kept");
+  t.equal(yaml.distributed.dashboard.link, 'https://{host}:9787/status', 'and its dashboard link');
+  t.same(yaml.distributed.dashboard, before.yaml.distributed.dashboard);
+  const bob = YAML.parse(pem(join(ws.root, 'bundles', 'bob', 'bob-distributed.yaml')));
+  t.same([bob['scheduler-address'], bob.distributed.dashboard.link], ['tls://gw.example.com:8786', 'https://{host}:8787/status'], 'a bundle issued with defaults keeps the defaults');
+});
+
 t.test('renew --revoke-previous revokes it as superseded, in revoked.json and in the CRL', async (t) => {
   const ws = await workspace(t);
   const out = join(ws.root, 'alice');
