@@ -17,7 +17,7 @@ import { errnoText } from './keystore.js';
 import { awsConfigSnippet, AWS_PROFILE, DEFAULT_CREDENTIALS_PORT } from '../credentials/aws-config.js';
 import { TLS_RELOAD_FILE, TLS_RELOAD_PRELOAD } from './dask-preload.js';
 import { splitPemCertificates } from './x509.js';
-import { linkTemplate } from '../dashboard/link.js';
+import { linkTemplate } from './dashboard-link.js';
 import { DASHBOARD_DEFAULT_PORT } from './validity.js';
 
 export const GATEWAY_PORT = 8786;
