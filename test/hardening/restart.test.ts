@@ -25,6 +25,10 @@ import { verify as verifySpoolRecord } from '../../src/telemetry/spool.js';
 import { testReceiver, tempDir } from '../telemetry/helpers.js';
 import { startEcho, startHttpUpstream } from './harness.js';
 import { metricValue, spawnGatewayChild, type GatewayChild } from './child.js';
+import { HANDSHAKE, msg } from '../wire/wire-helpers.js';
+
+/** A Dask handshake: the gateway's inspection holds anything short of a whole message. */
+const PING = msg(HANDSHAKE);
 
 t.setTimeout(300_000);
 
@@ -44,9 +48,9 @@ function spoolFiles(dir: string): Map<string, Buffer> {
 
 function echoOnce(port: number, cluster: TestCluster, creds: { certPem: string; keyPem: string }): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, ca: cluster.caPem, cert: creds.certPem, key: creds.keyPem, servername: 'localhost' }, () => s.write('ping'));
+    const s = tlsConnect({ host: '127.0.0.1', port, ca: cluster.caPem, cert: creds.certPem, key: creds.keyPem, servername: 'localhost' }, () => s.write(PING));
     const timer = setTimeout(() => { s.destroy(); reject(new Error('no echo through 8786')); }, 15_000);
-    s.on('data', (d: Buffer) => { clearTimeout(timer); s.end(); resolve(d.toString()); });
+    s.on('data', (d: Buffer) => { clearTimeout(timer); s.end(); resolve(d.equals(PING) ? 'ping' : d.toString('hex')); });
     s.on('error', (e) => { clearTimeout(timer); reject(e); });
   });
 }
