@@ -1,6 +1,6 @@
 /**
- * `certs renew`, `certs rotate-ca begin|switch|finish`, `certs passphrase`
- * and `certs list`: keeping a cluster's certificates alive past their first
+ * `certs renew`, `certs rotate-ca begin|switch|finish`, `certs passphrase`,
+ * `certs crl` and `certs list`: keeping a cluster's certificates alive past their first
  * year (docs/runbook.md). Parsing and printing only; the work is in src/pki/.
  * Each change appends one line to <dir>/audit.log.
  */
@@ -18,6 +18,7 @@ import { beginRotation, finishRotation, switchRotation, type StepResult } from '
 import { changePassphrase } from '../pki/passphrase-change.js';
 import { NEW_PASSPHRASE_ENV, NEW_PASSPHRASE_FILE_ENV, resolveNewPassphrase } from '../pki/passphrase.js';
 import { requireInitialized } from '../pki/records.js';
+import { crlFreshness, CRL_VALIDITY_DAYS, refreshCrl } from '../pki/revocation.js';
 import { isValidName } from '../pki/identity.js';
 import { DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, parseDays } from '../pki/validity.js';
 import { crashPoint } from '../pki/crash-points.js';
@@ -110,6 +111,20 @@ ${DIR_HELP}
 ${PASS_HELP}
 `,
     run: runPassphrase,
+  },
+  crl: {
+    flags: [...common, JSON_FLAG, PASS],
+    usage: `usage: scheduler-gateway certs crl [--json] [--dir DIR]
+
+Signs crl.pem again now, with the next CRL number and the same revocations: a CRL claims to be
+current for ${CRL_VALIDITY_DAYS} days, and only issue, revoke, renew --revoke-previous and rotate-ca switch
+sign one otherwise. Run it daily from cron or a systemd timer; certs list says when it is due.
+
+${JSON_HELP}
+${DIR_HELP}
+${PASS_HELP}
+`,
+    run: runCrl,
   },
   list: {
     flags: [...common, JSON_FLAG, { flag: 'warn-days' }],
@@ -212,6 +227,18 @@ function stepText(step: 'begin' | 'switch' | 'finish', r: StepResult, dir: strin
 function bundlesText(b: BundleTrustResult): string {
   return b.updated.map((d) => `  CA file updated: ${d}/ca.pem\n`).join('')
     + b.skipped.map((s) => `  not updated (${s.name}): ${s.bundle}: ${s.reason}; copy the state directory's ca.pem there\n`).join('');
+}
+
+async function runCrl(flags: Flags, dir: string, io: CliIo): Promise<number> {
+  requireInitialized(dir);
+  const pass = passphrase(flags, io, dir);
+  const now = new Date();
+  const { crlNumber } = await refreshCrl(dir, pass, { force: true, now });
+  const nextUpdate = crlFreshness(dir, now).nextUpdate?.toISOString();
+  report(flags, io, { crlNumber, thisUpdate: now.toISOString(), nextUpdate },
+    `Signed CRL number ${crlNumber} to ${dir}/crl.pem: current until ${nextUpdate}; a running gateway serves it within a second.\n`);
+  recordChange(dir, 'crl_signed', { crl_number: crlNumber, next_update: nextUpdate }, io);
+  return 0;
 }
 
 async function runPassphrase(flags: Flags, dir: string, io: CliIo): Promise<number> {

@@ -1,6 +1,6 @@
 /**
  * `scheduler-gateway certs init|issue|revoke` (and, from certs-lifecycle.ts,
- * renew|rotate-ca|passphrase|list): the managed per-cluster PKI. Argument
+ * renew|rotate-ca|passphrase|crl|list): the managed per-cluster PKI. Argument
  * parsing and printing only; the work is in src/pki/. Every failure is a
  * GatewayError: one line on stderr, exit code 2, nothing changed.
  */
@@ -88,12 +88,13 @@ ${PASS_HELP}
   ...LIFECYCLE_SUBS,
 };
 
-const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke|renew|rotate-ca|passphrase> [options]
+const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke|crl|renew|rotate-ca|passphrase> [options]
 
   init        create the cluster CA and the gateway certificate
   issue       issue a worker, client, admin or scheduler certificate and its Dask bundle
   list        list the CAs and issued certificates, what expires and what to renew
   revoke      revoke a certificate and publish a new CRL
+  crl         sign the CRL again now (run it daily: it is current for 30 days)
   renew       a new certificate and key for the same identity (also the gateway's own)
   rotate-ca   replace the CA with an overlap: begin, switch, finish (docs/runbook.md)
   passphrase  re-encrypt every key under a new passphrase
@@ -101,7 +102,7 @@ const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke|renew|rota
 Run 'scheduler-gateway certs <subcommand> --help' for its options.
 `;
 
-const USAGE_NAMES = 'init, issue, list, revoke, renew, rotate-ca begin|switch|finish, passphrase';
+const USAGE_NAMES = 'init, issue, list, revoke, crl, renew, rotate-ca begin|switch|finish, passphrase';
 
 const ROTATE_USAGE = `usage: scheduler-gateway certs rotate-ca <begin|switch|finish> [options]
 

@@ -25,6 +25,7 @@ t.test('every subcommand documents exactly its flags under --help', async (t) =>
     'rotate-ca switch': ['--days', '--json', '--dir', '--passphrase-file'],
     'rotate-ca finish': ['--force', '--json', '--dir', '--passphrase-file'],
     passphrase: ['--new-passphrase-file', '--json', '--dir', '--passphrase-file'],
+    crl: ['--json', '--dir', '--passphrase-file'],
   };
   for (const [sub, flags] of Object.entries(want)) {
     const r = await runCerts([...sub.split(' '), '--help'], { cwd });

@@ -13,6 +13,7 @@ import YAML from 'yaml';
 import { runCerts, type CliResult } from './cli-harness.js';
 import { keyEncryption } from '../../src/pki/keystore.js';
 import { loadServerMaterial } from '../../src/pki/server-material.js';
+import { refreshCrl } from '../../src/pki/revocation.js';
 import { serverNames, splitPemCertificates } from '../../src/pki/x509.js';
 
 const PASS = 'lifecycle-passphrase-1';
@@ -374,6 +375,7 @@ t.test('every certs command reads SCHEDULER_GATEWAY_PASSPHRASE_FILE, relative to
   await ws.ok(['issue', '--role', 'worker', '--name', 'wf', '--out', join(ws.root, 'wf')], env);
   await ws.ok(['renew', '--name', 'wf'], env);
   await ws.ok(['revoke', '--name', 'wf'], env);
+  await ws.ok(['crl'], env);
   await ws.ok(['rotate-ca', 'begin'], env);
   const init = await runCerts(['init', '--dir', join(ws.root, 'second'), '--cluster', 'second'], { cwd: ws.root, env });
   t.equal(init.code, 0, init.stderr);
@@ -393,4 +395,51 @@ t.test('list marks what expires within --warn-days, and CAs with less life left 
   await runCerts(['init', '--dir', join(short.root, 's2'), '--cluster', 's2', '--days', '200'], { cwd: short.root, env: { SCHEDULER_GATEWAY_PASSPHRASE: PASS } });
   const l = await runCerts(['list', '--dir', join(short.root, 's2')], { cwd: short.root });
   t.match(l.stdout, /ROTATE: less than 365 days left/);
+});
+
+t.test('certs crl signs the CRL again now; list flags a CRL past half its validity or expired, with the command', async (t) => {
+  const ws = await workspace(t);
+  await ws.ok(['issue', '--role', 'worker', '--name', 'gone', '--out', join(ws.root, 'gone')]);
+  const { serial } = (await ws.json<ListJson>(['list'])).certificates.find((c) => c.name === 'gone')!;
+  await ws.ok(['revoke', '--name', 'gone']);
+  const crlOf = () => (ws.json<{ crl: { state: string; crlNumber?: number; nextUpdate?: string; action?: string } }>(['list'])).then((l) => l.crl);
+  const action = `scheduler-gateway certs crl --dir ${ws.dir}`;
+  t.match(await crlOf(), { state: 'fresh' }, 'just signed');
+  t.notOk((await crlOf()).action);
+  t.match((await ws.ok(['list'])).stdout, /^CRL number \d+: current until \S+$/m);
+
+  // A quiet cluster: nothing signed it for 20, then 31 days.
+  const day = 86_400_000;
+  await refreshCrl(ws.dir, PASS, { force: true, now: new Date(Date.now() - 20 * day) });
+  t.match(await crlOf(), { state: 'stale', action });
+  t.match((await ws.ok(['list'])).stdout, new RegExp(`^CRL number \\d+: PAST HALF its validity until \\S+; sign it again: ${action}$`, 'm'));
+  await refreshCrl(ws.dir, PASS, { force: true, now: new Date(Date.now() - 31 * day) });
+  const expired = await crlOf();
+  t.match(expired, { state: 'expired', action });
+  t.match((await ws.ok(['list'])).stdout, /^CRL number \d+: EXPIRED since \S+; sign it again: /m);
+
+  const before = pem(join(ws.dir, 'crl.pem'));
+  const wrong = await ws.run(['crl'], { SCHEDULER_GATEWAY_PASSPHRASE: 'not-the-passphrase' });
+  t.equal(wrong.code, 2);
+  t.match(wrong.stderr, /GW_PKI_WRONG_PASSPHRASE/);
+  t.equal(pem(join(ws.dir, 'crl.pem')), before, 'a refused crl changes nothing');
+
+  const signed = await ws.json<{ crlNumber: number; thisUpdate: string; nextUpdate: string }>(['crl']);
+  t.equal(signed.crlNumber, expired.crlNumber! + 1, 'the next CRL number');
+  const days = (Date.parse(signed.nextUpdate) - Date.now()) / day;
+  t.ok(days > 29.9 && days <= 30, `current for 30 days from now (${days.toFixed(3)})`);
+  t.match(await crlOf(), { state: 'fresh', crlNumber: signed.crlNumber, nextUpdate: signed.nextUpdate });
+  const text = spawnSync('openssl', ['crl', '-in', join(ws.dir, 'crl.pem'), '-CAfile', join(ws.dir, 'ca.pem'), '-noout', '-text'], { encoding: 'utf8' });
+  t.equal(text.status, 0, 'openssl verifies it against the CA');
+  t.match(text.stdout, new RegExp(`Serial Number: 0*${serial}`, 'i'), 'the revocation is still in it');
+  t.same(JSON.parse(pem(join(ws.dir, 'revoked.json'))).crlNumber, signed.crlNumber, 'revoked.json agrees');
+  t.ok(await loadServerMaterial(ws.dir, PASS), 'the gateway loads the result');
+  t.match((await ws.ok(['crl'])).stdout, new RegExp(`^Signed CRL number ${signed.crlNumber + 1} to ${ws.dir}/crl.pem: current until \\S+`));
+  t.match(ws.audit().filter((l) => l.event === 'crl_signed'), [{ crl_number: signed.crlNumber, next_update: signed.nextUpdate, operator: Object }, { crl_number: signed.crlNumber + 1 }]);
+
+  rmSync(join(ws.dir, 'crl.pem'));
+  t.match(await crlOf(), { state: 'unreadable', action });
+  t.match((await ws.ok(['list'])).stdout, /^CRL: crl.pem is missing or unreadable; sign it again: /m);
+  await ws.ok(['crl']);
+  t.match(await crlOf(), { state: 'fresh' }, 'certs crl writes a missing one');
 });
