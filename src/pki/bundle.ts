@@ -262,7 +262,7 @@ Serial ${issued.serial}, valid from ${issued.notBefore.toISOString()} to ${issue
 | ${issued.name}.pem | this identity's certificate |
 | ${issued.name}-key.pem | its private key, unencrypted (mode 0600): keep it on this machine |
 | ${issued.name}-distributed.yaml | Dask configuration for this identity |
-${files.p12Path !== undefined ? `| ${issued.name}.p12 | certificate, key and CA for a browser (password printed once by certs issue) |\n` : ''}${files.awsConfigPath !== undefined ? `| ${issued.name}-aws-config | AWS config: credential_process fetching short-lived credentials from the gateway |\n` : ''}${files.preloadPath !== undefined ? `| ${TLS_RELOAD_FILE} | Dask preload: the running process follows a renewed certificate and a rotated CA (see the gateway's docs/runbook.md) |\n` : ''}
+${files.p12Path !== undefined ? `| ${issued.name}.p12 | certificate, key and CA for a browser (password printed once by the certs issue or renew that wrote it) |\n` : ''}${files.awsConfigPath !== undefined ? `| ${issued.name}-aws-config | AWS config: credential_process fetching short-lived credentials from the gateway |\n` : ''}${files.preloadPath !== undefined ? `| ${TLS_RELOAD_FILE} | Dask preload: the running process follows a renewed certificate and a rotated CA (see the gateway's docs/runbook.md) |\n` : ''}
 ## Python
 
 \`\`\`python
