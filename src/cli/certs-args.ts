@@ -5,12 +5,13 @@
  * JSON document with --json).
  */
 import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import type { CliIo } from './io.js';
 import type { FlagDecl } from './args.js';
 import type { Flags } from '../config/load.js';
 import { pkiError } from '../pki/errors.js';
-import { resolvePassphrase, PASSPHRASE_ENV, PASSPHRASE_FILE_ENV } from '../pki/passphrase.js';
+import { readPassphraseFile, resolvePassphrase, PASSPHRASE_ENV, PASSPHRASE_FILE_ENV } from '../pki/passphrase.js';
 
 export interface Sub {
   flags: FlagDecl[];
@@ -54,6 +55,25 @@ export function required(flags: Flags, name: string, sub: string): string {
 export function passphrase(flags: Flags, io: CliIo, dir?: string): string {
   const file = str(flags, 'passphrase-file');
   return resolvePassphrase({ env: io.env, cwd: io.cwd, ...(file !== undefined ? { passphraseFile: resolve(io.cwd, file) } : {}), ...(dir ? { dir } : {}) }).passphrase;
+}
+
+export const P12_FILE_HELP = `  --p12-password-file FILE  take the PKCS#12 password from FILE instead of generating one`;
+
+/** A bundle's NAME.p12 password: from --p12-password-file, else generated (and shown once); undefined when no .p12 is written. */
+export interface P12Password {
+  password: string;
+  generated: boolean;
+}
+
+export function p12Password(flags: Flags, io: CliIo, wanted: boolean): P12Password | undefined {
+  const file = str(flags, 'p12-password-file');
+  if (file !== undefined) return { password: readPassphraseFile(resolve(io.cwd, file)), generated: false };
+  return wanted ? { password: randomBytes(15).toString('base64url'), generated: true } : undefined;
+}
+
+/** The line that shows a generated PKCS#12 password, the only time it is ever shown. */
+export function p12PasswordText(p12: P12Password | undefined): string {
+  return p12?.generated ? `PKCS#12 password (shown only now): ${p12.password}\n` : '';
 }
 
 export function table(head: string[], rows: string[][]): string {

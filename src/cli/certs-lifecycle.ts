@@ -1,13 +1,13 @@
 /**
- * `certs renew`, `certs rotate-ca begin|switch|finish`, `certs passphrase`
- * and `certs list`: keeping a cluster's certificates alive past their first
+ * `certs renew`, `certs rotate-ca begin|switch|finish`, `certs passphrase`,
+ * `certs crl` and `certs list`: keeping a cluster's certificates alive past their first
  * year (docs/runbook.md). Parsing and printing only; the work is in src/pki/.
  * Each change appends one line to <dir>/audit.log.
  */
 import { resolve } from 'node:path';
 import type { CliIo } from './io.js';
 import { recordChange } from './record-change.js';
-import { common, DIR_HELP, JSON_HELP, PASS_HELP, passphrase, report, required, str, type Sub } from './certs-args.js';
+import { common, DIR_HELP, JSON_HELP, P12_FILE_HELP, PASS_HELP, p12Password, p12PasswordText, passphrase, report, required, str, type Sub } from './certs-args.js';
 import { listCertificates } from './certs-list.js';
 import type { Flags } from '../config/load.js';
 import { pkiError } from '../pki/errors.js';
@@ -18,6 +18,7 @@ import { beginRotation, finishRotation, switchRotation, type StepResult } from '
 import { changePassphrase } from '../pki/passphrase-change.js';
 import { NEW_PASSPHRASE_ENV, NEW_PASSPHRASE_FILE_ENV, resolveNewPassphrase } from '../pki/passphrase.js';
 import { requireInitialized } from '../pki/records.js';
+import { crlFreshness, CRL_VALIDITY_DAYS, refreshCrl } from '../pki/revocation.js';
 import { isValidName } from '../pki/identity.js';
 import { DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, parseDays } from '../pki/validity.js';
 import { crashPoint } from '../pki/crash-points.js';
@@ -28,12 +29,13 @@ const PASS = { flag: 'passphrase-file' };
 
 export const LIFECYCLE_SUBS: Record<string, Sub> = {
   renew: {
-    flags: [...common, JSON_FLAG, PASS, { flag: 'name' }, DAYS, { flag: 'out' }, { flag: 'revoke-previous', boolean: true }],
-    usage: `usage: scheduler-gateway certs renew --name NAME [--days N] [--out DIR] [--revoke-previous] [--json] [--dir DIR]
+    flags: [...common, JSON_FLAG, PASS, { flag: 'name' }, DAYS, { flag: 'out' }, { flag: 'revoke-previous', boolean: true }, { flag: 'p12-password-file' }],
+    usage: `usage: scheduler-gateway certs renew --name NAME [--days N] [--out DIR] [--revoke-previous] [--p12-password-file FILE] [--json] [--dir DIR]
 
 A new key and certificate (new serial) for the identity NAME stands for: same role, name and cluster.
 Leaves are issued by the current issuing CA and their bundle is written as certs issue writes it,
-with the gateway host, credentials port and dashboard link the previous bundle was issued with;
+with the gateway host, credentials port and dashboard link the previous bundle was issued with,
+and a new NAME.p12 when the previous bundle had one (under a new password, printed once);
 --name gateway replaces the gateway's own certificate, which a running gateway serves within a
 second without dropping a connection. The previous certificate stays valid until it expires.
 
@@ -41,6 +43,7 @@ second without dropping a connection. The previous certificate stays valid until
   --days N                  validity in days (default ${DEFAULT_LEAF_DAYS}, at most the CA's remaining life)
   --out DIR                 where to write the new bundle (default: where the previous one was written)
   --revoke-previous         revoke the previous certificate (reason superseded); its sessions are closed
+${P12_FILE_HELP}
 ${JSON_HELP}
 ${DIR_HELP}
 ${PASS_HELP}
@@ -109,6 +112,20 @@ ${PASS_HELP}
 `,
     run: runPassphrase,
   },
+  crl: {
+    flags: [...common, JSON_FLAG, PASS],
+    usage: `usage: scheduler-gateway certs crl [--json] [--dir DIR]
+
+Signs crl.pem again now, with the next CRL number and the same revocations: a CRL claims to be
+current for ${CRL_VALIDITY_DAYS} days, and only issue, revoke, renew --revoke-previous and rotate-ca switch
+sign one otherwise. Run it daily from cron or a systemd timer; certs list says when it is due.
+
+${JSON_HELP}
+${DIR_HELP}
+${PASS_HELP}
+`,
+    run: runCrl,
+  },
   list: {
     flags: [...common, JSON_FLAG, { flag: 'warn-days' }],
     usage: `usage: scheduler-gateway certs list [--warn-days N] [--json] [--dir DIR]
@@ -140,30 +157,33 @@ async function runRenew(flags: Flags, dir: string, io: CliIo): Promise<number> {
     throw pkiError('usage', { message: `certs renew needs --out: '${name}' was issued before bundle directories were recorded` });
   }
   const outDir = bundleDir === undefined ? undefined : checkOutDir(resolve(io.cwd, bundleDir));
-  const settings = current.bundle === undefined ? { options: {} } : bundleSettings(current.bundle, name, current.role);
+  const settings = current.bundle === undefined ? { options: {}, p12: false } : bundleSettings(current.bundle, name, current.role);
+  if (current.role === 'gateway' && str(flags, 'p12-password-file') !== undefined) throw pkiError('usage', { message: '--p12-password-file does not apply to the gateway: it has no bundle' });
+  const p12 = p12Password(flags, io, settings.p12);
   const r = await renewCertificate({ dir, passphrase: pass, name, ...(days !== undefined ? { days } : {}), revokePrevious: flags['revoke-previous'] === true, ...(outDir ? { bundle: outDir } : {}) });
   const issued = settings.gatewayHost !== undefined ? { ...r.issued, gatewayHost: settings.gatewayHost } : r.issued;
-  const files = outDir ? writeBundle(outDir, issued, undefined, settings.options) : undefined;
+  const files = outDir ? writeBundle(outDir, issued, p12?.password, settings.options) : undefined;
   const revoked = r.crlNumber !== undefined;
   report(flags, io, {
     renewed: { serial: r.entry.serial, role: r.entry.role, name, uri: r.entry.uri, notAfter: r.entry.notAfter, caSerial: r.entry.caSerial },
     previous: { serial: r.previous.serial, notAfter: r.previous.notAfter, revoked, ...(revoked ? { crlNumber: r.crlNumber } : {}) },
     ...(files ? { bundle: files } : {}),
+    ...(p12?.generated ? { p12Password: p12.password } : {}),
     rewrittenKeys: r.rewrittenKeys,
   }, `Renewed ${r.entry.uri}: serial ${r.entry.serial} (was ${r.previous.serial}), valid until ${r.entry.notAfter}, issued by CA ${r.entry.caSerial}.\n`
-    + (files ? bundleText(files) : `  ${dir}/gateway.pem and gateway-key.pem replaced; a running gateway serves the new certificate within a second.\n`)
+    + (files ? bundleText(files) + p12PasswordText(p12) : `  ${dir}/gateway.pem and gateway-key.pem replaced; a running gateway serves the new certificate within a second.\n`)
     + (revoked ? `  The previous certificate is revoked (superseded, CRL number ${r.crlNumber}).\n`
       : `  The previous certificate stays valid until ${r.previous.notAfter} (certs revoke --serial ${r.previous.serial} ends it sooner).\n`)
     + r.rewrittenKeys.map((k) => `  ${k} rewritten with the current key derivation.\n`).join(''));
   recordChange(dir, 'certificate_renewed', {
     serial: r.entry.serial, previous_serial: r.previous.serial, role: r.entry.role, name, uri: r.entry.uri, not_after: r.entry.notAfter,
-    ca_serial: r.entry.caSerial, revoked_previous: revoked, ...(outDir ? { bundle: outDir } : {}), rewritten_keys: r.rewrittenKeys,
+    ca_serial: r.entry.caSerial, revoked_previous: revoked, ...(outDir ? { bundle: outDir, p12: files?.p12Path !== undefined } : {}), rewritten_keys: r.rewrittenKeys,
   }, io);
   return 0;
 }
 
 function bundleText(f: BundleFiles): string {
-  return [f.caPath, f.certPath, `${f.keyPath} (unencrypted, mode 0600)`, f.yamlPath, f.readmePath, f.awsConfigPath, f.preloadPath]
+  return [f.caPath, f.certPath, `${f.keyPath} (unencrypted, mode 0600)`, f.yamlPath, f.readmePath, f.awsConfigPath, f.preloadPath, f.p12Path]
     .filter((p) => p !== undefined).map((p) => `  ${p}\n`).join('');
 }
 
@@ -207,6 +227,18 @@ function stepText(step: 'begin' | 'switch' | 'finish', r: StepResult, dir: strin
 function bundlesText(b: BundleTrustResult): string {
   return b.updated.map((d) => `  CA file updated: ${d}/ca.pem\n`).join('')
     + b.skipped.map((s) => `  not updated (${s.name}): ${s.bundle}: ${s.reason}; copy the state directory's ca.pem there\n`).join('');
+}
+
+async function runCrl(flags: Flags, dir: string, io: CliIo): Promise<number> {
+  requireInitialized(dir);
+  const pass = passphrase(flags, io, dir);
+  const now = new Date();
+  const { crlNumber } = await refreshCrl(dir, pass, { force: true, now });
+  const nextUpdate = crlFreshness(dir, now).nextUpdate?.toISOString();
+  report(flags, io, { crlNumber, thisUpdate: now.toISOString(), nextUpdate },
+    `Signed CRL number ${crlNumber} to ${dir}/crl.pem: current until ${nextUpdate}; a running gateway serves it within a second.\n`);
+  recordChange(dir, 'crl_signed', { crl_number: crlNumber, next_update: nextUpdate }, io);
+  return 0;
 }
 
 async function runPassphrase(flags: Flags, dir: string, io: CliIo): Promise<number> {

@@ -2,7 +2,8 @@
  * `certs list`: the CAs and every issued certificate, with what the
  * operator should do next: certificates expiring within --warn-days, CAs
  * with less life left than a leaf gets, certificates to renew before
- * rotate-ca finish, and keys still on the old key derivation. Read under
+ * rotate-ca finish, keys still on the old key derivation, and a CRL past
+ * half its validity or expired (certs crl re-signs it). Read under
  * the lock so a commit in progress is never seen half done.
  */
 import { existsSync } from 'node:fs';
@@ -12,7 +13,7 @@ import type { Flags } from '../config/load.js';
 import { keyEncryption, readPrivateFile, type KeyEncryption } from '../pki/keystore.js';
 import { normalizeSerial } from '../pki/peer-certificate.js';
 import { readIndex, readState, requireInitialized, statusOf, type IndexEntry, type Rotation } from '../pki/records.js';
-import { readRevokedSerials } from '../pki/revocation.js';
+import { crlFreshness, readRevokedSerials, type CrlFreshness } from '../pki/revocation.js';
 import { stillOnPreviousCa } from '../pki/rotation.js';
 import { readText, statePath, withLock, type StateFile } from '../pki/state-dir.js';
 import { daysLeft, DEFAULT_LEAF_DAYS, parseDays } from '../pki/validity.js';
@@ -57,6 +58,7 @@ export async function listCertificates(flags: Flags, dir: string, io: CliIo): Pr
   const now = new Date();
   const snap = await withLock(dir, () => ({
     state: readState(dir), index: readIndex(dir), revoked: readRevokedSerials(dir), trustPem: readText(statePath(dir, 'caCert')),
+    crl: crlFreshness(dir, now),
     keys: KEY_FILES.filter((f) => existsSync(statePath(dir, f))).map((f) => ({ file: statePath(dir, f), text: readPrivateFile(statePath(dir, f)) })),
   }));
   const rotation = snap.state.rotation;
@@ -66,8 +68,9 @@ export async function listCertificates(flags: Flags, dir: string, io: CliIo): Pr
   const waiting = new Set(rotation ? stillOnPreviousCa(snap.index.certificates, rotation.previousCaSerial, now).map((e) => e.serial) : []);
   const certs = snap.index.certificates.map((e) => certRow(e, { revoked: snap.revoked, trusted, now, warnDays, waiting, ...(onlyCa ? { onlyCa } : {}) }));
   const keys = snap.keys.map((k) => ({ file: k.file, ...keyEncryption(k.text, k.file) }));
-  report(flags, io, { warnDays, cas, ...(rotation ? { rotation } : {}), certificates: certs, keys },
-    caTable(cas) + rotationText(rotation, waiting.size) + '\n' + certTable(certs) + keysText(keys));
+  const crl = crlRow(snap.crl, dir);
+  report(flags, io, { warnDays, cas, ...(rotation ? { rotation } : {}), crl, certificates: certs, keys },
+    caTable(cas) + rotationText(rotation, waiting.size) + '\n' + certTable(certs) + '\n' + crlText(crl) + keysText(keys));
   return 0;
 }
 
@@ -122,6 +125,31 @@ function rotationText(r: Rotation | undefined, waiting: number): string {
   const next = r.phase === 'begun' ? 'renew what is marked, restart those peers, then certs rotate-ca switch'
     : waiting > 0 ? 'renew what is marked, then certs rotate-ca finish' : 'certs rotate-ca finish';
   return `CA rotation ${r.phase} (begun ${r.begunAt}): ${waiting} certificate(s) to renew before finish; next: ${next}.\n`;
+}
+
+interface CrlRow {
+  state: CrlFreshness['state'];
+  crlNumber?: number;
+  thisUpdate?: string;
+  nextUpdate?: string;
+  /** What to run when the CRL is not fresh. */
+  action?: string;
+}
+
+function crlRow(f: CrlFreshness, dir: string): CrlRow {
+  return {
+    state: f.state,
+    ...(f.crlNumber !== undefined ? { crlNumber: f.crlNumber } : {}),
+    ...(f.thisUpdate ? { thisUpdate: f.thisUpdate.toISOString() } : {}),
+    ...(f.nextUpdate ? { nextUpdate: f.nextUpdate.toISOString() } : {}),
+    ...(f.state !== 'fresh' ? { action: `scheduler-gateway certs crl --dir ${dir}` } : {}),
+  };
+}
+
+function crlText(c: CrlRow): string {
+  const what = { fresh: 'current', stale: 'PAST HALF its validity', expired: 'EXPIRED', unreadable: '' }[c.state];
+  const head = c.state === 'unreadable' ? 'CRL: crl.pem is missing or unreadable' : `CRL number ${c.crlNumber ?? '?'}: ${what} ${c.state === 'expired' ? 'since' : 'until'} ${c.nextUpdate ?? '?'}`;
+  return `${head}${c.action ? `; sign it again: ${c.action}` : ''}\n`;
 }
 
 function certTable(rows: CertRow[]): string {

@@ -1,16 +1,15 @@
 /**
  * `scheduler-gateway certs init|issue|revoke` (and, from certs-lifecycle.ts,
- * renew|rotate-ca|passphrase|list): the managed per-cluster PKI. Argument
+ * renew|rotate-ca|passphrase|crl|list): the managed per-cluster PKI. Argument
  * parsing and printing only; the work is in src/pki/. Every failure is a
  * GatewayError: one line on stderr, exit code 2, nothing changed.
  */
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { CliIo } from './io.js';
 import { parseArgs } from './args.js';
 import { recordChange } from './record-change.js';
-import { common, DIR_HELP, PASS_HELP, passphrase, required, stateDir, str, type Sub } from './certs-args.js';
+import { common, DIR_HELP, P12_FILE_HELP, PASS_HELP, p12Password, p12PasswordText, passphrase, required, stateDir, str, type Sub } from './certs-args.js';
 import { LIFECYCLE_SUBS } from './certs-lifecycle.js';
 import type { Flags } from '../config/load.js';
 import { pkiError } from '../pki/errors.js';
@@ -18,7 +17,6 @@ import { initCluster } from '../pki/init.js';
 import { issueCertificate, parseIssuableRole, ISSUABLE_ROLES } from '../pki/issue.js';
 import { revokeCertificate, parseReason } from '../pki/revocation.js';
 import { checkOutDir, writeBundle } from '../pki/bundle.js';
-import { readPassphraseFile } from '../pki/passphrase.js';
 import { requireInitialized } from '../pki/records.js';
 import { parseDays, parseKeyType, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS } from '../pki/validity.js';
 import { CRL_REASONS } from '../pki/x509.js';
@@ -60,7 +58,7 @@ NAME-distributed.yaml (Dask configuration) and NAME-README.md (Security(...) and
   --out OUTDIR              where to write the bundle (created 0700 if missing)
   --days N                  validity in days (default ${DEFAULT_LEAF_DAYS}; at most the CA's remaining life)
   --p12                     also write NAME.p12 for a browser; its password is printed once
-  --p12-password-file FILE  take the PKCS#12 password from FILE instead of generating one
+${P12_FILE_HELP}
   --gateway-host HOST       gateway address written into the bundle (default: the first --host of certs init;
                             it must be a name or IP in the gateway certificate)
   --credentials-port PORT   worker AWS config: port of the gateway's credentials endpoint (default 8789)
@@ -90,12 +88,13 @@ ${PASS_HELP}
   ...LIFECYCLE_SUBS,
 };
 
-const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke|renew|rotate-ca|passphrase> [options]
+const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke|crl|renew|rotate-ca|passphrase> [options]
 
   init        create the cluster CA and the gateway certificate
   issue       issue a worker, client, admin or scheduler certificate and its Dask bundle
   list        list the CAs and issued certificates, what expires and what to renew
   revoke      revoke a certificate and publish a new CRL
+  crl         sign the CRL again now (run it daily: it is current for 30 days)
   renew       a new certificate and key for the same identity (also the gateway's own)
   rotate-ca   replace the CA with an overlap: begin, switch, finish (docs/runbook.md)
   passphrase  re-encrypt every key under a new passphrase
@@ -103,7 +102,7 @@ const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke|renew|rota
 Run 'scheduler-gateway certs <subcommand> --help' for its options.
 `;
 
-const USAGE_NAMES = 'init, issue, list, revoke, renew, rotate-ca begin|switch|finish, passphrase';
+const USAGE_NAMES = 'init, issue, list, revoke, crl, renew, rotate-ca begin|switch|finish, passphrase';
 
 const ROTATE_USAGE = `usage: scheduler-gateway certs rotate-ca <begin|switch|finish> [options]
 
@@ -162,11 +161,9 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
   if (!isValidName(name)) throw pkiError('invalidName', { name });
   const out = required(flags, 'out', 'issue');
   const days = parseDays(str(flags, 'days'), DEFAULT_LEAF_DAYS);
-  const p12File = str(flags, 'p12-password-file');
-  const wantP12 = flags.p12 === true || p12File !== undefined;
   requireInitialized(dir);
   const pass = passphrase(flags, io, dir);
-  const p12Password = !wantP12 ? undefined : p12File !== undefined ? readPassphraseFile(resolve(io.cwd, p12File)) : randomBytes(15).toString('base64url');
+  const p12 = p12Password(flags, io, flags.p12 === true);
   const outDir = checkOutDir(resolve(io.cwd, out));
   const gatewayHost = str(flags, 'gateway-host');
   if (gatewayHost !== undefined && !/^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/.test(gatewayHost)) throw new GatewayError('GW_USAGE', `--gateway-host ${JSON.stringify(gatewayHost)} is not a DNS name or IP address`);
@@ -174,13 +171,13 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
   const dashboardLink = dashboardLinkFrom(flags);
   const issuedRaw = await issueCertificate({ dir, passphrase: pass, role, name, days, bundle: outDir });
   const issued = gatewayHost !== undefined ? { ...issuedRaw, gatewayHost } : issuedRaw;
-  const files = writeBundle(outDir, issued, p12Password, { ...(credentialsPort !== undefined ? { credentialsPort } : {}), ...(dashboardLink !== undefined ? { dashboardLink } : {}) });
+  const files = writeBundle(outDir, issued, p12?.password, { ...(credentialsPort !== undefined ? { credentialsPort } : {}), ...(dashboardLink !== undefined ? { dashboardLink } : {}) });
   io.stdout.write(`Issued ${issued.uri} serial ${issued.serial}, valid until ${issued.notAfter.toISOString()}.\n`
     + `  ${files.caPath}\n  ${files.certPath}\n  ${files.keyPath} (unencrypted, mode 0600)\n`
     + `  ${files.yamlPath}\n  ${files.readmePath}\n`
     + (files.awsConfigPath !== undefined ? `  ${files.awsConfigPath} (AWS_CONFIG_FILE for credentials from the gateway)\n` : '')
     + (files.p12Path !== undefined ? `  ${files.p12Path}\n` : '')
-    + (files.p12Path !== undefined && p12File === undefined ? `PKCS#12 password (shown only now): ${p12Password}\n` : ''));
+    + p12PasswordText(p12));
   recordChange(dir, 'certificate_issued', { serial: issued.serial, role, name, uri: issued.uri, not_after: issued.notAfter.toISOString(), bundle: outDir, p12: files.p12Path !== undefined }, io);
   return 0;
 }

@@ -8,6 +8,11 @@
  * directory still holds the certificate the index recorded there; bundles
  * copied to other hosts are the operator's to redistribute (the result
  * names what was and was not updated).
+ * NAME.p12 is left as it is: its password is shown once and never stored,
+ * and it needs no new CA, because the CA certificates in it only complete
+ * its own leaf's chain (a browser does not take them as trust anchors). A
+ * certificate the outgoing CA issued is renewed before finish, and renew
+ * writes a new .p12.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

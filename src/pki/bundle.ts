@@ -96,10 +96,12 @@ export function writeBundle(outDir: string, issued: IssuedCertificate, p12Passwo
   return files;
 }
 
-/** What `certs issue` was told for a bundle beyond the certificate (--gateway-host, --credentials-port, --dashboard-*). */
+/** What `certs issue` was told for a bundle beyond the certificate (--gateway-host, --credentials-port, --dashboard-*, --p12). */
 export interface BundleSettings {
   readonly gatewayHost?: string;
   readonly options: BundleOptions;
+  /** The bundle holds NAME.p12: a renewal writes a new one (the old one holds the old certificate and key). */
+  readonly p12: boolean;
 }
 
 /**
@@ -108,7 +110,7 @@ export interface BundleSettings {
  * whatever is missing or unreadable falls back to the defaults.
  */
 export function bundleSettings(outDir: string, name: string, role: string): BundleSettings {
-  const files = bundlePaths(outDir, name, false, role);
+  const files = bundlePaths(outDir, name, true, role);
   const yaml = readOptional(files.yamlPath, (text) => YAML.parse(text) as { 'scheduler-address'?: unknown; distributed?: { dashboard?: { link?: unknown } } });
   const url = files.awsConfigPath === undefined ? undefined
     : readOptional(files.awsConfigPath, (text) => /https:\/\/(\[[^\]]+\]|[^\s:/]+):(\d+)\/v1\/credentials\/aws/.exec(text));
@@ -121,6 +123,7 @@ export function bundleSettings(outDir: string, name: string, role: string): Bund
       ...(url ? { credentialsPort: Number(url[2]) } : {}),
       ...(typeof link === 'string' ? { dashboardLink: link } : {}),
     },
+    p12: existsSync(files.p12Path!),
   };
 }
 
@@ -259,7 +262,7 @@ Serial ${issued.serial}, valid from ${issued.notBefore.toISOString()} to ${issue
 | ${issued.name}.pem | this identity's certificate |
 | ${issued.name}-key.pem | its private key, unencrypted (mode 0600): keep it on this machine |
 | ${issued.name}-distributed.yaml | Dask configuration for this identity |
-${files.p12Path !== undefined ? `| ${issued.name}.p12 | certificate, key and CA for a browser (password printed once by certs issue) |\n` : ''}${files.awsConfigPath !== undefined ? `| ${issued.name}-aws-config | AWS config: credential_process fetching short-lived credentials from the gateway |\n` : ''}${files.preloadPath !== undefined ? `| ${TLS_RELOAD_FILE} | Dask preload: the running process follows a renewed certificate and a rotated CA (see the gateway's docs/runbook.md) |\n` : ''}
+${files.p12Path !== undefined ? `| ${issued.name}.p12 | certificate, key and CA for a browser (password printed once by the certs issue or renew that wrote it) |\n` : ''}${files.awsConfigPath !== undefined ? `| ${issued.name}-aws-config | AWS config: credential_process fetching short-lived credentials from the gateway |\n` : ''}${files.preloadPath !== undefined ? `| ${TLS_RELOAD_FILE} | Dask preload: the running process follows a renewed certificate and a rotated CA (see the gateway's docs/runbook.md) |\n` : ''}
 ## Python
 
 \`\`\`python

@@ -14,7 +14,7 @@ import { currentEntry, readIndex, readRevocationList, requireInitialized, FORMAT
 import { commitFiles, jsonText, statePath, withLock, type FileChange } from './state-dir.js';
 import { createCrl, isCrlReason, parseCrl, CRL_REASONS, type CrlReason } from './x509.js';
 
-/** How long a CRL claims to be current; init and every revoke write a fresh one, issue re-signs a half-expired one. */
+/** How long a CRL claims to be current; init, every revoke and `certs crl` write a fresh one, issue re-signs a half-expired one. */
 export const CRL_VALIDITY_DAYS = 30;
 
 export function parseReason(v: string | undefined): CrlReason {
@@ -129,12 +129,29 @@ export async function refreshCrl(dir: string, passphrase: string, opts: { force?
 }
 
 function crlIsStale(dir: string, now: Date): boolean {
+  return crlFreshness(dir, now).state !== 'fresh'; // missing or unreadable: write a good one
+}
+
+/** How current crl.pem is: fresh, past half its validity (stale: re-sign it), past nextUpdate (expired), or unreadable. */
+export interface CrlFreshness {
+  state: 'fresh' | 'stale' | 'expired' | 'unreadable';
+  crlNumber?: number;
+  thisUpdate?: Date;
+  nextUpdate?: Date;
+}
+
+export function crlFreshness(dir: string, now: Date): CrlFreshness {
+  let crl: ReturnType<typeof parseCrl>;
   try {
-    const { thisUpdate } = parseCrl(readFileSync(statePath(dir, 'crl'), 'utf8'));
-    return now.getTime() - thisUpdate.getTime() > (CRL_VALIDITY_DAYS / 2) * 86_400_000;
+    crl = parseCrl(readFileSync(statePath(dir, 'crl'), 'utf8'));
   } catch {
-    return true; // missing or unreadable: write a good one
+    return { state: 'unreadable' };
   }
+  const { thisUpdate, nextUpdate } = crl;
+  const at = now.getTime();
+  const state = nextUpdate !== undefined && at >= nextUpdate.getTime() ? 'expired'
+    : at - thisUpdate.getTime() > (CRL_VALIDITY_DAYS / 2) * 86_400_000 ? 'stale' : 'fresh';
+  return { state, thisUpdate, ...(nextUpdate !== undefined ? { nextUpdate } : {}), ...(crl.crlNumber !== undefined ? { crlNumber: crl.crlNumber } : {}) };
 }
 
 /** Revoked serials (normalizeSerial form) from revoked.json. Throws if missing or corrupt: fail closed. */

@@ -20,11 +20,12 @@ t.test('every subcommand documents exactly its flags under --help', async (t) =>
     issue: ['--role', '--name', '--out', '--days', '--p12', '--p12-password-file', '--gateway-host', '--credentials-port', '--dashboard-port', '--dashboard-url', '--dir', '--passphrase-file'],
     list: ['--json', '--warn-days', '--dir'],
     revoke: ['--name', '--serial', '--reason', '--dir', '--passphrase-file'],
-    renew: ['--name', '--days', '--out', '--revoke-previous', '--json', '--dir', '--passphrase-file'],
+    renew: ['--name', '--days', '--out', '--revoke-previous', '--p12-password-file', '--json', '--dir', '--passphrase-file'],
     'rotate-ca begin': ['--days', '--json', '--dir', '--passphrase-file'],
     'rotate-ca switch': ['--days', '--json', '--dir', '--passphrase-file'],
     'rotate-ca finish': ['--force', '--json', '--dir', '--passphrase-file'],
     passphrase: ['--new-passphrase-file', '--json', '--dir', '--passphrase-file'],
+    crl: ['--json', '--dir', '--passphrase-file'],
   };
   for (const [sub, flags] of Object.entries(want)) {
     const r = await runCerts([...sub.split(' '), '--help'], { cwd });

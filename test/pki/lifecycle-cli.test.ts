@@ -5,14 +5,15 @@
  */
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
 import { runCerts, type CliResult } from './cli-harness.js';
 import { keyEncryption } from '../../src/pki/keystore.js';
 import { loadServerMaterial } from '../../src/pki/server-material.js';
+import { refreshCrl } from '../../src/pki/revocation.js';
 import { serverNames, splitPemCertificates } from '../../src/pki/x509.js';
 
 const PASS = 'lifecycle-passphrase-1';
@@ -119,6 +120,68 @@ t.test('renew rewrites a bundle with the settings it was issued with: gateway ho
   t.same(yaml.distributed.dashboard, before.yaml.distributed.dashboard);
   const bob = YAML.parse(pem(join(ws.root, 'bundles', 'bob', 'bob-distributed.yaml')));
   t.same([bob['scheduler-address'], bob.distributed.dashboard.link], ['tls://gw.example.com:8786', 'https://{host}:8787/status'], 'a bundle issued with defaults keeps the defaults');
+});
+
+/** What NAME.p12 holds, opened with openssl: the leaf's serial, the CA serials and the key's public half; undefined if it does not open. */
+function p12Contents(file: string, password: string): { leaf: string; cas: string[]; spki: string } | undefined {
+  const dump = spawnSync('openssl', ['pkcs12', '-in', file, '-nodes', '-passin', `pass:${password}`], { encoding: 'utf8' });
+  if (dump.status !== 0) return undefined;
+  const certs = dump.stdout.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)!.map((c) => new X509Certificate(c));
+  const key = dump.stdout.match(/-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/)![0];
+  const serial = (c: X509Certificate) => c.serialNumber.toLowerCase().replace(/^0+/, '');
+  return { leaf: serial(certs.find((c) => !c.ca)!), cas: certs.filter((c) => c.ca).map(serial).sort(), spki: spkiOf(key) };
+}
+
+function spkiOf(keyOrCert: string): string {
+  return createPublicKey(keyOrCert).export({ type: 'spki', format: 'der' }).toString('hex');
+}
+
+t.test('renew rewrites NAME.p12 when the bundle had one: the new certificate and key, under a new password shown once', async (t) => {
+  const ws = await workspace(t);
+  const out = join(ws.root, 'bundles', 'alice');
+  const issued = await ws.ok(['issue', '--role', 'client', '--name', 'alice', '--out', out, '--p12']);
+  const firstPassword = /PKCS#12 password \(shown only now\): (\S+)/.exec(issued.stdout)![1]!;
+  const p12 = join(out, 'alice.p12');
+
+  const renewed = await ws.ok(['renew', '--name', 'alice']);
+  const password = /PKCS#12 password \(shown only now\): (\S+)/.exec(renewed.stdout)?.[1];
+  t.ok(password, 'the new password is printed, as certs issue prints it');
+  t.not(password, firstPassword, 'a fresh password');
+  t.match(renewed.stdout, new RegExp(`^  ${p12}$`, 'm'), 'the .p12 is among the files written');
+  t.equal(statSync(p12).mode & 0o777, 0o600);
+  const inside = p12Contents(p12, password!);
+  t.ok(inside, 'openssl opens it with the new password');
+  t.equal(inside?.leaf, serialOf(join(out, 'alice.pem')), 'it holds the renewed certificate');
+  t.equal(inside?.spki, spkiOf(pem(join(out, 'alice-key.pem'))), 'and the renewed key');
+  t.same(inside?.cas, splitPemCertificates(pem(join(out, 'ca.pem'))).map((c) => new X509Certificate(c).serialNumber.toLowerCase().replace(/^0+/, '')).sort(), 'and the CA file\'s CAs');
+  t.equal(p12Contents(p12, firstPassword), undefined, 'the old password no longer opens it');
+  t.match(pem(join(out, 'alice-README.md')), /alice\.p12/, 'the README still lists it');
+  t.match(ws.audit().filter((l) => l.event === 'certificate_renewed').at(-1), { name: 'alice', p12: true });
+  t.notOk(readFileSync(join(ws.dir, 'audit.log'), 'utf8').includes(password!), 'the password is not in the audit trail');
+
+  // --p12-password-file chooses it (and it is not printed); --json carries a generated one.
+  writeFileSync(join(ws.root, 'p12pass'), 'chosen-p12-password\n', { mode: 0o600 });
+  const chosen = await ws.ok(['renew', '--name', 'alice', '--p12-password-file', 'p12pass']);
+  t.notMatch(chosen.stdout, /chosen-p12-password|shown only now/);
+  t.equal(p12Contents(p12, 'chosen-p12-password')?.leaf, serialOf(join(out, 'alice.pem')));
+  const json = await ws.json<{ p12Password: string; bundle: { p12Path: string } }>(['renew', '--name', 'alice']);
+  t.equal(json.bundle.p12Path, p12);
+  t.equal(p12Contents(p12, json.p12Password)?.leaf, serialOf(join(out, 'alice.pem')), '--json gives the generated password');
+
+  // Into another directory (--out), and during a rotation: the .p12 follows, with both CAs.
+  await ws.ok(['rotate-ca', 'begin']);
+  const moved = join(ws.root, 'bundles', 'alice2');
+  const r = await ws.json<{ p12Password: string }>(['renew', '--name', 'alice', '--out', moved]);
+  const rotated = p12Contents(join(moved, 'alice.p12'), r.p12Password);
+  t.equal(rotated?.leaf, serialOf(join(moved, 'alice.pem')));
+  t.equal(rotated?.cas.length, 2, 'both CAs, as ca.pem');
+
+  const plain = join(ws.root, 'bundles', 'bob');
+  await ws.ok(['issue', '--role', 'client', '--name', 'bob', '--out', plain]);
+  const bob = await ws.ok(['renew', '--name', 'bob']);
+  t.notOk(existsSync(join(plain, 'bob.p12')), 'a bundle issued without --p12 gets none');
+  t.notMatch(bob.stdout, /PKCS#12/);
+  t.match((await ws.run(['renew', '--name', 'gateway', '--p12-password-file', 'p12pass'])).stderr, /--p12-password-file does not apply to the gateway/);
 });
 
 t.test('renew --revoke-previous revokes it as superseded, in revoked.json and in the CRL', async (t) => {
@@ -312,6 +375,7 @@ t.test('every certs command reads SCHEDULER_GATEWAY_PASSPHRASE_FILE, relative to
   await ws.ok(['issue', '--role', 'worker', '--name', 'wf', '--out', join(ws.root, 'wf')], env);
   await ws.ok(['renew', '--name', 'wf'], env);
   await ws.ok(['revoke', '--name', 'wf'], env);
+  await ws.ok(['crl'], env);
   await ws.ok(['rotate-ca', 'begin'], env);
   const init = await runCerts(['init', '--dir', join(ws.root, 'second'), '--cluster', 'second'], { cwd: ws.root, env });
   t.equal(init.code, 0, init.stderr);
@@ -331,4 +395,51 @@ t.test('list marks what expires within --warn-days, and CAs with less life left 
   await runCerts(['init', '--dir', join(short.root, 's2'), '--cluster', 's2', '--days', '200'], { cwd: short.root, env: { SCHEDULER_GATEWAY_PASSPHRASE: PASS } });
   const l = await runCerts(['list', '--dir', join(short.root, 's2')], { cwd: short.root });
   t.match(l.stdout, /ROTATE: less than 365 days left/);
+});
+
+t.test('certs crl signs the CRL again now; list flags a CRL past half its validity or expired, with the command', async (t) => {
+  const ws = await workspace(t);
+  await ws.ok(['issue', '--role', 'worker', '--name', 'gone', '--out', join(ws.root, 'gone')]);
+  const { serial } = (await ws.json<ListJson>(['list'])).certificates.find((c) => c.name === 'gone')!;
+  await ws.ok(['revoke', '--name', 'gone']);
+  const crlOf = () => (ws.json<{ crl: { state: string; crlNumber?: number; nextUpdate?: string; action?: string } }>(['list'])).then((l) => l.crl);
+  const action = `scheduler-gateway certs crl --dir ${ws.dir}`;
+  t.match(await crlOf(), { state: 'fresh' }, 'just signed');
+  t.notOk((await crlOf()).action);
+  t.match((await ws.ok(['list'])).stdout, /^CRL number \d+: current until \S+$/m);
+
+  // A quiet cluster: nothing signed it for 20, then 31 days.
+  const day = 86_400_000;
+  await refreshCrl(ws.dir, PASS, { force: true, now: new Date(Date.now() - 20 * day) });
+  t.match(await crlOf(), { state: 'stale', action });
+  t.match((await ws.ok(['list'])).stdout, new RegExp(`^CRL number \\d+: PAST HALF its validity until \\S+; sign it again: ${action}$`, 'm'));
+  await refreshCrl(ws.dir, PASS, { force: true, now: new Date(Date.now() - 31 * day) });
+  const expired = await crlOf();
+  t.match(expired, { state: 'expired', action });
+  t.match((await ws.ok(['list'])).stdout, /^CRL number \d+: EXPIRED since \S+; sign it again: /m);
+
+  const before = pem(join(ws.dir, 'crl.pem'));
+  const wrong = await ws.run(['crl'], { SCHEDULER_GATEWAY_PASSPHRASE: 'not-the-passphrase' });
+  t.equal(wrong.code, 2);
+  t.match(wrong.stderr, /GW_PKI_WRONG_PASSPHRASE/);
+  t.equal(pem(join(ws.dir, 'crl.pem')), before, 'a refused crl changes nothing');
+
+  const signed = await ws.json<{ crlNumber: number; thisUpdate: string; nextUpdate: string }>(['crl']);
+  t.equal(signed.crlNumber, expired.crlNumber! + 1, 'the next CRL number');
+  const days = (Date.parse(signed.nextUpdate) - Date.now()) / day;
+  t.ok(days > 29.9 && days <= 30, `current for 30 days from now (${days.toFixed(3)})`);
+  t.match(await crlOf(), { state: 'fresh', crlNumber: signed.crlNumber, nextUpdate: signed.nextUpdate });
+  const text = spawnSync('openssl', ['crl', '-in', join(ws.dir, 'crl.pem'), '-CAfile', join(ws.dir, 'ca.pem'), '-noout', '-text'], { encoding: 'utf8' });
+  t.equal(text.status, 0, 'openssl verifies it against the CA');
+  t.match(text.stdout, new RegExp(`Serial Number: 0*${serial}`, 'i'), 'the revocation is still in it');
+  t.same(JSON.parse(pem(join(ws.dir, 'revoked.json'))).crlNumber, signed.crlNumber, 'revoked.json agrees');
+  t.ok(await loadServerMaterial(ws.dir, PASS), 'the gateway loads the result');
+  t.match((await ws.ok(['crl'])).stdout, new RegExp(`^Signed CRL number ${signed.crlNumber + 1} to ${ws.dir}/crl.pem: current until \\S+`));
+  t.match(ws.audit().filter((l) => l.event === 'crl_signed'), [{ crl_number: signed.crlNumber, next_update: signed.nextUpdate, operator: Object }, { crl_number: signed.crlNumber + 1 }]);
+
+  rmSync(join(ws.dir, 'crl.pem'));
+  t.match(await crlOf(), { state: 'unreadable', action });
+  t.match((await ws.ok(['list'])).stdout, /^CRL: crl.pem is missing or unreadable; sign it again: /m);
+  await ws.ok(['crl']);
+  t.match(await crlOf(), { state: 'fresh' }, 'certs crl writes a missing one');
 });
