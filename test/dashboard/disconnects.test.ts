@@ -54,6 +54,11 @@ async function startMisbehaving(t: { teardown(fn: () => unknown): void }): Promi
     socket.on('error', () => {});
     socket.on('end', () => socket.end());
     if (req.url === '/ws-silent') return; // never answers the upgrade
+    if (req.url === '/ws-refuse-late') {
+      // Answers the upgrade with an ordinary response, late: the proxy pipes it and ends the browser's socket.
+      setTimeout(() => socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'), 300);
+      return;
+    }
     const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC11B65`).digest('base64');
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`);
     const frame = Buffer.from([0x81, 0x04, ...Buffer.from('tick')]);
@@ -125,6 +130,19 @@ t.test('a browser that resets while upstream has not answered the upgrade: the u
   await waitFor(async () => (await disconnects(d, 'browser', 'upgrade')) === 1, { what: 'browser/upgrade counted' });
   await waitFor(() => numOpenSockets() <= before, { what: 'no proxy socket left open' });
   t.pass('upstream saw its upgrade request closed');
+});
+
+t.test('a browser that half-closes before the upstream answers its upgrade: closed whatever the answer', async (t) => {
+  const { d, auth, client } = await setup(t);
+  for (const path of ['/ws', '/ws-refuse-late', '/ws-silent']) {
+    const c = await client();
+    c.tls.write(upgradeRequest(path, d.port, auth));
+    c.tls.end(); // FIN right behind the request: the answer comes to a browser that will send nothing more
+    const started = Date.now();
+    await t.resolves(c.closed(), `${path}: the gateway closes the connection`);
+    t.ok(Date.now() - started < 9000, `${path}: within the linger time after the answer (${Date.now() - started} ms)`);
+  }
+  await waitFor(async () => (await d.metrics.websocketsOpen.get()).values[0]?.value === 0, { timeoutMs: 10_000, what: 'websockets_open back to 0' });
 });
 
 t.test('an upgrade upstream never answers fails with a status after the response timeout', async (t) => {

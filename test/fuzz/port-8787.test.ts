@@ -197,6 +197,7 @@ t.test('malformed HTTP, smuggling, huge headers and broken WebSocket frames: ans
     else reqs[reqs.length - 1] = reqs[reqs.length - 1]!.replace('\r\n', '\r\nConnection: close\r\n');
     // No half-close: Node's server drops pipelined requests and pending proxied answers once the client's FIN arrives.
     const r = await exchange((s) => s.write(reqs.join('')));
+    if (r.hang) t.comment(`hang: HTTP connection, ${reqs.length} requests, first ${JSON.stringify(reqs[0]?.slice(0, 120))}, received ${JSON.stringify(r.data.slice(0, 120))}`);
     const answered = (r.data.match(/HTTP\/1\.1 \d{3} /g) ?? []).length;
     stats.http += Math.min(answered, reqs.length) + (tail && answered < reqs.length ? 1 : 0);
     if (tail) stats.malformedTails++;
@@ -224,6 +225,8 @@ t.test('malformed HTTP, smuggling, huge headers and broken WebSocket frames: ans
       s.on('data', onData);
     }, 1_000);
     if (upgraded) stats.upgrades++;
+    // A hang is rare and timing-bound: say what the connection was, so a CI failure can be understood.
+    if (r.hang) t.comment(`hang: WebSocket ${id}, ${n} frames, broken tail ${broken}, upgraded ${upgraded}, received ${JSON.stringify(r.data.slice(0, 120))}`);
     const forwarded = [...upstreamMessages].filter(([k]) => k.endsWith(`/${id}`)).reduce((a, [, v]) => a + v, 0);
     stats.ws += forwarded + (broken ? 1 : 0);
     if (broken) stats.brokenTails++;
