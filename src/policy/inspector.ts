@@ -108,6 +108,10 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
     return null;
   }
 
+  get bufferedBytes(): number {
+    return this.#parser.bufferedBytes;
+  }
+
   /** Frame0Sink: one complete frame 0 from the peer. */
   frame0(buf: Buffer, start: number, end: number): Denial | null {
     this.#policy = this.#policySource.current(); // a reload applies from the next message on

@@ -9,10 +9,12 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayContext } from '../gateway/context.js';
 import type { LiveSession } from '../gateway/sessions.js';
 import type { ConnectionAudit, ConnectionFacts } from './audit.js';
-import type { InspectorFactory, PeerInfo } from './inspector.js';
+import type { InspectorFactory, PeerInfo, StreamInspector } from './inspector.js';
 import { pipeBoth } from './pipe.js';
+import type { BudgetAccount, MemoryBudget } from '../gateway/memory-budget.js';
+import { FirstOp } from './first-op.js';
 
-type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied';
+type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied' | 'memory_budget';
 
 export class ForwardedConnection {
   readonly #ctx: GatewayContext;
@@ -23,6 +25,7 @@ export class ForwardedConnection {
   readonly #started = Date.now();
   readonly #unregister: () => void;
   readonly #onGone: (c: ForwardedConnection) => void;
+  readonly #account: BudgetAccount | undefined;
   #cut: CutReason | undefined;
   #denial: Record<string, unknown> | undefined;
   #countedIn = 0;
@@ -38,6 +41,7 @@ export class ForwardedConnection {
     inspector: InspectorFactory | undefined;
     idleTimeoutMs: number;
     closeDeadlineMs: number;
+    memoryBudget: MemoryBudget | undefined;
     onGone: (c: ForwardedConnection) => void;
   }) {
     this.#ctx = args.ctx;
@@ -49,10 +53,8 @@ export class ForwardedConnection {
     const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, close: (reason) => this.cut(reason) };
     this.#unregister = this.#ctx.sessions.add(session);
     this.#ctx.metrics.connectionsActive.inc({ port: '8786', role: this.#facts.role ?? 'unknown' });
-    if (args.idleTimeoutMs > 0) {
-      this.#peer.setTimeout(args.idleTimeoutMs, () => this.cut('idle_timeout'));
-    }
-    pipeBoth(this.#peer, this.#upstream, args.inspector?.(args.peerInfo), args.closeDeadlineMs, {
+    const inspector = args.inspector?.(args.peerInfo);
+    pipeBoth(this.#peer, this.#upstream, inspector, args.closeDeadlineMs, {
       onDenied: (d, direction) => {
         this.#cut ??= 'policy_denied';
         this.#denial = { code: d.code, denial: d.reason, direction, ...(d.op ? { op: d.op } : {}), ...(d.rule ? { rule: d.rule } : {}), ...(d.detail ? { detail: d.detail } : {}) };
@@ -60,6 +62,47 @@ export class ForwardedConnection {
       },
       onClosed: (why) => this.#finish(why),
     });
+    if (args.idleTimeoutMs > 0) this.#idleUnlessStream(args.idleTimeoutMs);
+    this.#account = args.memoryBudget && this.#meter(args.memoryBudget, inspector);
+  }
+
+  /**
+   * The idle timeout closes quiet request connections (Dask's pools notice and
+   * reconnect), never a stream: a worker's stream is silent while its cluster
+   * is idle, and a worker whose stream is cut exits (first-op.ts).
+   */
+  #idleUnlessStream(idleTimeoutMs: number): void {
+    this.#peer.setTimeout(idleTimeoutMs, () => this.cut('idle_timeout'));
+    const first = new FirstOp();
+    const onData = (chunk: Buffer) => {
+      const kind = first.push(chunk);
+      if (kind === null) return;
+      this.#peer.off('data', onData);
+      if (kind === 'stream') this.#peer.setTimeout(0);
+    };
+    this.#peer.on('data', onData);
+  }
+
+  /**
+   * Memory-budget hook (gateway/memory-budget.ts): after every chunk either way
+   * and every drained write queue, report what this connection holds (the
+   * inspector's partial frame 0 plus both sockets' read and write queues).
+   * Registered after pipeBoth's handlers, so it sees each chunk already handled.
+   */
+  #meter(budget: MemoryBudget, inspector: StreamInspector | undefined): BudgetAccount {
+    const peer = this.#peer;
+    const upstream = this.#upstream;
+    const account = budget.account({
+      pause: () => { peer.pause(); upstream.pause(); },
+      resume: () => { peer.resume(); upstream.resume(); },
+      evict: () => this.cut('memory_budget'),
+    });
+    const update = () => account.set((inspector?.bufferedBytes ?? 0) + peer.readableLength + peer.writableLength + upstream.readableLength + upstream.writableLength);
+    peer.on('data', update);
+    upstream.on('data', update);
+    peer.on('drain', update);
+    upstream.on('drain', update);
+    return account;
   }
 
   get serial(): string | undefined {
@@ -85,6 +128,7 @@ export class ForwardedConnection {
   }
 
   #finish(why: string): void {
+    this.#account?.close();
     this.#unregister();
     this.flushBytes();
     this.#ctx.metrics.connectionsActive.dec({ port: '8786', role: this.#facts.role ?? 'unknown' });

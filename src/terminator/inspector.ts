@@ -32,6 +32,8 @@ export interface StreamInspector {
   fromPeer(chunk: Buffer): Denial | null;
   /** Sees each chunk from the scheduler before it goes to the peer. */
   fromScheduler(chunk: Buffer): Denial | null;
+  /** Bytes held between chunks (a partial frame 0): counted in the gateway's memory budget. */
+  readonly bufferedBytes?: number;
 }
 
 export type InspectorFactory = (peer: PeerInfo) => StreamInspector;

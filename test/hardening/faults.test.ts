@@ -180,6 +180,7 @@ t.test('clock jumps: a certificate expiring while connected is cut; jumps either
   const term = await startTerminator(ctx, {
     listen: { host: '127.0.0.1', port: 0 }, scheduler: { host: '127.0.0.1', port: echo.port }, handshakeTimeoutMs: 5000,
     maxConnections: 100, failedHandshakesPerMinute: 10_000, upstreamConnectTimeoutMs: 2000, idleTimeoutMs: 0,
+    maxHandshakes: 25, maxHandshakesPerAddress: 25, maxPerAddress: 100, maxPerIdentity: 100, reserveWorkersPercent: 0, reserveClientsPercent: 0,
   });
   t.teardown(() => term.close());
   const port = term.address.port;
