@@ -45,6 +45,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     memoryBudgetPausedConnections: new Gauge({ name: 'scheduler_gateway_memory_budget_paused_connections', help: 'Connections not being read because the memory budget is spent', registers: r }),
     memoryBudgetEvictionsTotal: new Counter({ name: 'scheduler_gateway_memory_budget_evictions_total', help: 'Connections closed because the memory budget stayed spent (largest holders first)', registers: r }),
     connectionSlots: new Gauge({ name: 'scheduler_gateway_connection_slots', help: 'Slots of the Dask port in use: handshaking, and live by role class (client; cluster = worker and admin)', labelNames: ['state'] as const, registers: r }),
+    connectionsReclaimedTotal: new Counter({ name: 'scheduler_gateway_connections_reclaimed_total', help: 'Idle request connections of the biggest holder closed so a certificate with fewer could connect (role share full)', labelNames: ['class'] as const, registers: r }),
     connectionLimit: new Gauge({ name: 'scheduler_gateway_connection_limit', help: 'The connection cap in force on each port (after the open-files limit lowered it, if it did)', labelNames: ['port'] as const, registers: r }),
   };
   return m;

@@ -47,7 +47,7 @@ export class ConnectionAudit {
   /** Cuts decided by the gateway (revocation, policy, drain) are audited; ordinary ends are info. */
   closed(c: ConnectionFacts, reason: string, stats: { bytesIn: number; bytesOut: number; durationMs: number }, detail?: Record<string, unknown>): void {
     const fields = { port: 8786, ...facts(c), reason, bytes_in: stats.bytesIn, bytes_out: stats.bytesOut, duration_ms: stats.durationMs, ...detail };
-    if (reason === 'revoked' || reason === 'expired' || reason === 'policy_denied' || reason === 'drain' || reason === 'idle_timeout' || reason === 'memory_budget') this.#log.audit('connection_closed', fields);
+    if (reason === 'revoked' || reason === 'expired' || reason === 'policy_denied' || reason === 'drain' || reason === 'idle_timeout' || reason === 'memory_budget' || reason === 'fair_share') this.#log.audit('connection_closed', fields);
     else this.#log.info('connection_closed', fields);
   }
 

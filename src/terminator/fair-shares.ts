@@ -13,7 +13,9 @@
  * clients never take the last `reserve-workers` slots, workers and admins
  * never the last `reserve-clients`. So with every client slot and every
  * handshake slot taken, N - (N - H - Rw) - H = Rw slots are still open to
- * workers, and the reverse. Pure bookkeeping: no sockets, no clock.
+ * workers, and the reverse. When a share is full, chooseVictim lets a
+ * certificate with few connections take an idle one from the certificate
+ * with the most. Pure bookkeeping: no sockets, no clock.
  */
 import { Counts, sourceOf } from '../gateway/source-counts.js';
 import type { Role } from '../pki/identity.js';
@@ -160,4 +162,41 @@ function refusal(reason: ShareRefusalReason, detail: string): ShareRefusal {
 
 export function isRefusal(x: Slot | ShareRefusal): x is ShareRefusal {
   return 'reason' in x;
+}
+
+export interface ReclaimCandidate<T> {
+  readonly item: T;
+  readonly identity: string;
+  readonly cls: 'client' | 'cluster';
+  /** A request connection (never a Dask stream) not already being cut. */
+  readonly reclaimable: boolean;
+  readonly idleMs: number;
+}
+
+/** A connection this quiet can be closed without cutting a request in flight. */
+export const RECLAIM_MIN_IDLE_MS = 1_000;
+
+/**
+ * When a role's share is full, a newcomer holding few connections takes a
+ * slot from the certificate holding the most: that certificate's longest-idle
+ * request connection is closed (Dask's pool reconnects when it needs one).
+ * Only from a holder with at least two more connections than the newcomer,
+ * so slots flow toward an even split and never back and forth; never a Dask
+ * stream, never a connection active in the last second. Pure.
+ */
+export function chooseVictim<T>(live: Iterable<ReclaimCandidate<T>>, newcomer: { identity: string; cls: 'client' | 'cluster' }): T | undefined {
+  const byIdentity = new Map<string, Array<ReclaimCandidate<T>>>();
+  for (const c of live) {
+    if (c.cls !== newcomer.cls) continue;
+    let list = byIdentity.get(c.identity);
+    if (!list) byIdentity.set(c.identity, (list = []));
+    list.push(c);
+  }
+  const mine = byIdentity.get(newcomer.identity)?.length ?? 0;
+  const holders = [...byIdentity.entries()].filter(([id, list]) => id !== newcomer.identity && list.length > mine + 1).sort((a, b) => b[1].length - a[1].length);
+  for (const [, list] of holders) {
+    const idle = list.filter((c) => c.reclaimable && c.idleMs >= RECLAIM_MIN_IDLE_MS).sort((a, b) => b.idleMs - a.idleMs);
+    if (idle.length > 0) return idle[0]!.item;
+  }
+  return undefined;
 }

@@ -12,9 +12,10 @@ import type { ConnectionAudit, ConnectionFacts } from './audit.js';
 import type { InspectorFactory, PeerInfo, StreamInspector } from './inspector.js';
 import { pipeBoth } from './pipe.js';
 import type { BudgetAccount, MemoryBudget } from '../gateway/memory-budget.js';
-import { FirstOp } from './first-op.js';
+import { FirstOp, type ConnectionKind } from './first-op.js';
+import type { ReclaimCandidate, Slot } from './fair-shares.js';
 
-type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied' | 'memory_budget';
+type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied' | 'memory_budget' | 'fair_share';
 
 export class ForwardedConnection {
   readonly #ctx: GatewayContext;
@@ -26,6 +27,10 @@ export class ForwardedConnection {
   readonly #unregister: () => void;
   readonly #onGone: (c: ForwardedConnection) => void;
   readonly #account: BudgetAccount | undefined;
+  /** The fair-shares slot this connection holds (fair-shares.ts). */
+  readonly slot: Slot;
+  #kind: ConnectionKind | null = null;
+  #lastActive = Date.now();
   #cut: CutReason | undefined;
   #denial: Record<string, unknown> | undefined;
   #countedIn = 0;
@@ -42,8 +47,10 @@ export class ForwardedConnection {
     idleTimeoutMs: number;
     closeDeadlineMs: number;
     memoryBudget: MemoryBudget | undefined;
+    slot: Slot;
     onGone: (c: ForwardedConnection) => void;
   }) {
+    this.slot = args.slot;
     this.#ctx = args.ctx;
     this.#audit = args.audit;
     this.#facts = args.facts;
@@ -62,55 +69,62 @@ export class ForwardedConnection {
       },
       onClosed: (why) => this.#finish(why),
     });
-    if (args.idleTimeoutMs > 0) this.#idleUnlessStream(args.idleTimeoutMs);
-    this.#account = args.memoryBudget && this.#meter(args.memoryBudget, inspector);
+    this.#account = this.#watch(args.idleTimeoutMs, args.memoryBudget, inspector);
   }
 
   /**
-   * The idle timeout closes quiet request connections (Dask's pools notice and
-   * reconnect), never a stream: a worker's stream is silent while its cluster
-   * is idle, and a worker whose stream is cut exits (first-op.ts).
+   * Listeners bound once, after pipeBoth's (so each chunk is already handled):
+   *  - activity and kind: the idle timeout closes quiet request connections
+   *    (Dask's pools notice and reconnect), never a stream: a worker's stream
+   *    is silent while its cluster is idle, and a worker whose stream is cut
+   *    exits (first-op.ts). The same facts make a connection reclaimable for
+   *    a fair share (fair-shares.ts chooseVictim);
+   *  - the memory-budget hook (gateway/memory-budget.ts): after every chunk
+   *    either way and every drained write queue, what this connection holds
+   *    (the inspector's partial frame 0 plus both sockets' queues).
    */
-  #idleUnlessStream(idleTimeoutMs: number): void {
-    this.#peer.setTimeout(idleTimeoutMs, () => this.cut('idle_timeout'));
-    const first = new FirstOp();
-    const onData = (chunk: Buffer) => {
-      const kind = first.push(chunk);
-      if (kind === null) return;
-      this.#peer.off('data', onData);
-      if (kind === 'stream') this.#peer.setTimeout(0);
-    };
-    this.#peer.on('data', onData);
-  }
-
-  /**
-   * Memory-budget hook (gateway/memory-budget.ts): after every chunk either way
-   * and every drained write queue, report what this connection holds (the
-   * inspector's partial frame 0 plus both sockets' read and write queues).
-   * Registered after pipeBoth's handlers, so it sees each chunk already handled.
-   */
-  #meter(budget: MemoryBudget, inspector: StreamInspector | undefined): BudgetAccount {
+  #watch(idleTimeoutMs: number, budget: MemoryBudget | undefined, inspector: StreamInspector | undefined): BudgetAccount | undefined {
     const peer = this.#peer;
     const upstream = this.#upstream;
-    const account = budget.account({
+    if (idleTimeoutMs > 0) peer.setTimeout(idleTimeoutMs, () => this.cut('idle_timeout'));
+    const first = new FirstOp();
+    const account = budget?.account({
       pause: () => { peer.pause(); upstream.pause(); },
       resume: () => { peer.resume(); upstream.resume(); },
       evict: () => this.cut('memory_budget'),
     });
-    const update = () => account.set((inspector?.bufferedBytes ?? 0) + peer.readableLength + peer.writableLength + upstream.readableLength + upstream.writableLength);
-    peer.on('data', update);
-    upstream.on('data', update);
-    peer.on('drain', update);
-    upstream.on('drain', update);
+    const meter = account && (() => account.set((inspector?.bufferedBytes ?? 0) + peer.readableLength + peer.writableLength + upstream.readableLength + upstream.writableLength));
+    peer.on('data', (chunk: Buffer) => {
+      this.#lastActive = Date.now();
+      if (this.#kind === null) {
+        this.#kind = first.push(chunk);
+        if (this.#kind === 'stream') peer.setTimeout(0);
+      }
+      meter?.();
+    });
+    upstream.on('data', () => {
+      this.#lastActive = Date.now();
+      meter?.();
+    });
+    if (meter) {
+      peer.on('drain', meter);
+      upstream.on('drain', meter);
+    }
     return account;
+  }
+
+  /** What fair-shares.ts needs to pick a connection to reclaim. */
+  candidate(now: number): ReclaimCandidate<ForwardedConnection> {
+    return { item: this, identity: this.slot.identity ?? '', cls: this.slot.live ?? 'client', reclaimable: this.#kind !== 'stream' && this.#cut === undefined, idleMs: now - this.#lastActive };
   }
 
   get serial(): string | undefined {
     return this.#facts.serial;
   }
 
-  /** Closes both sides now; the reason lands in the audit line. */
-  cut(reason: CutReason | 'drain'): void {
+  /** Closes both sides now; the reason (and any detail) lands in the audit line. */
+  cut(reason: CutReason | 'drain', detail?: Record<string, unknown>): void {
+    if (this.#cut === undefined && detail) this.#denial = detail;
     this.#cut ??= reason;
     if (reason === 'revoked' || reason === 'expired') this.#ctx.metrics.revocationsAppliedTotal.inc({ kind: 'certificate' });
     this.#peer.destroy();
@@ -136,7 +150,7 @@ export class ForwardedConnection {
       bytesIn: this.#upstream.bytesWritten,
       bytesOut: this.#upstream.bytesRead,
       durationMs: Date.now() - this.#started,
-    }, this.#denial);
+    }, { kind: this.#kind ?? 'unknown', ...this.#denial });
     this.#onGone(this);
   }
 }

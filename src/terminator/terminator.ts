@@ -27,7 +27,7 @@ import { ForwardedConnection } from './forwarded.js';
 import type { InspectorFactory } from './inspector.js';
 import type { Identity } from '../pki/identity.js';
 import { FailedHandshakeLimiter } from './rate-limit.js';
-import { FairShares, isRefusal, type ShareLimits, type ShareRefusal, type Slot } from './fair-shares.js';
+import { FairShares, chooseVictim, isRefusal, type ShareLimits, type ShareRefusal, type Slot } from './fair-shares.js';
 import { refuseDaskPeer } from './dask-refusal.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
 import type { MemoryBudget } from '../gateway/memory-budget.js';
@@ -268,7 +268,7 @@ class TerminatorServer implements Terminator {
       return this.#refuse(p, verdict.reason, verdict.detail);
     }
     p.facts.role = verdict.identity.role;
-    const over = this.#shares.promote(p.slot, verdict.uri, verdict.identity.role);
+    const over = this.#promote(p.slot, verdict.uri, verdict.identity.role);
     if (over) return this.#refuseOverShare(p, s, over);
     this.#publishSlots();
     s.allowHalfOpen = true;
@@ -316,10 +316,25 @@ class TerminatorServer implements Terminator {
       idleTimeoutMs: this.#opts.idleTimeoutMs,
       closeDeadlineMs: this.#opts.closeDeadlineMs ?? 30_000,
       memoryBudget: this.#opts.memoryBudget,
+      slot: p.slot,
       onGone: (c) => this.#live.delete(c),
     });
     this.#live.add(conn);
     this.#expires.set(conn, notAfter.getTime());
+  }
+
+  /** A live slot for this identity, reclaiming an idle one from the biggest holder of a full share if need be. */
+  #promote(slot: Slot, identity: string, role: Identity['role']): ShareRefusal | null {
+    const over = this.#shares.promote(slot, identity, role);
+    if (!over || !['client_share_full', 'worker_share_full', 'too_many_connections'].includes(over.reason)) return over;
+    const cls = role === 'client' ? 'client' : 'cluster';
+    const now = Date.now();
+    const victim = chooseVictim([...this.#live].map((c) => c.candidate(now)), { identity, cls });
+    if (!victim) return over;
+    this.#shares.release(victim.slot); // now, not when its sockets finish closing: the newcomer takes the slot
+    victim.cut('fair_share', { reclaimed_for: identity, share: over.reason });
+    this.#ctx.metrics.connectionsReclaimedTotal.inc({ class: cls });
+    return this.#shares.promote(slot, identity, role);
   }
 
   /**

@@ -3,7 +3,7 @@
  * memory budget, log coalescing, per-source keys, the first-op classifier.
  */
 import t from 'tap';
-import { FairShares, isRefusal, shareCaps, type ShareLimits, type Slot } from '../../src/terminator/fair-shares.js';
+import { FairShares, chooseVictim, isRefusal, shareCaps, type ShareLimits, type Slot } from '../../src/terminator/fair-shares.js';
 import { MemoryBudget, type BudgetHolder } from '../../src/gateway/memory-budget.js';
 import { RefusalCoalescer } from '../../src/log/coalesce.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -76,6 +76,22 @@ t.test('the reserves: clients never take the workers\' share, and the reverse', 
   t.equal(ws, 70, 'workers and admins together stop at 100 - 20 - 10');
   t.equal(w2.promote(slot(w2, '10.4.0.1'), 'spiffe://c/client/late', 'client'), null, 'and a client still gets in');
   t.match(w2.promote(slot(w2, '10.4.0.2'), 'spiffe://c/worker/late', 'worker'), { reason: 'worker_share_full' });
+});
+
+t.test('reclaim: a newcomer takes the longest-idle request connection of the biggest holder, never a stream, never from a near-equal', async (t) => {
+  const c = (item: string, identity: string, idleMs: number, reclaimable = true, cls: 'client' | 'cluster' = 'client') => ({ item, identity, cls, reclaimable, idleMs });
+  const live = [
+    c('a1', 'A', 5_000), c('a2', 'A', 60_000), c('a3', 'A', 9_000, false), c('a4', 'A', 500),
+    c('b1', 'B', 90_000), c('b2', 'B', 90_000),
+    c('w1', 'W', 999_000, true, 'cluster'), c('w2', 'W', 999_000, true, 'cluster'), c('w3', 'W', 999_000, true, 'cluster'),
+  ];
+  t.equal(chooseVictim(live, { identity: 'N', cls: 'client' }), 'a2', 'A holds the most (4): its longest-idle request connection');
+  t.equal(chooseVictim(live, { identity: 'B', cls: 'client' }), 'a2', 'B (2) may take from A (4)');
+  t.equal(chooseVictim(live, { identity: 'C', cls: 'client' }), 'a2');
+  t.equal(chooseVictim([c('a1', 'A', 5_000), c('a2', 'A', 5_000), c('b1', 'B', 5_000)], { identity: 'B', cls: 'client' }), undefined, 'never from a holder only one ahead: no ping-pong');
+  t.equal(chooseVictim([c('a1', 'A', 5_000, false), c('a2', 'A', 5_000, false), c('a3', 'A', 5_000, false)], { identity: 'N', cls: 'client' }), undefined, 'never a Dask stream');
+  t.equal(chooseVictim([c('a1', 'A', 200), c('a2', 'A', 300)], { identity: 'N', cls: 'client' }), undefined, 'never a connection active in the last second');
+  t.equal(chooseVictim(live, { identity: 'N', cls: 'cluster' }), 'w1', 'only within the newcomer\'s role class');
 });
 
 t.test('release is idempotent and returns every count', async (t) => {

@@ -19,7 +19,8 @@ const TS_LOADER = `file://${join(REPO, 'node_modules', '@tapjs', 'typescript', '
 export interface GatewayChild {
   readonly proc: ChildProcess;
   readonly pid: number;
-  readonly ports: { p8786: number; p8787: number; metrics: number };
+  /** p8789 only when the credentials endpoint is configured. */
+  readonly ports: { p8786: number; p8787: number; p8789?: number; metrics: number };
   readonly lines: Array<Record<string, unknown>>;
   /** Lines at level error (and non-JSON stderr output). */
   errors(): Array<Record<string, unknown>>;
@@ -68,7 +69,7 @@ export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphra
   return {
     proc,
     pid: proc.pid!,
-    ports: { p8786: ready.p8786 as number, p8787: ready.p8787 as number, metrics: ready.metrics as number },
+    ports: { p8786: ready.p8786 as number, p8787: ready.p8787 as number, ...(ready.p8789 ? { p8789: ready.p8789 as number } : {}), metrics: ready.metrics as number },
     lines,
     errors: () => [...lines.filter((l) => l.level === 'error'), ...stderr.filter((s) => s.trim() !== '').map((s) => ({ level: 'stderr', text: s }))],
     exited: () => exited,

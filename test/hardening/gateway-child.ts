@@ -19,7 +19,7 @@ const config = resolveConfig(runKeys, { flags, env: {} });
 const gw = await startGateway(config, { log, env: process.env, trustPollMs: 250 });
 process.stdout.write(JSON.stringify({
   event: 'child_ready', pid: process.pid,
-  p8786: gw.addresses.terminator!.port, p8787: gw.addresses.dashboard?.port, metrics: gw.addresses.metrics?.port,
+  p8786: gw.addresses.terminator!.port, p8787: gw.addresses.dashboard?.port, p8789: gw.addresses.credentials?.port, metrics: gw.addresses.metrics?.port,
 }) + '\n');
 
 let stopping = false;
