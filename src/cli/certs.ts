@@ -22,6 +22,7 @@ import { CRL_REASONS } from '../pki/x509.js';
 import { isValidName } from '../pki/identity.js';
 import { GatewayError } from '../errors/base.js';
 import { parse } from '../config/spec.js';
+import { badDashboardUrl, linkTemplate } from '../dashboard/link.js';
 
 interface Sub {
   flags: FlagDecl[];
@@ -53,7 +54,8 @@ ${PASS_HELP}
   },
   issue: {
     flags: [...common, { flag: 'role' }, { flag: 'name' }, { flag: 'out' }, { flag: 'days' }, { flag: 'p12', boolean: true },
-      { flag: 'p12-password-file' }, { flag: 'passphrase-file' }, { flag: 'gateway-host' }, { flag: 'credentials-port' }],
+      { flag: 'p12-password-file' }, { flag: 'passphrase-file' }, { flag: 'gateway-host' }, { flag: 'credentials-port' },
+      { flag: 'dashboard-port' }, { flag: 'dashboard-url' }],
     usage: `usage: scheduler-gateway certs issue --role ${ISSUABLE_ROLES.join('|')} --name NAME --out OUTDIR [--days N] [--p12] [--dir DIR]
 
 Issues a certificate for spiffe://<cluster>/<role>/<name> (scheduler: spiffe://<cluster>/scheduler)
@@ -69,6 +71,9 @@ NAME-distributed.yaml (Dask configuration) and NAME-README.md (Security(...) and
   --gateway-host HOST       gateway address written into the bundle (default: the first --host of certs init;
                             it must be a name or IP in the gateway certificate)
   --credentials-port PORT   worker AWS config: port of the gateway's credentials endpoint (default 8789)
+  --dashboard-port PORT     client and admin bundles: the gateway dashboard's port, for client.dashboard_link
+                            (https://{host}:PORT/status; default 8787)
+  --dashboard-url URL       client and admin bundles: the whole link instead (https only; {host}: the gateway)
 ${DIR_HELP}
 ${PASS_HELP}
 `,
@@ -194,9 +199,10 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
   const gatewayHost = str(flags, 'gateway-host');
   if (gatewayHost !== undefined && !/^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/.test(gatewayHost)) throw new GatewayError('GW_USAGE', `--gateway-host ${JSON.stringify(gatewayHost)} is not a DNS name or IP address`);
   const credentialsPort = str(flags, 'credentials-port') === undefined ? undefined : parse.int(1, 65535)(str(flags, 'credentials-port'), '--credentials-port');
+  const dashboardLink = dashboardLinkFrom(flags);
   const issuedRaw = await issueCertificate({ dir, passphrase: pass, role, name, days });
   const issued = gatewayHost !== undefined ? { ...issuedRaw, gatewayHost } : issuedRaw;
-  const files = writeBundle(outDir, issued, p12Password, credentialsPort !== undefined ? { credentialsPort } : {});
+  const files = writeBundle(outDir, issued, p12Password, { ...(credentialsPort !== undefined ? { credentialsPort } : {}), ...(dashboardLink !== undefined ? { dashboardLink } : {}) });
   io.stdout.write(`Issued ${issued.uri} serial ${issued.serial}, valid until ${issued.notAfter.toISOString()}.\n`
     + `  ${files.caPath}\n  ${files.certPath}\n  ${files.keyPath} (unencrypted, mode 0600)\n`
     + `  ${files.yamlPath}\n  ${files.readmePath}\n`
@@ -205,6 +211,17 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
     + (files.p12Path !== undefined && p12File === undefined ? `PKCS#12 password (shown only now): ${p12Password}\n` : ''));
   recordChange(dir, 'certificate_issued', { serial: issued.serial, role, name, uri: issued.uri, not_after: issued.notAfter.toISOString(), bundle: outDir, p12: files.p12Path !== undefined }, io);
   return 0;
+}
+
+/** --dashboard-url as given, or the link for --dashboard-port; neither: undefined (the bundle's default). */
+function dashboardLinkFrom(flags: Flags): string | undefined {
+  const url = str(flags, 'dashboard-url');
+  const port = str(flags, 'dashboard-port');
+  if (url !== undefined && port !== undefined) throw new GatewayError('GW_USAGE', '--dashboard-url and --dashboard-port exclude each other (the URL names its port)');
+  if (port !== undefined) return linkTemplate(parse.int(1, 65535)(port, '--dashboard-port'));
+  const why = url === undefined ? undefined : badDashboardUrl(url);
+  if (why !== undefined) throw new GatewayError('GW_USAGE', `--dashboard-url ${JSON.stringify(url)} cannot be a dashboard link: ${why}`);
+  return url;
 }
 
 interface ListRow {

@@ -67,6 +67,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const addr = gw.addresses.terminator!;
     const host = addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address;
     io.stderr.write(embedded.instructions(host, addr.port));
+    if (gw.addresses.dashboard) embedded.linkDashboard(gw.addresses.dashboard.port);
   }
   return waitForSignals(gw, embedded, log);
 }

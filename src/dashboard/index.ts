@@ -5,8 +5,9 @@
  *
  * Folder map: auth.ts (who is asking), session-cookie.ts (browser sessions),
  * routes.ts (which scope a route needs), request-target.ts (path sanity),
- * server.ts (the pipeline), proxy.ts (upstream leg), websockets.ts (open
- * WebSockets, limits, revocation), refusals.ts (audit + count), pages.ts,
+ * server.ts (the pipeline), proxy.ts (upstream leg), disconnects.ts (peers
+ * going away), websockets.ts (open WebSockets, limits, revocation),
+ * refusals.ts (audit + count), link.ts (client.dashboard_link), pages.ts,
  * security-headers.ts, tls.ts, rate-limit.ts. Nothing here imports
  * terminator/ or telemetry/ code other than the injected metrics.
  */
@@ -22,6 +23,7 @@ import { DashboardServer, type DashboardLimits } from './server.js';
 import { certificateFiles, dashboardTls } from './tls.js';
 import { dashboardError } from './errors.js';
 import { CrlFile } from './crl.js';
+import { linkTemplate } from './link.js';
 import { statePath } from '../pki/state-dir.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
 import { guardConnections } from '../gateway/connection-guard.js';
@@ -39,10 +41,6 @@ export interface DashboardComponent extends Component {
   /** The value clients should set as distributed.dashboard.link. */
   readonly linkTemplate: string | undefined;
   readonly server: DashboardServer | undefined;
-}
-
-export function linkTemplate(port: number): string {
-  return `https://{host}:${port}/status`;
 }
 
 export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = {}): Promise<DashboardComponent> {

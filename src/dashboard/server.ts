@@ -19,6 +19,7 @@ import { checkTarget, safeNext, withoutToken } from './request-target.js';
 import { allows, routeFor } from './routes.js';
 import { FailureLimiter } from './rate-limit.js';
 import { Upstream } from './proxy.js';
+import { Disconnects, isPeerGone } from './disconnects.js';
 import { WebSocketTracker } from './websockets.js';
 import { Refusals, abortHandshake } from './refusals.js';
 import { loginPage, messagePage, sendPage } from './pages.js';
@@ -73,6 +74,9 @@ export class DashboardServer {
   readonly #upstream: Upstream;
   readonly #refusals: Refusals;
   readonly #failures: FailureLimiter;
+  readonly #gone: Disconnects;
+  /** Connections past the TLS handshake. */
+  readonly #secured = new WeakSet<Socket>();
   #health: { at: number; reachable: boolean } = { at: -Infinity, reachable: false };
 
   constructor(o: DashboardServerOptions) {
@@ -80,7 +84,8 @@ export class DashboardServer {
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.#refusals = new Refusals(o.log, o.metrics, o.coalescer);
     this.#failures = new FailureLimiter({ maxFailures: this.#limits.loginFailuresPerWindow, windowMs: this.#limits.loginWindowMs, now: () => o.now().getTime() });
-    this.#upstream = new Upstream({ ...o.upstream, responseTimeoutMs: this.#limits.responseTimeoutMs });
+    this.#gone = new Disconnects(o.log, o.metrics);
+    this.#upstream = new Upstream({ ...o.upstream, responseTimeoutMs: this.#limits.responseTimeoutMs, disconnects: this.#gone });
     this.websockets = new WebSocketTracker({ maxPerIdentity: o.maxWebSocketsPerIdentity, sessions: o.sessions, metrics: o.metrics, log: o.log });
     this.websockets.startSweep((p) => o.auth.stillValid(p));
     this.server = createServer({
@@ -96,8 +101,11 @@ export class DashboardServer {
     });
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.#onUpgrade(req, socket, head));
+    this.server.on('secureConnection', (socket: Socket) => this.#secured.add(socket));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      // A browser closed or killed mid-handshake is a disconnect; anything else the handshake refuses is a refusal.
+      if (isPeerGone(err)) return this.#browserGone(socket, err);
       this.#refusals.record(undefined, 'tls_handshake', 0, { error: err.code ?? err.message }, socket.remoteAddress);
     });
   }
@@ -248,7 +256,11 @@ export class DashboardServer {
   // --- WebSocket upgrades -----------------------------------------------------
 
   #onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    // Permanent, from the first moment: a browser may vanish at any point of the handshake or the WebSocket.
+    socket.on('error', (err) => {
+      this.#upstream.browserSocketError(socket, err, req.url);
+      socket.destroy();
+    });
     const refuse = (status: number, reason: string, message: string, fields: Record<string, unknown> = {}) => {
       this.#refusals.record(req, reason, status, fields);
       this.#o.metrics.dashboardRequestsTotal.inc({ status: String(status) });
@@ -277,19 +289,29 @@ export class DashboardServer {
     this.#o.metrics.dashboardRequestsTotal.inc({ status: '101' });
     this.#upstream.ws(req, socket, head, (err) => {
       this.#o.metrics.upstreamErrorsTotal.inc({ upstream: 'dashboard', kind: (err as NodeJS.ErrnoException).code ?? 'error' });
-      // Before the 101 went out we can still say why; after, the socket just closes.
       abortHandshake(socket, 502, 'The scheduler dashboard is not reachable');
     });
   }
 
+  /**
+   * Reported on 'close' (Node emits the error first), so that an in-flight
+   * response reports the same end first, with its own stage.
+   */
+  #browserGone(socket: Socket, err: NodeJS.ErrnoException): void {
+    socket.once('close', () => this.#gone.note(socket, 'browser', this.#secured.has(socket) ? 'connection' : 'handshake', err));
+  }
+
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (isPeerGone(err)) {
+      this.#browserGone(socket, err);
+      return void socket.destroy();
+    }
     const code = err.code ?? '';
     const [status, reason] =
       code === 'HPE_HEADER_OVERFLOW' ? [431, 'header_too_large'] :
       code === 'HPE_UNEXPECTED_CONTENT_LENGTH' || code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'HPE_INVALID_CONTENT_LENGTH' ? [400, 'smuggling'] :
       code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'request_timeout'] :
-      code === 'ECONNRESET' ? [0, 'client_reset'] : [400, 'bad_request'];
-    if (status === 0) return void socket.destroy();
+      [400, 'bad_request'];
     this.#refusals.record(undefined, reason, status, { error: code }, socket.remoteAddress);
     this.#o.metrics.dashboardRequestsTotal.inc({ status: String(status) });
     abortHandshake(socket, status, status === 431 ? 'Request headers too large' : 'Bad request');

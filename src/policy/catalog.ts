@@ -15,8 +15,11 @@ const CLIENT = [
   'get_task_status', 'get_task_prefix_states', 'get_metadata', 'echo', 'log_event',
   // data and task control
   'scatter', 'gather', 'cancel', 'retry', 'update_data', 'set_metadata', 'set_restrictions',
-  // cluster operations a Client exposes
+  // cluster operations a Client exposes (restart and plugins run code in worker and nanny processes,
+  // which a client certificate may do anyway through its tasks)
   'rebalance', 'replicate', 'retire_workers', 'adaptive_target', 'workers_to_close', 'subscribe_worker_status',
+  'restart', 'restart_workers', 'benchmark_hardware', 'get_cluster_state',
+  'register_worker_plugin', 'unregister_worker_plugin', 'register_nanny_plugin', 'unregister_nanny_plugin',
   // diagnostics
   'get_task_stream', 'get_task_stream_index', 'profile', 'call_stack', 'get_logs', 'logs', 'worker_logs', 'events',
   'performance_report', 'start_task_metadata', 'stop_task_metadata', 'get_story', 'get_runspec', 'get_error_cause',
@@ -36,19 +39,20 @@ const CLIENT = [
 ] as const;
 
 /**
- * Client ops that make the scheduler run code the caller supplies. `feed` is
- * what progress bars (distributed.progress, progress_stream) open; it
- * unpickles and runs three functions on the scheduler.
+ * Client ops that make the scheduler run code the caller supplies: `feed`,
+ * what progress bars (distributed.progress, progress_stream) open, unpickles
+ * and runs three functions on the scheduler. Not granted by default; a
+ * policy that wants progress bars for clients allows "@client-code".
  */
 const CLIENT_CODE = ['feed'] as const;
 
 /**
- * Client.run: the scheduler dials the target workers and forwards `msg`
- * (§4.5). Allowed to clients by default because Client.run is an everyday
- * tool, but only through the broadcast guard (inspector.ts): inner op `run`,
- * targets among registered workers, no nannies. Admins are not guarded.
+ * Ops that make the scheduler dial workers and forward a message (§4.5):
+ * `broadcast` (Client.run, Client.get_versions) and `proxy` (Actors). The
+ * scheduler dials whatever addresses it is given, so for every role but
+ * admin they pass only through the guard in forward-guard.ts.
  */
-const CLIENT_RUN = ['broadcast'] as const;
+const CLIENT_RUN = ['broadcast', 'proxy'] as const;
 
 /** §4.2: nanny and worker ops, including the worker batched stream. */
 const WORKER = [
@@ -62,12 +66,15 @@ const WORKER = [
   'pubsub-add-subscriber', 'pubsub-msg', 'pubsub-remove-publisher', 'pubsub-remove-subscriber',
 ] as const;
 
-/** §4.4-4.6: code execution on the scheduler or workers, shutdown, dumps, unbound streams. */
+/**
+ * §4.4-4.6: code in the scheduler process (run_function, scheduler plugins;
+ * feed is in @client-code), the scheduler writing to a URL of the caller's
+ * choice, shutting the cluster down (its lifecycle is the platform's), raw
+ * internal state, and unbound streams.
+ */
 const ADMIN = [
   'run_function', 'register_scheduler_plugin', 'unregister_scheduler_plugin',
-  'proxy', 'register_worker_plugin', 'unregister_worker_plugin', 'register_nanny_plugin', 'unregister_nanny_plugin',
-  'terminate', 'restart', 'restart_workers', 'dump_cluster_state_to_url', 'dump_state', 'get_cluster_state',
-  'benchmark_hardware', 'connection_stream',
+  'terminate', 'dump_cluster_state_to_url', 'dump_state', 'connection_stream',
 ] as const;
 
 export const OP_GROUPS = {
@@ -94,6 +101,17 @@ export const STREAM_OPENERS = { client: 'register-client', worker: 'register-wor
  */
 export const WORKER_STREAM_OPS: ReadonlySet<string> = new Set(['task-finished', 'task-erred', 'release-worker-data', 'add-keys', 'long-running', 'reschedule', 'keep-alive', 'log-event', 'worker-status-change', 'request-refresh-who-has', 'steal-response']);
 export const CLIENT_STREAM_OPS: ReadonlySet<string> = new Set(['update-graph', 'update-graph-hlg', 'client-desires-keys', 'client-releases-keys', 'update-data', 'report-key', 'heartbeat-client', 'close-client', 'subscribe-topic', 'unsubscribe-topic', 'cancel-keys', 'variable-future-release', 'variable-future-received-confirm', 'variable_delete', 'queue-future-release', 'queue_release', 'publish_flush_batched_send']);
+
+/**
+ * Arguments the scheduler unpickles when they are bytes, in ops a non-admin
+ * may otherwise send: `retire_workers` passes its extra arguments on to
+ * `workers_to_close`, which runs `pickle.loads(key)` (scheduler.py, both
+ * versions). No Client API sends `key`; refused for every role but admin.
+ */
+export const UNPICKLED_ARGUMENTS: Readonly<Record<string, { readonly argument: string; readonly why: string }>> = {
+  workers_to_close: { argument: 'key', why: 'the scheduler unpickles a bytes key' },
+  retire_workers: { argument: 'key', why: 'the scheduler passes key to workers_to_close, which unpickles it' },
+};
 
 /** Ops whose `address` the scheduler trusts as declared (§4.2 "Pinning"). */
 export const ADDRESS_PINNED_OPS: ReadonlySet<string> = new Set(['register-worker', 'heartbeat_worker', 'unregister', 'register_nanny']);

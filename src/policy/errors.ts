@@ -10,7 +10,8 @@ export const DENIAL_CODES = {
   pinAddress: 'GW_POLICY_PIN_ADDRESS',
   pinName: 'GW_POLICY_PIN_NAME',
   pinStream: 'GW_POLICY_PIN_STREAM',
-  broadcast: 'GW_POLICY_BROADCAST',
+  forward: 'GW_POLICY_FORWARD',
+  argument: 'GW_POLICY_UNPICKLED_ARGUMENT',
 } as const;
 
 export const policyError = defineErrors({

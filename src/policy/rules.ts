@@ -55,12 +55,13 @@ export interface PolicyDocument {
 }
 
 /**
- * The default policy (dask-wire.md §4.7 and the issue), chosen deliberately:
- *  - client: ordinary client ops plus `feed`, because progress bars use it
- *    even though it runs client-supplied code on the scheduler; harden with
- *    `deny: [feed]` if nobody needs progress bars. Plus `broadcast`, because
- *    Client.run is an everyday tool; the inspector's broadcast guard keeps it
- *    to what Client.run sends (op "run", registered workers, no nannies).
+ * The default policy, chosen deliberately (docs/policy.md has the table of
+ * Client APIs with a reason each): a client certificate may use every Client
+ * API a data scientist uses, and nothing that runs code inside the scheduler
+ * process or reaches outside the cluster:
+ *  - client: @client, plus @client-run (Client.run, get_versions, Actors)
+ *    through the forward guard. Not `feed` (progress bars): it runs
+ *    client-supplied code on the scheduler; allow "@client-code" to trade.
  *  - `pickled: [update-graph]`: since Dask 2023.4 every graph submission
  *    carries pickles the scheduler unpickles, so on such clusters whoever may
  *    submit work may run code on the scheduler; the policy cannot change that.
@@ -71,7 +72,7 @@ export interface PolicyDocument {
 export const DEFAULT_POLICY: PolicyDocument = {
   version: 1,
   rules: {
-    client: { allow: ['@client', 'feed', 'broadcast'], deny: [], pickled: ['update-graph'] },
+    client: { allow: ['@client', '@client-run'], deny: [], pickled: ['update-graph'] },
     worker: { allow: ['@worker'], deny: [], pickled: [] },
     admin: { allow: ['*'], deny: [], pickled: ['*'] },
   },

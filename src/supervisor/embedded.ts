@@ -10,6 +10,8 @@ import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../config/spec.js';
 import { ensureDevelopmentPki, type DevBundles } from './dev-pki.js';
 import { DASK_PYTHON, daskInstalled, SupervisedScheduler } from './scheduler-process.js';
+import { setDashboardLink } from '../pki/bundle.js';
+import { linkTemplate } from '../dashboard/link.js';
 
 export interface EmbeddedScheduler {
   readonly scheduler: Endpoint;
@@ -18,6 +20,8 @@ export interface EmbeddedScheduler {
   readonly process: SupervisedScheduler;
   /** The commands a person types to connect, for the gateway's actual address. */
   instructions(gatewayHost: string, gatewayPort: number): string;
+  /** Points the client bundle's client.dashboard_link at the port 8787 really listens on (known once it does). */
+  linkDashboard(port: number): void;
   stop(): Promise<void>;
 }
 
@@ -45,6 +49,7 @@ export async function startEmbeddedScheduler(o: { dir: string; env: NodeJS.Proce
     bundles,
     process: proc,
     instructions: (host, gwPort) => instructions(bundles, o.dir, host, gwPort, o.python ?? DASK_PYTHON),
+    linkDashboard: (port) => void setDashboardLink(bundles.client.yamlPath, linkTemplate(port)),
     stop: () => proc.stop(),
   };
 }

@@ -21,6 +21,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     wireErrorsTotal: new Counter({ name: 'scheduler_gateway_wire_errors_total', help: 'Dask framing violations', labelNames: ['code'] as const, registers: r }),
     dashboardRequestsTotal: new Counter({ name: 'scheduler_gateway_dashboard_requests_total', help: 'Dashboard HTTP requests by status code', labelNames: ['status'] as const, registers: r }),
     websocketsOpen: new Gauge({ name: 'scheduler_gateway_dashboard_websockets_open', help: 'Open proxied WebSockets', registers: r }),
+    dashboardDisconnectsTotal: new Counter({ name: 'scheduler_gateway_dashboard_disconnects_total', help: 'Dashboard exchanges ended by a browser or the upstream dashboard going away', labelNames: ['peer', 'stage'] as const, registers: r }),
     upstreamErrorsTotal: new Counter({ name: 'scheduler_gateway_upstream_errors_total', help: 'Failures reaching the scheduler or its dashboard', labelNames: ['upstream', 'kind'] as const, registers: r }),
     reloadsTotal: new Counter({ name: 'scheduler_gateway_reloads_total', help: 'Reloads of TLS material, revocations or policy', labelNames: ['what', 'result'] as const, registers: r }),
     certificateExpirySeconds: new Gauge({ name: 'scheduler_gateway_certificate_expiry_seconds', help: 'Seconds until each loaded certificate expires', labelNames: ['certificate'] as const, registers: r }),

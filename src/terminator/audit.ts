@@ -7,6 +7,7 @@ import type { Logger } from '../log/logger.js';
 import type { RefusalCoalescer } from '../log/coalesce.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { sourceOf } from '../gateway/source-counts.js';
+import type { Denial } from './inspector.js';
 
 export interface ConnectionFacts {
   readonly conn: string;
@@ -49,6 +50,16 @@ export class ConnectionAudit {
     const fields = { port: 8786, ...facts(c), reason, bytes_in: stats.bytesIn, bytes_out: stats.bytesOut, duration_ms: stats.durationMs, ...detail };
     if (reason === 'revoked' || reason === 'expired' || reason === 'policy_denied' || reason === 'drain' || reason === 'idle_timeout' || reason === 'memory_budget' || reason === 'fair_share') this.#log.audit('connection_closed', fields);
     else this.#log.info('connection_closed', fields);
+  }
+
+  /**
+   * A request refused and answered in Dask's words (the connection goes on).
+   * Written in full the first time per source, certificate, code and op;
+   * repeats are coalesced like connection refusals (counted by the caller).
+   */
+  requestRefused(c: ConnectionFacts, d: Denial): void {
+    if (this.#coalescer && !this.#coalescer.admit(sourceOf(c.address), `request_refused:${d.code}:${d.op ?? ''}`, c.uri)) return;
+    this.#log.audit('request_refused', { port: 8786, ...facts(c), code: d.code, denial: d.reason, ...(d.op ? { op: d.op } : {}), ...(d.rule ? { rule: d.rule } : {}), ...(d.detail ? { detail: d.detail } : {}) });
   }
 
   /** A peer that did not speak TLS: logged with what it spoke instead. */

@@ -85,7 +85,7 @@ class FirstRequest implements Frame0Sink<Buffer>, OpVisitor<Buffer> {
   }
 
   push(chunk: Buffer): Buffer | GatewayError | null {
-    return this.#parser.push(chunk);
+    return this.#parser.push(chunk, []);
   }
 
   frame0(buf: Buffer, start: number, end: number): Buffer | null {

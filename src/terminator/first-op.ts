@@ -24,11 +24,14 @@ const LIMITS = { maxFrames: 1024, maxFrame0Bytes: 256 * 1024, maxMessageBytes: 6
 export class FirstOp implements Frame0Sink<ConnectionKind>, OpVisitor<ConnectionKind> {
   readonly #parser = new FrameParser<ConnectionKind>(LIMITS, this);
   readonly #scanner = new Frame0Scanner();
+  /** What the parser would forward: not needed here, emptied after each chunk. */
+  readonly #forwarded: Buffer[] = [];
   #messages = 0;
 
   /** The kind once known (then feed no more), else null. */
   push(chunk: Buffer): ConnectionKind | null {
-    const r = this.#parser.push(chunk);
+    const r = this.#parser.push(chunk, this.#forwarded);
+    this.#forwarded.length = 0;
     return r instanceof GatewayError ? 'request' : r;
   }
 

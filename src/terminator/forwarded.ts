@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayContext } from '../gateway/context.js';
 import type { LiveSession } from '../gateway/sessions.js';
 import type { ConnectionAudit, ConnectionFacts } from './audit.js';
-import type { InspectorFactory, PeerInfo, StreamInspector } from './inspector.js';
+import type { Denial, InspectorFactory, PeerInfo } from './inspector.js';
 import { pipeBoth } from './pipe.js';
 import type { BudgetAccount, MemoryBudget } from '../gateway/memory-budget.js';
 import { FirstOp, type ConnectionKind } from './first-op.js';
@@ -60,62 +60,59 @@ export class ForwardedConnection {
     const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, close: (reason) => this.cut(reason) };
     this.#unregister = this.#ctx.sessions.add(session);
     this.#ctx.metrics.connectionsActive.inc({ port: '8786', role: this.#facts.role ?? 'unknown' });
-    const inspector = args.inspector?.(args.peerInfo);
-    pipeBoth(this.#peer, this.#upstream, inspector, args.closeDeadlineMs, {
+    const hooks = { refused: (d: Denial) => this.#refused(d) };
+    let account: BudgetAccount | undefined;
+    const pipe = pipeBoth(this.#peer, this.#upstream, args.inspector?.(args.peerInfo, hooks), args.closeDeadlineMs, {
       onDenied: (d, direction) => {
         this.#cut ??= 'policy_denied';
         this.#denial = { code: d.code, denial: d.reason, direction, ...(d.op ? { op: d.op } : {}), ...(d.rule ? { rule: d.rule } : {}), ...(d.detail ? { detail: d.detail } : {}) };
-        this.#ctx.metrics.policyDenialsTotal.inc({ role: this.#facts.role ?? 'unknown', op: d.op ?? 'unknown', rule: d.rule ?? d.reason });
+        this.#countDenial(d);
       },
       onClosed: (why) => this.#finish(why),
+      onFlow: () => account?.set(pipe.heldBytes),
     });
-    this.#account = this.#watch(args.idleTimeoutMs, args.memoryBudget, inspector);
+    account = this.#account = args.memoryBudget?.account({
+      pause: () => pipe.hold(true),
+      resume: () => pipe.hold(false),
+      evict: () => this.cut('memory_budget'),
+    });
+    this.#watch(args.idleTimeoutMs);
   }
 
   /**
-   * Listeners bound once, after pipeBoth's (so each chunk is already handled):
-   *  - activity and kind: the idle timeout closes quiet request connections
-   *    (Dask's pools notice and reconnect), never a stream: a worker's stream
-   *    is silent while its cluster is idle, and a worker whose stream is cut
-   *    exits (first-op.ts). The same facts make a connection reclaimable for
-   *    a fair share (fair-shares.ts chooseVictim);
-   *  - the memory-budget hook (gateway/memory-budget.ts): after every chunk
-   *    either way and every drained write queue, what this connection holds
-   *    (the inspector's partial frame 0 plus both sockets' queues).
+   * Activity and kind, from the peer's bytes: the idle timeout closes quiet
+   * request connections (Dask's pools notice and reconnect), never a stream:
+   * a worker's stream is silent while its cluster is idle, and a worker whose
+   * stream is cut exits (first-op.ts). The same facts make a connection
+   * reclaimable for a fair share (fair-shares.ts chooseVictim).
    */
-  #watch(idleTimeoutMs: number, budget: MemoryBudget | undefined, inspector: StreamInspector | undefined): BudgetAccount | undefined {
+  #watch(idleTimeoutMs: number): void {
     const peer = this.#peer;
-    const upstream = this.#upstream;
     if (idleTimeoutMs > 0) peer.setTimeout(idleTimeoutMs, () => this.cut('idle_timeout'));
     const first = new FirstOp();
-    const account = budget?.account({
-      pause: () => { peer.pause(); upstream.pause(); },
-      resume: () => { peer.resume(); upstream.resume(); },
-      evict: () => this.cut('memory_budget'),
-    });
-    const meter = account && (() => account.set((inspector?.bufferedBytes ?? 0) + peer.readableLength + peer.writableLength + upstream.readableLength + upstream.writableLength));
-    peer.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       this.#lastActive = Date.now();
-      if (this.#kind === null) {
-        this.#kind = first.push(chunk);
-        if (this.#kind === 'stream') peer.setTimeout(0);
-      }
-      meter?.();
-    });
-    upstream.on('data', () => {
-      this.#lastActive = Date.now();
-      meter?.();
-    });
-    if (meter) {
-      peer.on('drain', meter);
-      upstream.on('drain', meter);
-    }
-    return account;
+      if (this.#kind !== null) return;
+      this.#kind = first.push(chunk);
+      if (this.#kind === 'stream') peer.setTimeout(0);
+    };
+    peer.on('data', onData);
+    this.#upstream.on('data', () => { this.#lastActive = Date.now(); });
   }
 
   /** What fair-shares.ts needs to pick a connection to reclaim. */
   candidate(now: number): ReclaimCandidate<ForwardedConnection> {
     return { item: this, identity: this.slot.identity ?? '', cls: this.slot.live ?? 'client', reclaimable: this.#kind !== 'stream' && this.#cut === undefined, idleMs: now - this.#lastActive };
+  }
+
+  /** A request refused and answered in Dask's words; the connection goes on. */
+  #refused(d: Denial): void {
+    this.#countDenial(d);
+    this.#audit.requestRefused(this.#facts, d);
+  }
+
+  #countDenial(d: Denial): void {
+    this.#ctx.metrics.policyDenialsTotal.inc({ role: this.#facts.role ?? 'unknown', op: d.op ?? 'unknown', rule: d.rule ?? d.reason });
   }
 
   get serial(): string | undefined {

@@ -1,8 +1,10 @@
 /**
  * The seam between the 8786 byte pipe (terminator/) and wire-aware
  * authorization (wire/ + policy/). The terminator knows nothing about Dask
- * framing; it hands every chunk to an inspector before forwarding it and
- * closes both sides when the inspector returns a denial.
+ * framing: it hands every chunk to an inspector and writes what the
+ * inspector gives back. The inspector may change the stream: it forwards a
+ * canonical framing, drops a refused message whole, and answers a refused
+ * request in the scheduler's place; a Denial closes both sides.
  */
 import type { Identity } from '../pki/identity.js';
 
@@ -27,13 +29,23 @@ export interface Denial {
   readonly detail?: string;
 }
 
-export interface StreamInspector {
-  /** Sees each chunk from the peer before it goes upstream; a Denial closes the connection and nothing of this chunk is forwarded. */
-  fromPeer(chunk: Buffer): Denial | null;
-  /** Sees each chunk from the scheduler before it goes to the peer. */
-  fromScheduler(chunk: Buffer): Denial | null;
-  /** Bytes held between chunks (a partial frame 0): counted in the gateway's memory budget. */
-  readonly bufferedBytes?: number;
+export interface InspectorHooks {
+  /** A request was refused and answered; the connection goes on. Audit and count it. */
+  refused(d: Denial): void;
 }
 
-export type InspectorFactory = (peer: PeerInfo) => StreamInspector;
+export interface StreamInspector {
+  /**
+   * Parses one chunk from the peer. Appends to `up`, in order, what may go
+   * to the scheduler, and to `down` what the gateway answers the peer in the
+   * scheduler's place. A Denial closes the connection; nothing of the denied
+   * message is in `up`.
+   */
+  fromPeer(chunk: Buffer, up: Buffer[], down: Buffer[]): Denial | null;
+  /** Sees each chunk from the scheduler; appends it to `down`, with any answers that waited for a message boundary. */
+  fromScheduler(chunk: Buffer, down: Buffer[]): Denial | null;
+  /** Bytes held from the peer while a message awaits its decision. */
+  readonly bufferedBytes: number;
+}
+
+export type InspectorFactory = (peer: PeerInfo, hooks: InspectorHooks) => StreamInspector;

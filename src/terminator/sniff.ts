@@ -66,27 +66,3 @@ function daskMatch(buf: Buffer): Sniffed | 'need_more' {
 export const HTTP_EXPLANATION =
   'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n' +
   'This is the Dask scheduler port: it speaks Dask over mutual TLS (tls://HOST:8786 with a client certificate), not HTTP. The dashboard is on https://HOST:8787/.\n';
-
-/**
- * A Dask connector reads before it writes (dask-wire.md §2.1: "the listener
- * writes first"), so a plaintext Dask client is silent on connect while a
- * TLS client speaks at once. To a peer still silent after a short while we
- * send what a Dask listener would: one framed handshake map
- * {"compression": nil, "python": [3, 11, 2], "pickle-protocol": 5}. A Dask
- * client answers with its own framed handshake, which sniff() then names.
- * Nothing secret: these are constant bytes any scheduler sends.
- */
-export const DASK_LISTENER_HANDSHAKE: Buffer = (() => {
-  const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s, 'latin1')]);
-  const frame0 = Buffer.concat([
-    Buffer.from([0x83]),
-    str('compression'), Buffer.from([0xc0]),
-    str('python'), Buffer.from([0x93, 0x03, 0x0b, 0x02]),
-    str('pickle-protocol'), Buffer.from([0x05]),
-  ]);
-  const prelude = Buffer.alloc(24);
-  prelude.writeUInt32LE(16 + frame0.length, 0); // L = 8 (n) + 8 (len_0) + frame
-  prelude.writeUInt32LE(1, 8); // n = 1
-  prelude.writeUInt32LE(frame0.length, 16);
-  return Buffer.concat([prelude, frame0]);
-})();

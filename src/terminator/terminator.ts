@@ -31,7 +31,8 @@ import { FairShares, chooseVictim, isRefusal, type ShareLimits, type ShareRefusa
 import { refuseDaskPeer } from './dask-refusal.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
 import type { MemoryBudget } from '../gateway/memory-budget.js';
-import { DASK_LISTENER_HANDSHAKE, HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
+import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
+import { LISTENER_HANDSHAKE } from '../wire/reply.js';
 import { secureContextOptions, serverOptions } from './tls-options.js';
 import { dialUpstream, UpstreamUnavailable } from './upstream.js';
 
@@ -89,6 +90,10 @@ const PROBE_ANSWER_MS = 1_000;
 const KEEPALIVE_AFTER_MS = 60_000;
 /** A refused, authenticated Dask peer has this long to ask its first question and read the answer. */
 const REFUSAL_ANSWER_MS = 5_000;
+
+const PLAINTEXT_DASK_REFUSAL =
+  'scheduler-gateway refused this connection (plaintext_dask): this port speaks Dask over mutual TLS. Connect to tls://HOST:PORT, ' +
+  'not tcp://, with a client certificate: Security(tls_ca_file=..., tls_client_cert=..., tls_client_key=..., require_encryption=True)';
 
 export async function startTerminator(ctx: GatewayContext, opts: TerminatorOptions): Promise<Terminator> {
   const t = new TerminatorServer(ctx, opts);
@@ -204,13 +209,17 @@ class TerminatorServer implements Terminator {
 
   #sniff(p: Pending): void {
     let seen: Buffer | undefined;
+    let probed = false;
+    // A Dask connector reads before it writes (dask-wire.md §2.1), so a plaintext tcp:// client is silent
+    // while a TLS client speaks at once: to a silent peer we say what a Dask listener says first.
     // Timers run before pending reads in a loop turn: on a lagging event loop a ClientHello that already arrived
     // would get the plaintext probe written into it. setImmediate lets the poll phase read it first.
     const probeAfter = Math.min(DASK_PROBE_AFTER_MS, this.#opts.handshakeTimeoutMs / 2);
     let silent: NodeJS.Timeout | undefined;
     const probe = setTimeout(() => setImmediate(() => {
       if (seen || p.settled || p.raw.destroyed) return;
-      p.raw.write(DASK_LISTENER_HANDSHAKE);
+      probed = true;
+      p.raw.write(LISTENER_HANDSHAKE);
       silent = setTimeout(() => {
         if (!seen) this.#refuse(p, 'handshake_timeout', `sent nothing within ${probeAfter + PROBE_ANSWER_MS} ms of connecting: not a TLS client`);
       }, PROBE_ANSWER_MS);
@@ -237,6 +246,9 @@ class TerminatorServer implements Terminator {
       if (spoke === 'http') {
         p.raw.end(HTTP_EXPLANATION);
         setTimeout(() => p.raw.destroy(), 1_000).unref();
+      } else if (spoke === 'dask_plaintext') {
+        // Answered in Dask's framing, so the tcp:// caller's Python raises with the reason.
+        void refuseDaskPeer(p.raw, { text: PLAINTEXT_DASK_REFUSAL, handshakeSent: probed, initial: seen, timeoutMs: this.#opts.handshakeTimeoutMs });
       } else {
         p.raw.destroy();
       }

@@ -1,23 +1,32 @@
 /**
- * Incremental parser of Dask's TCP/TLS framing (shared/dask-wire.md §1).
+ * Incremental parser and canonicalizer of Dask's TCP/TLS framing
+ * (shared/dask-wire.md §1):
  *
  *   u64 L | u64 n | u64 len_0 .. len_{n-1} | frame_0 .. frame_{n-1}      (all LE)
  *
- * One rule covers every Dask version (§1.2): the message is always
- * 16 + 8n + sum(len_i) bytes. L is kept only as a sanity check: it counts the
- * bytes after itself up to the end of a *leading run* of frames (all frames in
- * 2022.12; since 2023.11 possibly fewer), so L - 8 - 8n must be a prefix sum
- * len_0 + .. + len_k with k >= 0. (The notes write the bound as 16 + 8n + len_0;
- * L does not count its own 8 bytes, so the correct bound is 8 + 8n + len_0, as
- * Appendix A's handshake shows: L = 61 = 8 + 8 + 45.)
+ * The guarantee it gives the policy: every message the scheduler reads is a
+ * message this parser delimited, with the same frame 0. Readers of different
+ * Dask versions split the same bytes differently (§1.2): 2022.12 reads exactly
+ * L bytes and takes what follows as the next message; since 2023.11 the
+ * reader takes the frames inside L and then reads the missing ones by their
+ * lengths. They agree only when L = 8 + 8n + sum(len_i). So the parser
+ *   - accepts L only where a Dask writer puts it: at the end of a leading run
+ *     of frames, frame 0 included (L - 8 - 8n = len_0 + .. + len_k, k >= 0);
+ *     anything else is refused (GW_WIRE_LENGTH_MISMATCH);
+ *   - forwards every message with L rewritten to 8 + 8n + sum(len_i), which
+ *     both readers split exactly as the parser did (a 2023.11+ writer's short
+ *     L, sent with large uncompressed buffers, only loses its memory hint);
+ *   - holds each message's prelude and frame 0 until the sink has decided on
+ *     frame 0, so a refused message never reaches the scheduler, not even in
+ *     part: the sink may forward it, drop it whole, or stop the stream.
  *
- * Only frame 0 (the msgpack message) is handed on; payload frames are skipped
- * by arithmetic and never copied. What is buffered is a list of references to
- * the caller's chunks, bounded by the 8 bytes of a length field or by frame 0,
- * whichever is being read; frame 0 is copied only when it straddles chunks.
- * Every declared count and length is checked against the limits as soon as it
- * is read, before anything is buffered for it. This module never touches a
- * socket; it does not decode frame 0.
+ * Zero-copy: forwarded bytes are views of the caller's chunks, coalesced so
+ * that a chunk of whole, unchanged messages goes out as one view; payload
+ * frames after frame 0 stream through as they arrive. The only copies: frame
+ * 0 when it straddles chunks, and the 8 bytes of a rewritten L. What is held
+ * is bounded by the prelude (8n) and frame 0 (maxFrame0Bytes); every declared
+ * count and length is checked against the limits as soon as it is read.
+ * This module never touches a socket and does not decode frame 0.
  */
 import { GatewayError } from '../errors/base.js';
 import { wireError } from './errors.js';
@@ -31,12 +40,16 @@ export interface FrameLimits {
   readonly maxMessageBytes: number;
 }
 
-/**
- * Receives frame 0 of every message as a view [start, end) of `buf`, valid only
- * during the call. A non-null return stops the parser for good.
- */
+/** A sink's answer that drops the message (prelude, frame 0 and payload) and goes on. */
+export const DROP: unique symbol = Symbol('drop');
+
 export interface Frame0Sink<R> {
-  frame0(buf: Buffer, start: number, end: number, frames: number, messageBytes: number): R | null;
+  /**
+   * Frame 0 of a message as a view [start, end) of `buf`, valid only during
+   * the call. null forwards the message, DROP drops it, any other value
+   * stops the parser for good.
+   */
+  frame0(buf: Buffer, start: number, end: number, frames: number, messageBytes: number): R | typeof DROP | null;
 }
 
 const enum State {
@@ -44,7 +57,7 @@ const enum State {
   Count,
   FrameLengths,
   Frame0,
-  Skip,
+  Payload,
   Stopped,
 }
 
@@ -57,9 +70,20 @@ export class FrameParser<R> {
   readonly #limits: FrameLimits;
   readonly #sink: Frame0Sink<R>;
   readonly #scratch = Buffer.alloc(8);
+  // Unconsumed input.
   readonly #chunks: Buffer[] = [];
   #offset = 0; // into #chunks[0]
   #buffered = 0;
+  // Consumed but undecided: the current message's prelude and frame 0, as ranges of chunks.
+  readonly #heldChunks: Buffer[] = [];
+  readonly #heldStarts: number[] = [];
+  readonly #heldEnds: number[] = [];
+  #heldBytes = 0;
+  // The range of one chunk waiting to be appended to `out` (coalescing).
+  #out: Buffer[] = [];
+  #pendChunk: Buffer | null = null;
+  #pendStart = 0;
+  #pendEnd = 0;
   #state = State.Length;
   #result: R | GatewayError | null = null;
 
@@ -70,16 +94,17 @@ export class FrameParser<R> {
   #len0 = 0;
   #sum = 0;
   #runMatched = false;
-  #skip = 0;
+  #remaining = 0;
+  #dropping = false;
 
   constructor(limits: FrameLimits, sink: Frame0Sink<R>) {
     this.#limits = limits;
     this.#sink = sink;
   }
 
-  /** Bytes held from earlier chunks (a partial length field or a partial frame 0). */
+  /** Bytes held from earlier chunks: undecided prelude and frame 0, and unparsed input. */
   get bufferedBytes(): number {
-    return this.#buffered;
+    return this.#buffered + this.#heldBytes;
   }
 
   /** The error or the sink's stop value once the parser has stopped. */
@@ -88,29 +113,32 @@ export class FrameParser<R> {
   }
 
   /**
-   * Feeds one chunk. Returns null while the stream is well-formed and the sink
-   * has not objected; otherwise the error or the sink's value, every time after.
+   * Feeds one chunk; appends to `out`, in order, the bytes that may go on.
+   * Returns null while the stream is well-formed and the sink has not
+   * stopped it; otherwise the error or the sink's value, every time after.
+   * On a stop nothing of the stopped message is in `out`.
    */
-  push(chunk: Buffer): R | GatewayError | null {
+  push(chunk: Buffer, out: Buffer[]): R | GatewayError | null {
     if (this.#state === State.Stopped) return this.#result;
+    this.#out = out;
     let start = 0;
-    // Fast path for bulk payload: skip straight through the caller's chunk.
-    if (this.#state === State.Skip && this.#buffered === 0) {
-      if (chunk.length <= this.#skip) {
-        this.#skip -= chunk.length;
-        if (this.#skip === 0) this.#state = State.Length;
-        return null;
-      }
-      start = this.#skip;
-      this.#skip = 0;
-      this.#state = State.Length;
+    // Fast path for bulk payload: pass (or drop) straight through the caller's chunk.
+    if (this.#state === State.Payload && this.#buffered === 0) {
+      const n = Math.min(chunk.length, this.#remaining);
+      if (!this.#dropping) this.#emit(chunk, 0, n);
+      this.#remaining -= n;
+      if (this.#remaining === 0) this.#state = State.Length;
+      start = n;
     }
-    if (start === chunk.length) return null;
-    if (this.#buffered === 0) this.#offset = start;
-    else if (start !== 0) chunk = chunk.subarray(start);
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length - (this.#buffered === 0 ? start : 0);
-    return this.#loop();
+    if (start < chunk.length) {
+      if (this.#buffered === 0) this.#offset = start;
+      else if (start !== 0) chunk = chunk.subarray(start);
+      this.#chunks.push(chunk);
+      this.#buffered += chunk.length - (this.#buffered === 0 ? start : 0);
+    }
+    const r = this.#loop();
+    this.#flush();
+    return r;
   }
 
   #loop(): R | GatewayError | null {
@@ -150,7 +178,7 @@ export class FrameParser<R> {
           this.#sum += len;
           const total = 16 + 8 * this.#frames + this.#sum;
           if (total > this.#limits.maxMessageBytes) return this.#fail(wireError('messageTooLarge', { bytes: total, limit: this.#limits.maxMessageBytes }));
-          // §1.2: L - 8 - 8n equals the length of a leading run of frames.
+          // §1.2: a writer's L - 8 - 8n is the length of a leading run of frames, frame 0 included.
           const run = this.#declaredL - 8 - 8 * this.#frames;
           if (this.#sum === run) this.#runMatched = true;
           else if (!this.#runMatched && this.#sum > run) return this.#fail(wireError('lengthMismatch', { declared: this.#declaredL }));
@@ -163,18 +191,20 @@ export class FrameParser<R> {
         }
         case State.Frame0: {
           if (this.#buffered < this.#len0) return null;
-          const stop = this.#deliverFrame0();
-          if (stop !== null) return this.#fail(stop);
-          this.#skip = this.#sum - this.#len0;
-          this.#state = this.#skip === 0 ? State.Length : State.Skip;
+          const verdict = this.#decideFrame0();
+          if (verdict !== null && verdict !== DROP) return this.#fail(verdict);
+          this.#release(verdict === DROP);
+          this.#remaining = this.#sum - this.#len0;
+          this.#dropping = verdict === DROP;
+          this.#state = this.#remaining === 0 ? State.Length : State.Payload;
           break;
         }
-        case State.Skip: {
+        case State.Payload: {
           if (this.#buffered === 0) return null;
-          const n = Math.min(this.#skip, this.#buffered);
-          this.#advance(n);
-          this.#skip -= n;
-          if (this.#skip !== 0) return null;
+          const n = Math.min(this.#remaining, this.#buffered);
+          this.#consume(n, this.#dropping ? 'drop' : 'emit');
+          this.#remaining -= n;
+          if (this.#remaining !== 0) return null;
           this.#state = State.Length;
           break;
         }
@@ -191,27 +221,63 @@ export class FrameParser<R> {
     this.#len0 = 0;
     this.#sum = 0;
     this.#runMatched = false;
-    this.#skip = 0;
+    this.#remaining = 0;
+    this.#dropping = false;
   }
 
-  #deliverFrame0(): R | null {
+  #decideFrame0(): R | typeof DROP | null {
     const len = this.#len0;
-    const first = this.#chunks[0];
     const total = 16 + 8 * this.#frames + this.#sum;
+    const first = this.#chunks[0];
     if (len === 0) return this.#sink.frame0(this.#scratch, 0, 0, this.#frames, total);
     if (first !== undefined && first.length - this.#offset >= len) {
       const start = this.#offset;
-      const stop = this.#sink.frame0(first, start, start + len, this.#frames, total);
-      this.#advance(len);
-      return stop;
+      const verdict = this.#sink.frame0(first, start, start + len, this.#frames, total);
+      if (verdict === null || verdict === DROP) this.#consume(len, 'hold');
+      return verdict;
     }
-    // Frame 0 straddles chunks: the only copy the parser ever makes.
+    // Frame 0 straddles chunks: the one copy of message bytes the parser makes.
     const copy = Buffer.allocUnsafe(len);
-    this.#copyOut(copy, len);
-    return this.#sink.frame0(copy, 0, len, this.#frames, total);
+    let written = 0;
+    let i = 0;
+    let off = this.#offset;
+    while (written < len) {
+      const c = this.#chunks[i++]!;
+      const take = Math.min(c.length - off, len - written);
+      c.copy(copy, written, off, off + take);
+      written += take;
+      off = 0;
+    }
+    const verdict = this.#sink.frame0(copy, 0, len, this.#frames, total);
+    if (verdict === null || verdict === DROP) this.#consume(len, 'hold');
+    return verdict;
   }
 
-  /** Reads a u64 LE if 8 bytes are buffered; NEED_MORE or OVERFLOW otherwise. */
+  /** The decision is made: the held prelude and frame 0 go out (L canonical) or are dropped. */
+  #release(drop: boolean): void {
+    if (!drop) {
+      const canonicalL = 8 + 8 * this.#frames + this.#sum;
+      let skip = 0;
+      if (this.#declaredL !== canonicalL) {
+        const l = Buffer.allocUnsafe(8);
+        l.writeBigUInt64LE(BigInt(canonicalL));
+        this.#flush();
+        this.#out.push(l);
+        skip = 8;
+      }
+      for (let i = 0; i < this.#heldChunks.length; i++) {
+        const s = this.#heldStarts[i]!;
+        const e = this.#heldEnds[i]!;
+        const cut = Math.min(skip, e - s);
+        skip -= cut;
+        if (s + cut < e) this.#emit(this.#heldChunks[i]!, s + cut, e);
+      }
+    }
+    this.#heldChunks.length = this.#heldStarts.length = this.#heldEnds.length = 0;
+    this.#heldBytes = 0;
+  }
+
+  /** Reads a u64 LE if 8 bytes are buffered (and holds them); NEED_MORE or OVERFLOW otherwise. */
   #readU64(): number {
     if (this.#buffered < 8) return NEED_MORE;
     const first = this.#chunks[0]!;
@@ -220,52 +286,78 @@ export class FrameParser<R> {
     if (first.length - this.#offset >= 8) {
       lo = first.readUInt32LE(this.#offset);
       hi = first.readUInt32LE(this.#offset + 4);
-      this.#advance(8);
     } else {
-      this.#copyOut(this.#scratch, 8);
+      let written = 0;
+      let i = 0;
+      let off = this.#offset;
+      while (written < 8) {
+        const c = this.#chunks[i++]!;
+        const take = Math.min(c.length - off, 8 - written);
+        c.copy(this.#scratch, written, off, off + take);
+        written += take;
+        off = 0;
+      }
       lo = this.#scratch.readUInt32LE(0);
       hi = this.#scratch.readUInt32LE(4);
     }
+    this.#consume(8, 'hold');
     if (hi > MAX_SAFE_HIGH) return OVERFLOW;
     return hi * 0x100000000 + lo;
   }
 
-  /** Copies the next n buffered bytes into dst and consumes them. */
-  #copyOut(dst: Buffer, n: number): void {
-    let written = 0;
-    while (written < n) {
-      const c = this.#chunks[0]!;
-      const take = Math.min(c.length - this.#offset, n - written);
-      c.copy(dst, written, this.#offset, this.#offset + take);
-      written += take;
-      this.#advance(take);
-    }
-  }
-
-  #advance(n: number): void {
+  /** Consumes the next n unconsumed bytes: held for the decision, emitted, or dropped. */
+  #consume(n: number, to: 'hold' | 'emit' | 'drop'): void {
     this.#buffered -= n;
     while (n > 0) {
       const c = this.#chunks[0]!;
-      const avail = c.length - this.#offset;
-      if (n < avail) {
-        this.#offset += n;
-        return;
+      const start = this.#offset;
+      const take = Math.min(c.length - start, n);
+      if (to === 'hold') {
+        this.#heldChunks.push(c);
+        this.#heldStarts.push(start);
+        this.#heldEnds.push(start + take);
+        this.#heldBytes += take;
+      } else if (to === 'emit') {
+        this.#emit(c, start, start + take);
       }
-      n -= avail;
-      this.#chunks.shift();
-      this.#offset = 0;
-    }
-    if (this.#chunks.length > 0 && this.#chunks[0]!.length === this.#offset) {
-      this.#chunks.shift();
-      this.#offset = 0;
+      n -= take;
+      if (start + take === c.length) {
+        this.#chunks.shift();
+        this.#offset = 0;
+      } else {
+        this.#offset = start + take;
+      }
     }
   }
 
+  /** Appends [start, end) of chunk to the output, merged with the previous range when contiguous. */
+  #emit(chunk: Buffer, start: number, end: number): void {
+    if (start === end) return;
+    if (chunk === this.#pendChunk && start === this.#pendEnd) {
+      this.#pendEnd = end;
+      return;
+    }
+    this.#flush();
+    this.#pendChunk = chunk;
+    this.#pendStart = start;
+    this.#pendEnd = end;
+  }
+
+  #flush(): void {
+    const c = this.#pendChunk;
+    if (c === null) return;
+    this.#out.push(this.#pendStart === 0 && this.#pendEnd === c.length ? c : c.subarray(this.#pendStart, this.#pendEnd));
+    this.#pendChunk = null;
+  }
+
   #fail(result: R | GatewayError): R | GatewayError {
+    this.#flush(); // earlier, decided messages only: undecided bytes are held, never pending
     this.#state = State.Stopped;
     this.#result = result;
     this.#chunks.length = 0;
     this.#buffered = 0;
+    this.#heldChunks.length = this.#heldStarts.length = this.#heldEnds.length = 0;
+    this.#heldBytes = 0;
     return result;
   }
 }

@@ -134,6 +134,16 @@ export function registerWorkerRefusal(text: string, nowSeconds: number): Buffer 
   return frameMessage(encodeMsgpack(new Map<string, MsgValue>([['status', 'error'], ['message', clipText(text)], ['time', new Float64(nowSeconds)]])));
 }
 
+/**
+ * The answer to a refused `feed` (what progress bars open): the progress
+ * bar's loop reads it as a final, failed update (`status: "error"`), so a
+ * notebook widget shows the text and a text bar stops at once.
+ */
+export function feedRefusal(text: string): Buffer {
+  const t = clipText(text);
+  return frameMessage(encodeMsgpack(new Map<string, MsgValue>([['status', 'error'], ['remaining', 0], ['all', 0], ['exception', t], ['exception_text', t]])));
+}
+
 /** The answer to a refused `register-client`: the Client raises `ImportError(text)`. */
 export function streamStartRefusal(text: string): Buffer {
   return frameMessage(encodeMsgpack([new Map<string, MsgValue>([['op', 'stream-start'], ['error', clipText(text)], ['warning', '']])]));

@@ -1,17 +1,17 @@
 /**
  * A real headless Chromium against 8787: the token link, the login form, the
  * session cookie, a page of a real Dask scheduler, and WebSocket messages
- * from page script. Leaves a screenshot in test/artifacts/dashboard.png.
+ * from page script. Leaves a screenshot in test/artifacts/dashboard/.
  */
 import t from 'tap';
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { daskAvailable, startScheduler, stopAll } from '../helpers/dask.js';
 import { startFakeUpstream, startTestDashboard } from './harness.js';
+import { chromiumAvailable, launchChromium } from './chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
+const ARTIFACTS = fileURLToPath(new URL('../artifacts/dashboard/', import.meta.url));
 
 // The page.evaluate() callbacks below run in Chromium, not in Node. The DOM lib
 // cannot join the test program (it retypes WebCrypto for src/ too), so the few
@@ -22,17 +22,13 @@ declare const location: { readonly host: string };
 /** `dgwSocket` is the slot the WebSocket test parks its page socket in. */
 declare const window: { dgwSocket: WebSocket };
 
-if (!existsSync(CHROMIUM) || !daskAvailable()) {
+if (!chromiumAvailable() || !daskAvailable()) {
   t.fail('chromium and python3-distributed are required (scripts/test-packages.txt)');
 } else {
   t.teardown(stopAll);
   let browser: Browser | undefined;
   t.before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-      timeout: 60_000,
-    });
+    browser = await launchChromium();
   });
   t.teardown(() => browser?.close());
 
@@ -57,8 +53,8 @@ if (!existsSync(CHROMIUM) || !daskAvailable()) {
     const historyLength = await page.evaluate(() => history.length);
     t.ok(historyLength >= 1);
     mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: `${ARTIFACTS}dashboard.png`, fullPage: true });
-    t.ok(existsSync(`${ARTIFACTS}dashboard.png`), 'screenshot kept');
+    await page.screenshot({ path: `${ARTIFACTS}dask-2022-workers.png`, fullPage: true });
+    t.ok(existsSync(`${ARTIFACTS}dask-2022-workers.png`), 'screenshot kept');
     t.notMatch(d.rawLog(), token, 'the token never reached a log line');
   });
 

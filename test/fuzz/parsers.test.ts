@@ -274,9 +274,9 @@ t.test('Dask messages, structure-aware: mutated op maps through the per-connecti
     },
     run: ({ role, stream, split }) => {
       const insp = new ConnectionInspector({ identity: { cluster: 'c', role, name: 'w1' }, serial: '01', remoteAddress: '127.0.0.1', sanHosts: [], connectionId: String(conn++) },
-        policy, { log, metrics, limits: { maxFrames: 64, maxFrame0Bytes: 64 * 1024, maxMessageBytes: 1 << 20 } });
+        policy, { log, metrics, limits: { maxFrames: 64, maxFrame0Bytes: 64 * 1024, maxMessageBytes: 1 << 20 } }, { refused: () => {} });
       for (let i = 0; i < stream.length; i += split) {
-        if (insp.fromPeer(stream.subarray(i, i + split)) !== null) return 'refused';
+        if (insp.fromPeer(stream.subarray(i, i + split), [], []) !== null) return 'refused';
       }
       return 'accepted';
     },

@@ -17,7 +17,7 @@ t.test('every subcommand documents exactly its flags under --help', async (t) =>
   const cwd = workspace(t);
   const want: Record<string, string[]> = {
     init: ['--cluster', '--host', '--days', '--key-type', '--dir', '--passphrase-file'],
-    issue: ['--role', '--name', '--out', '--days', '--p12', '--p12-password-file', '--gateway-host', '--credentials-port', '--dir', '--passphrase-file'],
+    issue: ['--role', '--name', '--out', '--days', '--p12', '--p12-password-file', '--gateway-host', '--credentials-port', '--dashboard-port', '--dashboard-url', '--dir', '--passphrase-file'],
     list: ['--json', '--dir'],
     revoke: ['--name', '--serial', '--reason', '--dir', '--passphrase-file'],
   };

@@ -20,7 +20,7 @@ t.test('default policy truth table', async (t) => {
     ['gather', 'allow', 'allow', 'allow'],
     ['scatter', 'allow', 'allow', 'allow'],
     ['identity', 'allow', 'allow', 'allow'],
-    ['feed', 'allow', 'allow', 'allow'],
+    ['feed', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['close', 'allow', 'allow', 'allow'],
     ['close-stream', 'allow', 'allow', 'allow'],
     ['register-worker', 'deny:GW_POLICY_DENIED', 'allow', 'allow'],
@@ -31,12 +31,15 @@ t.test('default policy truth table', async (t) => {
     ['run_function', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['register_scheduler_plugin', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['broadcast', 'allow', 'allow', 'allow'],
-    ['proxy', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
+    ['proxy', 'allow', 'allow', 'allow'],
     ['terminate', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
-    ['restart', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
+    ['restart', 'allow', 'allow', 'allow'],
+    ['get_cluster_state', 'allow', 'allow', 'allow'],
+    ['register_nanny_plugin', 'allow', 'allow', 'allow'],
     ['dump_cluster_state_to_url', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['connection_stream', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
-    ['register_worker_plugin', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
+    ['register_worker_plugin', 'allow', 'allow', 'allow'],
+    ['dump_state', 'deny:GW_POLICY_DENIED', 'deny:GW_POLICY_DENIED', 'allow'],
     ['no-such-op', 'deny:GW_POLICY_UNKNOWN_OP', 'deny:GW_POLICY_UNKNOWN_OP', 'allow'],
   ];
   for (const [op, client, worker, admin] of table) {
@@ -68,7 +71,8 @@ t.test('worker-client-ops off: workers lose client ops but keep the worker group
 t.test('the rule that decided is named', async (t) => {
   const p = policy();
   t.match(decide(p, 'client', 'gather'), { effect: 'allow', rule: 'rules.client.allow[0] @client' });
-  t.match(decide(p, 'client', 'feed'), { effect: 'allow', rule: 'rules.client.allow[1]' });
+  t.match(decide(p, 'client', 'broadcast'), { effect: 'allow', rule: 'rules.client.allow[1] @client-run' });
+  t.match(decide(p, 'client', 'feed'), { effect: 'deny', rule: 'default-deny' });
   t.match(decide(p, 'worker', 'gather'), { effect: 'allow', rule: 'rules.client.allow[0] @client' });
   t.match(decide(p, 'admin', 'run_function'), { effect: 'allow', rule: 'rules.admin.allow[0]' });
   t.match(decide(p, 'client', 'run_function'), { effect: 'deny', rule: 'default-deny' });

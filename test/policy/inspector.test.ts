@@ -6,14 +6,20 @@ import { createLogger } from '../../src/log/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import type { Denial } from '../../src/terminator/inspector.js';
 import type { PeerRole } from '../../src/pki/identity.js';
-import { collectOps, HANDSHAKE, msg, oneByteAtATime, recordedConnections, WIDE_LIMITS } from '../wire/wire-helpers.js';
+import { unpack } from 'msgpackr';
+import { collectOps, HANDSHAKE, message, msg, oneByteAtATime, recordedConnections, WIDE_LIMITS } from '../wire/wire-helpers.js';
 
 interface Harness {
   insp: ConnectionInspector;
   metrics: ReturnType<typeof createMetrics>;
   audits: Record<string, unknown>[];
+  /** Requests refused and answered (the connection went on). */
+  refused: Denial[];
   setSettings(s: Partial<PolicySettings>): void;
 }
+
+/** The first objection: a refusal that closed (closed: true) or one that was answered (closed: false). */
+type Outcome = (Denial & { closed: boolean }) | null;
 
 function harness(role: PeerRole, opts: { settings?: Partial<PolicySettings>; remote?: string; sans?: string[]; name?: string } = {}): Harness {
   const audits: Record<string, unknown>[] = [];
@@ -21,16 +27,41 @@ function harness(role: PeerRole, opts: { settings?: Partial<PolicySettings>; rem
   const metrics = createMetrics({ defaultMetrics: false });
   let current = compilePolicy(DEFAULT_POLICY, { ...DEFAULT_SETTINGS, ...opts.settings }, 'test');
   const source: PolicySource = { current: () => current };
-  const insp = new ConnectionInspector({ identity: { cluster: 'c1', role, name: opts.name ?? 'w1' }, serial: 'ab', remoteAddress: opts.remote ?? '127.0.0.1', sanHosts: opts.sans ?? [], connectionId: 'conn-1' }, source, { log, metrics, limits: WIDE_LIMITS });
-  return { insp, metrics, audits, setSettings: (s) => (current = compilePolicy(DEFAULT_POLICY, { ...DEFAULT_SETTINGS, ...s }, 'test')) };
+  const refused: Denial[] = [];
+  const insp = new ConnectionInspector({ identity: { cluster: 'c1', role, name: opts.name ?? 'w1' }, serial: 'ab', remoteAddress: opts.remote ?? '127.0.0.1', sanHosts: opts.sans ?? [], connectionId: 'conn-1' }, source, { log, metrics, limits: WIDE_LIMITS, now: () => 1_700_000_000 }, { refused: (d) => refused.push(d) });
+  return { insp, metrics, audits, refused, setSettings: (s) => (current = compilePolicy(DEFAULT_POLICY, { ...DEFAULT_SETTINGS, ...s }, 'test')) };
 }
 
-function run(h: Harness, ...messages: unknown[]): Denial | null {
-  for (const m of messages) {
-    const d = h.insp.fromPeer(Buffer.isBuffer(m) ? m : msg(m));
-    if (d) return d;
+interface Fed {
+  closed: Denial | null;
+  up: Buffer;
+  down: Buffer;
+}
+
+/** Feeds chunks from the peer; collects what goes up and what the gateway answers. */
+function feed(h: Harness, chunks: Iterable<Buffer>): Fed {
+  const up: Buffer[] = [];
+  const down: Buffer[] = [];
+  for (const c of chunks) {
+    const d = h.insp.fromPeer(c, up, down);
+    if (d) return { closed: d, up: Buffer.concat(up), down: Buffer.concat(down) };
   }
-  return null;
+  return { closed: null, up: Buffer.concat(up), down: Buffer.concat(down) };
+}
+
+function outcome(h: Harness, fed: Fed): Outcome {
+  // A refusal is recorded when it happens; a close ends the feed: so a refusal, if any, came first.
+  if (h.refused[0]) return { ...h.refused[0], closed: false };
+  return fed.closed ? { ...fed.closed, closed: true } : null;
+}
+
+function run(h: Harness, ...messages: unknown[]): Outcome {
+  return outcome(h, feed(h, messages.map((m) => (Buffer.isBuffer(m) ? m : msg(m)))));
+}
+
+/** One stream, in one chunk or the chunks given. */
+function first(h: Harness, stream: Buffer | Iterable<Buffer>): Outcome {
+  return outcome(h, feed(h, Buffer.isBuffer(stream) ? [stream] : stream));
 }
 
 /** Classifies a recorded connection by its first op after the handshake. */
@@ -51,28 +82,28 @@ t.test('recorded real conversations pass the default policy for the role that se
     const stream = conns.get(k);
     t.ok(stream, `fixture has a ${k} connection`);
     if (!stream) continue;
-    t.equal(harness(role).insp.fromPeer(stream), null, `${k} as ${role}, one chunk`);
-    const h = harness(role);
-    let d: Denial | null = null;
-    for (const b of oneByteAtATime(stream)) d ??= h.insp.fromPeer(b);
-    t.equal(d, null, `${k} as ${role}, one byte at a time`);
+    const whole = feed(harness(role), [stream]);
+    t.equal(whole.closed, null, `${k} as ${role}, one chunk`);
+    t.same(whole.up, stream, `${k} as ${role}: forwarded byte for byte`);
+    const bytewise = feed(harness(role), oneByteAtATime(stream));
+    t.equal(bytewise.closed, null, `${k} as ${role}, one byte at a time`);
+    t.same(bytewise.up, stream, `${k} as ${role}, one byte at a time: forwarded byte for byte`);
   }
 });
 
 t.test('a client certificate cannot register a worker', async (t) => {
-  const d = harness('client').insp.fromPeer(conns.get('worker-stream')!);
-  t.match(d, { code: 'GW_POLICY_DENIED', reason: 'op-denied', op: 'register-worker', rule: 'default-deny' });
+  t.match(first(harness('client'), conns.get('worker-stream')!), { code: 'GW_POLICY_DENIED', reason: 'op-denied', op: 'register-worker', rule: 'default-deny' });
 });
 
 t.test('a client certificate calling run_on_scheduler is refused (the recorded pool connection passes Client.run, then stops at run_function)', async (t) => {
-  t.match(harness('client').insp.fromPeer(conns.get('client-pool')!), { code: 'GW_POLICY_DENIED', op: 'run_function' });
+  t.match(first(harness('client'), conns.get('client-pool')!), { code: 'GW_POLICY_DENIED', op: 'run_function' });
   t.match(run(harness('client'), HANDSHAKE, { op: 'run_function', function: Buffer.from('x'), reply: true }), { op: 'run_function', rule: 'default-deny' });
   t.equal(run(harness('admin'), HANDSHAKE, { op: 'run_function', function: Buffer.from('x') }), null);
 });
 
 t.test('get_client() inside a task works by default and is refused when worker-client-ops is off', async (t) => {
-  t.equal(harness('worker').insp.fromPeer(conns.get('task-client')!), null);
-  t.match(harness('worker', { settings: { workerClientOps: false } }).insp.fromPeer(conns.get('task-client')!), { op: 'register-client', code: 'GW_POLICY_DENIED' });
+  t.equal(first(harness('worker'), conns.get('task-client')!), null);
+  t.match(first(harness('worker', { settings: { workerClientOps: false } }), conns.get('task-client')!), { op: 'register-client', code: 'GW_POLICY_DENIED' });
 });
 
 t.test('worker addresses are pinned to the source address or a certificate SAN', async (t) => {
@@ -112,7 +143,7 @@ t.test('stream messages naming another client or worker are refused', async (t) 
 t.test('the handshake must come first, as a map without op or pickles', async (t) => {
   t.match(run(harness('admin'), { op: 'identity' }), { code: 'GW_WIRE_BAD_HANDSHAKE', reason: 'wire', rule: 'GW_WIRE_BAD_HANDSHAKE' });
   t.match(run(harness('admin'), [HANDSHAKE]), { code: 'GW_WIRE_BAD_HANDSHAKE' });
-  t.match(run(harness('admin'), { ...HANDSHAKE, x: { __Pickled__: 1 } }), { code: 'GW_WIRE_BAD_HANDSHAKE', detail: /__Pickled__/ });
+  t.match(run(harness('admin'), msg({ ...HANDSHAKE, x: { __Pickled__: 1 } }, [Buffer.alloc(8)])), { code: 'GW_WIRE_BAD_HANDSHAKE', detail: /placeholder/ });
 });
 
 t.test('request connections carry maps with a string op; streams may also carry batches and a bare "OK"', async (t) => {
@@ -120,16 +151,16 @@ t.test('request connections carry maps with a string op; streams may also carry 
   t.match(run(harness('admin'), HANDSHAKE, { status: 'OK' }), { code: 'GW_WIRE_NOT_AN_OP', detail: /without "op"/ });
   t.match(run(harness('admin'), HANDSHAKE, { op: 3 }), { code: 'GW_WIRE_NOT_AN_OP' });
   t.equal(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'a' }, 'OK', [{ op: 'heartbeat-client' }, 'OK']), null);
-  t.match(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'a' }, ['OK', [{ __Pickled__: 0 }]]), { code: 'GW_POLICY_PICKLED' });
+  t.match(run(harness('client'), HANDSHAKE, { op: 'register-client', client: 'a' }, msg(['OK', [{ __Pickled__: 1 }]], [Buffer.alloc(8)])), { code: 'GW_POLICY_PICKLED', closed: true });
 });
 
 t.test('framing violations are counted in wire_errors_total and the denial is sticky', async (t) => {
   const h = harness('admin');
   const bad = Buffer.alloc(24);
   bad.writeBigUInt64LE(1n << 45n, 0);
-  const d = h.insp.fromPeer(bad);
+  const d = h.insp.fromPeer(bad, [], []);
   t.match(d, { code: 'GW_WIRE_MESSAGE_TOO_LARGE', reason: 'wire' });
-  t.equal(h.insp.fromPeer(msg(HANDSHAKE)), d);
+  t.equal(h.insp.fromPeer(msg(HANDSHAKE), [], []), d);
   const m = await h.metrics.wireErrorsTotal.get();
   t.same(m.values.map((v) => [v.labels.code, v.value]), [['GW_WIRE_MESSAGE_TOO_LARGE', 1]]);
 });
@@ -150,8 +181,11 @@ t.test('a policy reload applies to a live connection from its next message', asy
   t.match(run(h, { op: 'gather', keys: [] }), { code: 'GW_POLICY_DENIED', op: 'gather' });
 });
 
-t.test('the scheduler direction is passed through', async (t) => {
-  t.equal(harness('client').insp.fromScheduler(Buffer.from('anything at all')), null);
+t.test('the scheduler direction is passed through unchanged', async (t) => {
+  const down: Buffer[] = [];
+  const chunk = Buffer.concat([msg(HANDSHAKE), msg({ status: 'OK' })]);
+  t.equal(harness('client').insp.fromScheduler(chunk, down), null);
+  t.same(down, [chunk], 'the very chunk');
 });
 
 t.test('the broadcast guard lets non-admins run Client.run on registered workers only', async (t) => {
@@ -160,10 +194,12 @@ t.test('the broadcast guard lets non-admins run Client.run on registered workers
   const factory = createInspectorFactory(policy, { log, metrics: createMetrics({ defaultMetrics: false }), limits: WIDE_LIMITS });
   const peer = (role: PeerRole, remote = '127.0.0.1') => ({ identity: { cluster: 'c1', role, name: 'x' }, serial: '01', remoteAddress: remote, sanHosts: [], connectionId: 'c' });
   const send = (role: PeerRole, ...messages: unknown[]) => {
-    const insp = factory(peer(role));
+    const refused: Denial[] = [];
+    const insp = factory(peer(role), { refused: (d) => refused.push(d) });
     for (const m of [HANDSHAKE, ...messages]) {
-      const d = insp.fromPeer(msg(m));
+      const d = insp.fromPeer(msg(m), [], []);
       if (d) return d;
+      if (refused[0]) return refused[0];
     }
     return null;
   };
@@ -173,12 +209,14 @@ t.test('the broadcast guard lets non-admins run Client.run on registered workers
   t.equal(send('client', { op: 'broadcast', msg: run, workers: ['tls://127.0.0.1:4001'] }), null, 'Client.run(workers=[registered])');
   t.equal(send('client', { op: 'broadcast', msg: run, hosts: ['127.0.0.1'] }), null, 'by host');
   t.equal(send('worker', { op: 'broadcast', msg: { ...run, op: 'run_coroutine' } }), null, 'a task client on a worker');
-  const guard = { code: 'GW_POLICY_BROADCAST', reason: 'broadcast-guard', rule: 'broadcast-guard', op: 'broadcast' };
-  t.match(send('client', { op: 'broadcast', msg: run, workers: ['tcp://10.0.0.9:22'] }), { ...guard, detail: /10\.0\.0\.9:22, which is not a worker registered/ }, 'an arbitrary address (the scheduler would dial it)');
+  const guard = { code: 'GW_POLICY_FORWARD', reason: 'forward-guard', rule: 'forward-guard', op: 'broadcast' };
+  t.match(send('client', { op: 'broadcast', msg: run, workers: ['tcp://10.0.0.9:22'] }), { ...guard, detail: /10\.0\.0\.9:22", which is not a worker registered/ }, 'an arbitrary address (the scheduler would dial it)');
   t.match(send('client', { op: 'broadcast', msg: run, hosts: ['10.0.0.9'] }), guard, 'an unknown host');
   t.match(send('client', { op: 'broadcast', msg: run, workers: 'tls://127.0.0.1:4001' }), guard, 'workers not a list');
-  t.match(send('client', { op: 'broadcast', msg: run, nanny: true }), { ...guard, detail: /nanny/ }, 'nannies');
-  t.match(send('client', { op: 'broadcast', msg: { op: 'terminate' } }), { ...guard, detail: /forwards op terminate/ }, 'another worker op');
+  t.equal(send('client', { op: 'broadcast', msg: run, nanny: true }), null, 'Client.run(nanny=True): the nannies of registered workers');
+  t.equal(send('client', { op: 'broadcast', msg: { op: 'versions', packages: [] } }), null, 'Client.get_versions()');
+  t.match(send('client', { op: 'broadcast', msg: { op: 'terminate' } }), { ...guard, detail: /forwards op "terminate"/ }, 'another worker op');
+  t.match(send('client', { op: 'broadcast', msg: { op: 'terminate' }, nanny: 1 }), { ...guard, detail: /forwards op "terminate"/ }, 'to nannies too');
   t.match(send('client', { op: 'broadcast', msg: Buffer.from('x') }), guard, 'msg not a map');
   t.match(send('client', { op: 'broadcast', msg: { op: 'run', x: 1, op2: 2 }, workers: ['tls://127.0.0.1:4001', 'tls://127.0.0.1:4002'] }), guard, 'one unknown target among known ones');
   t.equal(send('admin', { op: 'broadcast', msg: { op: 'terminate' }, workers: ['tcp://10.0.0.9:22'], nanny: true }), null, 'admins are not guarded');
@@ -211,9 +249,9 @@ t.test('a registered worker address belongs to the certificate that registered i
   const policy = { current: () => compilePolicy(DEFAULT_POLICY, DEFAULT_SETTINGS, 'test') };
   const factory = createInspectorFactory(policy, { log, metrics: createMetrics({ defaultMetrics: false }), limits: WIDE_LIMITS });
   const send = (name: string, ...messages: unknown[]) => {
-    const insp = factory({ identity: { cluster: 'c1', role: 'worker', name }, serial: name, remoteAddress: '127.0.0.1', sanHosts: [], connectionId: name });
+    const insp = factory({ identity: { cluster: 'c1', role: 'worker', name }, serial: name, remoteAddress: '127.0.0.1', sanHosts: [], connectionId: name }, { refused: () => {} });
     for (const m of [HANDSHAKE, ...messages]) {
-      const d = insp.fromPeer(msg(m));
+      const d = insp.fromPeer(msg(m), [], []);
       if (d) return d;
     }
     return null;
@@ -225,4 +263,114 @@ t.test('a registered worker address belongs to the certificate that registered i
   t.equal(send('w2', { op: 'heartbeat_worker', address: 'tcp://127.0.0.1:4002' }), null, 'an address nobody registered is only host-pinned');
   t.equal(send('w2', { op: 'register-worker', address: 'tcp://127.0.0.1:4001', name: 'w2' }), null, 'a new registration takes the address over (the scheduler refuses duplicates itself)');
   t.equal(send('w2', { op: 'unregister', address: 'tcp://127.0.0.1:4001' }), null);
+});
+
+/** Decodes the framed messages of a byte stream (frame 0 of each). */
+function decodeAll(stream: Buffer): unknown[] {
+  const out: unknown[] = [];
+  let pos = 0;
+  while (pos < stream.length) {
+    const n = Number(stream.readBigUInt64LE(pos + 8));
+    const lens = Array.from({ length: n }, (_, i) => Number(stream.readBigUInt64LE(pos + 16 + 8 * i)));
+    const start = pos + 16 + 8 * n;
+    out.push(unpack(stream.subarray(start, start + lens[0]!)));
+    pos = start + lens.reduce((a, b) => a + b, 0);
+  }
+  return out;
+}
+
+/** The scheduler's handshake, which any answer of the gateway's must follow. */
+function greet(h: Harness): Harness {
+  h.insp.fromScheduler(msg(HANDSHAKE), []);
+  return h;
+}
+
+t.test('a refused request is dropped whole and answered with an error naming the gateway, the op and the rule; the connection goes on', async (t) => {
+  const h = greet(harness('client', { name: 'bob' }));
+  const fed = feed(h, [msg(HANDSHAKE), msg({ op: 'run_function', function: Buffer.from('evil'), reply: true }), msg({ op: 'identity', reply: true })]);
+  t.equal(fed.closed, null, 'not closed');
+  t.same(fed.up, Buffer.concat([msg(HANDSHAKE), msg({ op: 'identity', reply: true })]), 'the scheduler never saw run_function');
+  const [answer] = decodeAll(fed.down) as Record<string, unknown>[];
+  t.match(answer, { status: 'uncaught-error', traceback: null, traceback_text: '' });
+  t.match(answer!.exception, /^scheduler-gateway refused "run_function" for client bob: .*\(GW_POLICY_DENIED, rule default-deny\)$/);
+  t.equal(answer!.exception_text, answer!.exception);
+  t.match(h.refused, [{ code: 'GW_POLICY_DENIED', op: 'run_function', rule: 'default-deny' }], 'reported once to the terminator (audit + metric)');
+});
+
+t.test('the answer to a pipelined refused request waits for the replies to the requests forwarded before it', async (t) => {
+  const h = harness('client');
+  const fed = feed(h, [Buffer.concat([msg(HANDSHAKE), msg({ op: 'identity', reply: true }), msg({ op: 'terminate', reply: true })])]);
+  t.equal(fed.down.length, 0, 'nothing answered while identity is unanswered');
+  const down: Buffer[] = [];
+  const identityReply = msg({ type: 'Scheduler', id: 'x' });
+  t.equal(h.insp.fromScheduler(msg(HANDSHAKE), down), null);
+  t.same(Buffer.concat(down), msg(HANDSHAKE), 'the scheduler handshake is not a reply');
+  down.length = 0;
+  h.insp.fromScheduler(identityReply.subarray(0, 10), down);
+  t.same(Buffer.concat(down), identityReply.subarray(0, 10), 'half a reply: still waiting');
+  down.length = 0;
+  h.insp.fromScheduler(identityReply.subarray(10), down);
+  const after = Buffer.concat(down);
+  t.same(after.subarray(0, identityReply.length - 10), identityReply.subarray(10), 'the rest of the reply first');
+  t.match(decodeAll(after.subarray(identityReply.length - 10)), [{ status: 'uncaught-error', exception: /"terminate"/ }], 'then the answer');
+});
+
+t.test('refused registrations get the answer their caller reads; reply: false gets none', async (t) => {
+  const c = greet(harness('worker', { settings: { workerClientOps: false } }));
+  const [ss] = decodeAll(feed(c, [msg(HANDSHAKE), msg({ op: 'register-client', client: 'Client-1', reply: false })]).down) as unknown[][];
+  t.match(ss, [{ op: 'stream-start', error: /refused "register-client"/ }], 'register-client: stream-start with error (the Client raises ImportError)');
+  const w = greet(harness('client'));
+  const [reg] = decodeAll(feed(w, [msg(HANDSHAKE), msg({ op: 'register-worker', address: 'tls://127.0.0.1:1', reply: false })]).down) as Record<string, unknown>[];
+  t.match(reg, { status: 'error', message: /refused "register-worker"/, time: 1_700_000_000 }, 'register-worker: a registration error with time');
+  const q = greet(harness('client'));
+  const fed = feed(q, [msg(HANDSHAKE), msg({ op: 'terminate', reply: false })]);
+  t.equal(fed.down.length, 0, 'no answer to a request that expects none');
+  t.equal(q.refused.length, 1, 'but it is still reported');
+});
+
+t.test('a refusal on a stream closes it: a stream has no replies', async (t) => {
+  const h = harness('client', { settings: {} });
+  h.setSettings({});
+  t.match(run(h, HANDSHAKE, { op: 'register-client', client: 'Client-a' }, [{ op: 'heartbeat-client' }, { op: 'terminate' }]), { op: 'terminate', closed: true });
+});
+
+t.test("a nanny's {status} answer after register_nanny passes (Dask 2023.9+); a map without op elsewhere does not", async (t) => {
+  t.equal(run(harness('worker'), HANDSHAKE, { op: 'register_nanny', address: 'tls://127.0.0.1:5' }, { status: 'ok' }), null);
+  t.equal(run(harness('worker'), HANDSHAKE, { op: 'register_nanny' }, { op: 'heartbeat_worker', address: 'tls://127.0.0.1:5' }), null, '2022.12 sends no status: the next request is ordinary');
+  t.match(run(harness('worker'), HANDSHAKE, { status: 'ok' }), { code: 'GW_WIRE_NOT_AN_OP', closed: true }, 'not after register_nanny');
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'register_nanny' }, { status: 'ok' }, { status: 'ok' }), { code: 'GW_WIRE_NOT_AN_OP' }, 'only once');
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'register_nanny' }, { status: 'ok', extra: 1 }), { code: 'GW_WIRE_NOT_AN_OP' }, 'only {status}');
+});
+
+t.test('fire_and_forget may name the "fire-and-forget" pseudo-client in client-desires-keys, and nowhere else', async (t) => {
+  const reg = { op: 'register-client', client: 'Client-a' };
+  t.equal(run(harness('client'), HANDSHAKE, reg, [{ op: 'client-desires-keys', keys: ['k'], client: 'fire-and-forget' }]), null);
+  t.match(run(harness('client'), HANDSHAKE, reg, [{ op: 'client-releases-keys', keys: ['k'], client: 'fire-and-forget' }]), { code: 'GW_POLICY_PIN_STREAM', closed: true });
+});
+
+t.test('retire_workers and workers_to_close with a key the scheduler would unpickle are refused for all but admins', async (t) => {
+  t.match(run(harness('client'), HANDSHAKE, { op: 'retire_workers', key: Buffer.from('pickle'), reply: true }), { code: 'GW_POLICY_UNPICKLED_ARGUMENT', closed: false });
+  t.match(run(harness('worker'), HANDSHAKE, { op: 'workers_to_close', key: Buffer.from('pickle') }), { code: 'GW_POLICY_UNPICKLED_ARGUMENT' });
+  t.equal(run(harness('client'), HANDSHAKE, { op: 'retire_workers', workers: ['tls://127.0.0.1:1'], key: null }), null, 'key: None is what Client sends');
+  t.equal(run(harness('admin'), HANDSHAKE, { op: 'retire_workers', key: Buffer.from('pickle') }), null);
+});
+
+t.test('forwards a canonical prelude: a short L (2023.11+ writers) is rewritten so every reader splits it alike', async (t) => {
+  const f0 = Buffer.from(msg({ op: 'scatter', data: { x: { __Serialized__: 1 } }, reply: true }).subarray(24));
+  const short = message([f0, Buffer.alloc(50, 1), Buffer.alloc(9000, 2)], 1);
+  const fed = feed(harness('client'), [msg(HANDSHAKE), short]);
+  t.equal(fed.closed, null);
+  const forwarded = fed.up.subarray(msg(HANDSHAKE).length);
+  t.equal(forwarded.length, short.length, 'same size');
+  t.equal(Number(forwarded.readBigUInt64LE(0)), forwarded.length - 8, 'L = everything after it');
+  t.same(forwarded.subarray(8), short.subarray(8), 'the rest unchanged');
+});
+
+t.test("an answer never overtakes the scheduler's handshake", async (t) => {
+  const h = harness('client');
+  const fed = feed(h, [Buffer.concat([msg(HANDSHAKE), msg({ op: 'terminate', reply: true })])]);
+  t.equal(fed.down.length, 0, 'held while the scheduler has said nothing');
+  const down: Buffer[] = [];
+  h.insp.fromScheduler(msg({ compression: null, python: [3, 11, 2], 'pickle-protocol': 5 }), down);
+  t.match(decodeAll(Buffer.concat(down)), [{ 'pickle-protocol': 5 }, { status: 'uncaught-error' }], 'handshake first, then the answer');
 });

@@ -20,9 +20,10 @@ function ctx(flags: Record<string, string | boolean>) {
 
 const peer = { identity: { cluster: 'c', role: 'client' as const, name: 'a' }, serial: '01', remoteAddress: '127.0.0.1', sanHosts: [], connectionId: 'x' };
 const gatherDenied = (f: InspectorFactory) => {
-  const insp = f(peer);
-  insp.fromPeer(msg(HANDSHAKE));
-  return insp.fromPeer(msg({ op: 'gather', keys: [] })) !== null;
+  let refused = false;
+  const insp = f(peer, { refused: () => (refused = true) });
+  insp.fromPeer(msg(HANDSHAKE), [], []);
+  return insp.fromPeer(msg({ op: 'gather', keys: [] }), [], []) !== null || refused;
 };
 
 t.test('config keys resolve to settings and limits, with the documented defaults', async (t) => {
@@ -42,7 +43,7 @@ t.test('inspection off gives the terminator no inspector (pure forwarding)', asy
 });
 
 t.test('an injected inspector wins; an invalid policy file stops the start with named errors', async (t) => {
-  const injected: InspectorFactory = () => ({ fromPeer: () => null, fromScheduler: () => null });
+  const injected: InspectorFactory = () => ({ fromPeer: () => null, fromScheduler: () => null, bufferedBytes: 0 });
   t.equal(policyForTerminator(ctx({}), injected, []).inspector, injected);
   const dir = t.testdir({ 'bad.yaml': 'version: 1\nrules:\n  client:\n    allow: [nope]\n' });
   t.throws(() => policyForTerminator(ctx({ policy: join(dir, 'bad.yaml') }), undefined, []), { code: 'GW_POLICY_INVALID', message: /rules\.client\.allow\[0\]: unknown op "nope"/ });

@@ -10,7 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { request } from 'node:http';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { daskAvailable, runClient, waitFor } from '../helpers/dask.js';
+import { DASK_VERSIONS, requireDask, runClient, waitFor } from '../helpers/dask.js';
 import { probeTls } from './tls-client.js';
 
 let cluster: TestCluster;
@@ -114,21 +114,24 @@ t.test('an HTTP request gets a one-line plaintext explanation and is logged as H
   t.match(String(line.detail), /HTTP/, 'the log names HTTP');
 });
 
-t.test('a plaintext Dask client (tcp://) is named as such in the log', { skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
-  const gw = await gateway(t);
-  const out = await runClient<{ error: string }>(`
+t.test('a plaintext Dask client (tcp://) is told why in Python, and named as such in the log', async (t) => {
+  for (const version of DASK_VERSIONS) {
+    if (!requireDask(t, version)) continue;
+    const gw = await gateway(t);
+    const out = await runClient<{ error: string }>(`
 import json
 from distributed import Client
 try:
-    Client("tcp://127.0.0.1:${gw.port}", timeout=5)
+    Client("tcp://127.0.0.1:${gw.port}", timeout=20)
     print(json.dumps({"error": ""}))
 except Exception as e:
-    print(json.dumps({"error": type(e).__name__}))
-`, { timeoutMs: 60_000 });
-  t.not(out.error, '', 'the plaintext client fails to connect');
-  const line = await gw.waitForLog((l) => l.event === 'connection_refused' && l.reason === 'plaintext_dask', 10_000);
-  t.match(String(line.detail), /plaintext Dask client/, 'the log names a plaintext Dask client');
-  t.equal(gw.audits('connection_accepted').length, 0, 'nothing was forwarded');
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+`, { timeoutMs: 60_000, version });
+    t.match(out.error, /refused this connection \(plaintext_dask\).*tls:\/\//, `Dask ${version.id}: the exception names the reason (${out.error.slice(0, 80)})`);
+    const line = await gw.waitForLog((l) => l.event === 'connection_refused' && l.reason === 'plaintext_dask', 10_000);
+    t.match(String(line.detail), /plaintext Dask client/, 'the log names a plaintext Dask client');
+    t.equal(gw.audits('connection_accepted').length, 0, 'nothing was forwarded');
+  }
 });
 
 t.test('200 half-open connections from one address: a handful hold handshake slots, the rest are refused at accept, logs stay bounded, a peer from another address is served meanwhile', async (t) => {

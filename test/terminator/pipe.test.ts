@@ -104,7 +104,11 @@ for (const withInspector of [false, true]) {
   t.test(`16 MiB each way arrive byte-exact ${withInspector ? 'through an inspector' : 'with no inspector'}`, async (t) => {
     const port = await upstream(t, (s) => s.pipe(s));
     let seenIn = 0;
-    const inspector: InspectorFactory = () => ({ fromPeer: (c) => { seenIn += c.length; return null; }, fromScheduler: () => null });
+    const inspector: InspectorFactory = () => ({
+      fromPeer: (c, up) => { seenIn += c.length; up.push(c); return null; },
+      fromScheduler: (c, down) => { down.push(c); return null; },
+      bufferedBytes: 0,
+    });
     const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${port}`, t, flags: RAW, ...(withInspector ? { inspector } : {}) });
     const s = await dial(gw);
     const payload = randomBytes(16 * 1024 * 1024);
@@ -120,8 +124,9 @@ t.test("an inspector's denial closes both sides and is audited with its code", a
   const upGot: Buffer[] = [];
   const port = await upstream(t, (s) => s.on('data', (d) => upGot.push(d)));
   const inspector: InspectorFactory = () => ({
-    fromPeer: (c) => (c.includes('terminate') ? { code: 'GW_POLICY_DENIED', reason: 'op_not_allowed', op: 'terminate', rule: 'client' } : null),
-    fromScheduler: () => null,
+    fromPeer: (c, up) => (c.includes('terminate') ? { code: 'GW_POLICY_DENIED', reason: 'op_not_allowed', op: 'terminate', rule: 'client' } : (up.push(c), null)),
+    fromScheduler: (c, down) => (down.push(c), null),
+    bufferedBytes: 0,
   });
   const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${port}`, t, inspector });
   const s = await dial(gw);

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { DASK_LISTENER_HANDSHAKE, HTTP_EXPLANATION, sniff } from '../../src/terminator/sniff.js';
+import { HTTP_EXPLANATION, sniff } from '../../src/terminator/sniff.js';
+import { LISTENER_HANDSHAKE } from '../../src/wire/reply.js';
 
 const hex = (h: string) => Buffer.from(h.replace(/\s+/g, ''), 'hex');
 // dask-wire.md Appendix A.2: the nanny's handshake as captured (L=61, n=1, len_0=45).
@@ -24,7 +25,7 @@ t.test('HTTP methods are recognised, and their prefixes wait for more bytes', as
 t.test('a plaintext Dask prelude is recognised, at every split of the first 16 bytes', async (t) => {
   t.equal(sniff(DASK_HANDSHAKE), 'dask_plaintext');
   for (let i = 1; i < 16; i++) t.equal(sniff(DASK_HANDSHAKE.subarray(0, i)), 'need_more', `${i} bytes`);
-  t.equal(sniff(DASK_LISTENER_HANDSHAKE), 'dask_plaintext', 'the probe we send is itself a valid Dask message');
+  t.equal(sniff(LISTENER_HANDSHAKE), 'dask_plaintext', 'the probe we send is itself a valid Dask message');
 });
 
 t.test('a Dask-looking prelude with impossible lengths is garbage', async (t) => {

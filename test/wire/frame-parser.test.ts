@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { FrameParser, type FrameLimits } from '../../src/wire/frame-parser.js';
+import { DROP, FrameParser, type FrameLimits } from '../../src/wire/frame-parser.js';
 import { GatewayError } from '../../src/errors/base.js';
 import { collectOps, message, msg, oneByteAtATime, prng, randomSplits, recordedConnections, HANDSHAKE, WIDE_LIMITS } from './wire-helpers.js';
 
@@ -33,7 +33,7 @@ t.test('recorded real conversations decode to the same operations at every chunk
       if (dir === 'to') whole.ops.forEach((o) => seen.add(o.split(':')[1]!));
       const bytewise = collectOps(oneByteAtATime(bytes));
       t.same(bytewise.ops, whole.ops, `connection ${c.index} ${dir}: 1 byte at a time`);
-      t.ok(bytewise.maxBuffered < 8 || bytewise.maxBuffered <= Math.max(8, largestFrame0(bytes)), 'buffers at most a length field or frame 0');
+      t.ok(bytewise.maxBuffered <= largestHead(bytes), 'buffers at most one prelude and frame 0');
       for (let seed = 1; seed <= 20; seed++) {
         const split = collectOps(randomSplits(bytes, prng(seed), 1 + seed * 13));
         if (JSON.stringify(split.ops) !== JSON.stringify(whole.ops)) t.fail(`connection ${c.index} ${dir}: seed ${seed} differs`);
@@ -45,14 +45,15 @@ t.test('recorded real conversations decode to the same operations at every chunk
   }
 });
 
-function largestFrame0(stream: Buffer): number {
+/** The largest prelude + frame 0 of any message in the stream. */
+function largestHead(stream: Buffer): number {
   let max = 0;
   let pos = 0;
   while (pos + 24 <= stream.length) {
     const n = Number(stream.readBigUInt64LE(pos + 8));
     let sum = 0;
     for (let i = 0; i < n; i++) sum += Number(stream.readBigUInt64LE(pos + 16 + 8 * i));
-    max = Math.max(max, Number(stream.readBigUInt64LE(pos + 16)));
+    max = Math.max(max, 16 + 8 * n + Number(stream.readBigUInt64LE(pos + 16)));
     pos += 16 + 8 * n + sum;
   }
   return max;
@@ -112,28 +113,41 @@ t.test('checks every declared count and length against the caps before buffering
   for (const [name, bytes, code] of cases) {
     let calls = 0;
     const p = new FrameParser<never>(TIGHT, { frame0: () => (calls++, null) });
-    const r = p.push(bytes);
+    const out: Buffer[] = [];
+    const r = p.push(bytes, out);
     t.type(r, GatewayError, name);
+    t.same(out, [], `${name}: nothing forwarded`);
     t.equal((r as GatewayError).code, code, `${name}: ${code}`);
     t.match((r as GatewayError).message, /\S/, `${name}: has a message`);
     t.equal(p.bufferedBytes, 0, `${name}: nothing kept after the error`);
-    t.equal(p.push(msg({ op: 'identity' })), r, `${name}: input after the error is ignored, the error is sticky`);
+    t.equal(p.push(msg({ op: 'identity' }), out), r, `${name}: input after the error is ignored, the error is sticky`);
+    t.same(out, [], `${name}: still nothing forwarded`);
     t.equal(calls, 0, `${name}: no frame 0 delivered`);
   }
 });
 
-t.test('payload frames are skipped, not buffered: a 50 MB message in 64 KiB chunks holds at most frame 0', async (t) => {
+t.test('payload frames stream through, not buffered: a 50 MB message in 64 KiB chunks holds at most its prelude and frame 0', async (t) => {
   const payload = Buffer.alloc(50 * 1024 * 1024);
   const stream = Buffer.concat([message([Buffer.from(msgBody({ op: 'scatter', data: { k: { __Serialized__: 1 } } })), Buffer.alloc(100), payload]), msg({ op: 'identity' })]);
   let maxBuffered = 0;
   const ops: number[] = [];
   const p = new FrameParser<never>(WIDE_LIMITS, { frame0: (_b, s, e) => (ops.push(e - s), null) });
+  let forwarded = 0;
+  let copies = 0;
   for (let i = 0; i < stream.length; i += 65536) {
-    t.equal(p.push(stream.subarray(i, i + 65536)), null);
+    const chunk = stream.subarray(i, i + 65536);
+    const out: Buffer[] = [];
+    t.equal(p.push(chunk, out), null);
+    for (const b of out) {
+      forwarded += b.length;
+      if (b.buffer !== stream.buffer) copies += b.length;
+    }
     maxBuffered = Math.max(maxBuffered, p.bufferedBytes);
   }
   t.equal(ops.length, 2, 'both messages delivered');
-  t.ok(maxBuffered < 64, `buffered at most ${maxBuffered} bytes`);
+  t.equal(forwarded, stream.length, 'every byte forwarded');
+  t.equal(copies, 0, 'as views of the input, never copied');
+  t.ok(maxBuffered < 200, `buffered at most ${maxBuffered} bytes`);
 });
 
 const inside = (b: Buffer, chunk: Buffer) => b.buffer === chunk.buffer && b.byteOffset >= chunk.byteOffset && b.byteOffset < chunk.byteOffset + chunk.length;
@@ -142,7 +156,7 @@ t.test('frame 0 inside one chunk is handed over as a view of that chunk, copied 
   const stream = Buffer.concat([msg({ op: 'identity', reply: true }), msg({ op: 'versions' })]);
   const views: boolean[] = [];
   const p = new FrameParser<never>(WIDE_LIMITS, { frame0: (b) => (views.push(inside(b, stream)), null) });
-  p.push(stream);
+  p.push(stream, []);
   t.same(views, [true, true], 'zero-copy when contiguous');
   const chunkA = Buffer.alloc(30);
   stream.copy(chunkA, 0, 0, 30);
@@ -150,16 +164,18 @@ t.test('frame 0 inside one chunk is handed over as a view of that chunk, copied 
   stream.copy(chunkB, 0, 30);
   const where: string[] = [];
   const p2 = new FrameParser<never>(WIDE_LIMITS, { frame0: (b) => (where.push(inside(b, chunkA) ? 'A' : inside(b, chunkB) ? 'B' : 'copy'), null) });
-  p2.push(chunkA);
-  p2.push(chunkB);
+  p2.push(chunkA, []);
+  p2.push(chunkB, []);
   t.same(where, ['copy', 'B'], 'the straddling frame 0 is copied; the next one is a view of chunk B');
 });
 
 t.test('a sink that objects stops the parser with its value', async (t) => {
   const p = new FrameParser<string>(WIDE_LIMITS, { frame0: () => 'no' });
-  t.equal(p.push(msg({ op: 'x' })), 'no');
-  t.equal(p.push(msg({ op: 'y' })), 'no');
+  const out: Buffer[] = [];
+  t.equal(p.push(msg({ op: 'x' }), out), 'no');
+  t.equal(p.push(msg({ op: 'y' }), out), 'no');
   t.equal(p.result, 'no');
+  t.same(out, [], 'nothing of a stopped message is forwarded');
 });
 
 t.test('thousands of messages in one chunk', async (t) => {
@@ -184,4 +200,62 @@ t.test("newest framing as written by HEAD's own _add_frames_header decodes at ev
     t.same(collectOps(oneByteAtATime(stream)).ops, expected.ops, `${v.name}: 1 byte at a time`);
     for (let seed = 1; seed <= 10; seed++) t.same(collectOps(randomSplits(stream, prng(seed), 4000)).ops, expected.ops, `${v.name}: seed ${seed}`);
   }
+});
+
+/** The prelude a reader of any version splits as the parser did: L = 8 + 8n + sum(len_i). */
+function canonical(m: Buffer): Buffer {
+  const n = Number(m.readBigUInt64LE(8));
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Number(m.readBigUInt64LE(16 + 8 * i));
+  const c = Buffer.from(m);
+  c.writeBigUInt64LE(BigInt(8 + 8 * n + sum), 0);
+  return c;
+}
+
+t.test('forwards every message with L = 8 + 8n + sum(len_i), so 2022.12 and 2023.11+ readers split it alike', async (t) => {
+  const f0 = msgBody({ op: 'update-data', data: { x: { __Serialized__: 1 } } });
+  const short = message([f0, Buffer.alloc(40, 1), Buffer.alloc(30_000, 2), Buffer.alloc(40, 3)], 2);
+  const full = message([msgBody({ op: 'identity' })]);
+  const stream = Buffer.concat([msg(HANDSHAKE), short, full]);
+  const expected = Buffer.concat([msg(HANDSHAKE), canonical(short), full]);
+  t.not(short.readBigUInt64LE(0), canonical(short).readBigUInt64LE(0), 'the test message has a short L');
+  t.same(collectOps([stream]).forwarded, expected, 'one chunk');
+  t.same(collectOps(oneByteAtATime(stream)).forwarded, expected, 'one byte at a time');
+  for (let seed = 1; seed <= 30; seed++) t.same(collectOps(randomSplits(stream, prng(seed), 1 + seed * 97)).forwarded, expected, `seed ${seed}`);
+});
+
+t.test('a chunk of whole, unchanged messages goes out as one view of that chunk', async (t) => {
+  const chunk = Buffer.concat(Array.from({ length: 50 }, (_, i) => msg({ op: 'echo', i })));
+  const p = new FrameParser<never>(WIDE_LIMITS, { frame0: () => null });
+  const out: Buffer[] = [];
+  p.push(chunk, out);
+  t.equal(out.length, 1);
+  t.equal(out[0], chunk, 'the very chunk, not a copy');
+});
+
+t.test('DROP removes the whole message, payload frames included, and the stream goes on', async (t) => {
+  const dropped = message([msgBody({ op: 'run_function' }), Buffer.alloc(5000, 7), Buffer.alloc(300, 8)], 1);
+  const kept = msg({ op: 'identity' });
+  const stream = Buffer.concat([kept, dropped, kept]);
+  for (const chunks of [[stream], [...oneByteAtATime(stream)], [...randomSplits(stream, prng(3), 700)]]) {
+    const p = new FrameParser<never>(WIDE_LIMITS, { frame0: (b, s, e) => (b.subarray(s, e).includes(Buffer.from('run_function')) ? DROP : null) });
+    const out: Buffer[] = [];
+    for (const c of chunks) t.equal(p.push(c, out), null);
+    t.same(Buffer.concat(out), Buffer.concat([kept, kept]), `${chunks.length} chunks: only the kept messages, byte for byte`);
+    t.equal(p.bufferedBytes, 0, 'nothing held afterwards');
+  }
+});
+
+t.test('nothing of a message is forwarded before its frame 0 is decided', async (t) => {
+  const m = msg({ op: 'identity', pad: 'x'.repeat(200) });
+  const decided: number[] = [];
+  let forwardedBeforeDecision = 0;
+  const out: Buffer[] = [];
+  const p = new FrameParser<never>(WIDE_LIMITS, { frame0: () => (decided.push(out.reduce((s, b) => s + b.length, 0)), null) });
+  for (const c of oneByteAtATime(m)) {
+    p.push(c, out);
+    if (decided.length === 0) forwardedBeforeDecision += out.reduce((s, b) => s + b.length, 0);
+  }
+  t.equal(forwardedBeforeDecision, 0, 'prelude and frame 0 are held until the decision');
+  t.same(Buffer.concat(out), m, 'then all of it goes out');
 });

@@ -45,8 +45,12 @@ export function recordedConnections(): Recorded[] {
   return raw.connections.map((c) => ({ index: c.index, toScheduler: Buffer.from(c.toScheduler, 'hex'), fromScheduler: Buffer.from(c.fromScheduler, 'hex') }));
 }
 
-/** Parses a stream fed in the given chunks; returns one line per op-map (shape, op, pickled, frames) and the stop value. */
-export function collectOps(chunks: Iterable<Buffer>, limits: FrameLimits = WIDE_LIMITS): { ops: string[]; error: GatewayError | null; maxBuffered: number } {
+/**
+ * Parses a stream fed in the given chunks; returns one line per op-map
+ * (shape, op, pickled, frames), the stop value, and the bytes the parser
+ * forwarded.
+ */
+export function collectOps(chunks: Iterable<Buffer>, limits: FrameLimits = WIDE_LIMITS): { ops: string[]; error: GatewayError | null; maxBuffered: number; forwarded: Buffer } {
   const ops: string[] = [];
   const scanner = new Frame0Scanner();
   let shape: TopShape = 'scalar';
@@ -59,21 +63,22 @@ export function collectOps(chunks: Iterable<Buffer>, limits: FrameLimits = WIDE_
   const parser = new FrameParser<GatewayError>(limits, {
     frame0(buf, start, end, n) {
       frames = n;
-      const r = scanner.scan(buf, start, end, visitor);
+      const r = scanner.scan(buf, start, end, visitor, n);
       return r instanceof GatewayError ? r : null;
     },
   });
   let maxBuffered = 0;
   let error: GatewayError | null = null;
+  const out: Buffer[] = [];
   for (const c of chunks) {
-    const r = parser.push(c);
+    const r = parser.push(c, out);
     maxBuffered = Math.max(maxBuffered, parser.bufferedBytes);
     if (r !== null) {
       error = r;
       break;
     }
   }
-  return { ops, error, maxBuffered };
+  return { ops, error, maxBuffered, forwarded: Buffer.concat(out) };
 }
 
 /** mulberry32: small, seedable, good enough for split points and mutations. */
