@@ -28,7 +28,7 @@ export interface PipeHooks {
 }
 
 export interface Pipe {
-  /** Bytes held on the peer's behalf now: the inspector's undecided message and both sockets' queues. */
+  /** Bytes held on the peer's behalf now: the inspector's undecided message, both sockets' unread data and full write queues. */
   readonly heldBytes: number;
   /** The memory budget's brake: while on, neither socket is read, whatever backpressure says. */
   hold(on: boolean): void;
@@ -139,13 +139,22 @@ export function pipeBoth(peer: Socket, upstream: Socket, inspector: StreamInspec
   upstream.on('end', () => peer.end());
   return {
     get heldBytes() {
-      return inspector.bufferedBytes + peer.readableLength + peer.writableLength + upstream.readableLength + upstream.writableLength;
+      return inspector.bufferedBytes + peer.readableLength + upstream.readableLength + queued(peer) + queued(upstream);
     },
     hold(on: boolean) {
       held = on;
       read();
     },
   };
+}
+
+/**
+ * A write queue counts once it is over the high-water mark: then a 'drain'
+ * follows and the count is taken again. Below it the bytes are already on
+ * their way, and no event would say when they are gone.
+ */
+function queued(s: Socket): number {
+  return s.writableNeedDrain ? s.writableLength : 0;
 }
 
 /** Writes and empties bufs; several go out as one writev. Returns false under backpressure. */

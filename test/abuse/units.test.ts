@@ -1,6 +1,7 @@
 /**
  * The pure parts of abuse resistance: fair shares of the 8786 slots, the
- * memory budget, log coalescing, per-source keys, the first-op classifier.
+ * memory budget, log coalescing, per-source keys, the first-op classifier,
+ * the pipe's budget brake.
  */
 import t from 'tap';
 import { FairShares, chooseVictim, isRefusal, shareCaps, type ShareLimits, type Slot } from '../../src/terminator/fair-shares.js';
@@ -12,6 +13,9 @@ import { FirstOp } from '../../src/terminator/first-op.js';
 import { LISTENER_HANDSHAKE } from '../../src/wire/reply.js';
 import { msg } from '../wire/wire-helpers.js';
 import { jsonLineSink } from '../helpers/json-lines.js';
+import { waitFor } from '../helpers/dask.js';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { pipeBoth } from '../../src/terminator/pipe.js';
 
 const LIMITS: ShareLimits = { maxConnections: 100, maxHandshakes: 20, maxHandshakesPerAddress: 5, maxPerAddress: 30, maxPerIdentity: 10, reserveWorkersPercent: 25, reserveClientsPercent: 10 };
 
@@ -224,3 +228,32 @@ t.test('first op: a stream opener, a pooled request, garbage', async (t) => {
   t.equal(kindOf(Buffer.alloc(64, 0xff)), 'request', 'unreadable: treated as a request connection');
 });
 
+
+t.test("the pipe's budget brake: no drain undoes hold(), and release resumes only what backpressure allows", async (t) => {
+  const pair = async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const accepted = new Promise<Socket>((r) => srv.once('connection', r));
+    const near = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+    const far = await accepted;
+    srv.close();
+    t.teardown(() => { near.destroy(); far.destroy(); });
+    return { near, far };
+  };
+  const peer = await pair();
+  const up = await pair();
+  const flows: number[] = [];
+  const pipe = pipeBoth(peer.far, up.near, undefined, 1_000, { onClosed: () => {}, onDenied: () => {}, onFlow: () => flows.push(pipe.heldBytes) });
+  pipe.hold(true);
+  t.ok(peer.far.isPaused() && up.near.isPaused(), 'held: neither side is read');
+  up.near.emit('drain');
+  peer.far.emit('drain');
+  t.ok(peer.far.isPaused() && up.near.isPaused(), 'a drain on either side leaves the hold in place');
+  peer.near.write('x'.repeat(1000));
+  await waitFor(() => peer.far.readableLength > 0 || undefined, { what: 'bytes waiting unread' });
+  t.equal(pipe.heldBytes, peer.far.readableLength, 'what waits unread is what the connection holds');
+  pipe.hold(false);
+  const got = await new Promise<Buffer>((r) => up.far.once('data', r));
+  t.ok(got.length > 0 && !peer.far.isPaused(), 'released: forwarding goes on');
+  t.ok(flows.length > 0, 'and each chunk reported what the connection holds');
+});

@@ -22,6 +22,12 @@ process.stdout.write(JSON.stringify({
   p8786: gw.addresses.terminator!.port, p8787: gw.addresses.dashboard?.port, p8789: gw.addresses.credentials?.port, metrics: gw.addresses.metrics?.port,
 }) + '\n');
 
+// Tests that measure memory given back ask for a full collection first: an idle process never collects on its own.
+process.on('SIGUSR2', () => {
+  for (let i = 0; i < 3; i++) (globalThis as { gc?: () => void }).gc?.();
+  process.stdout.write(JSON.stringify({ event: 'child_gc', rss: process.memoryUsage.rss() }) + '\n');
+});
+
 let stopping = false;
 process.on('SIGTERM', () => {
   if (stopping) return;
