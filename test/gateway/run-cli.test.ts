@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/run.js';
 import { startEmbeddedScheduler } from '../../src/supervisor/embedded.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { daskAvailable, waitFor } from '../helpers/dask.js';
+import { DASK_2022, DASK_2026, daskAvailable, requireDask, versionAvailable, waitFor } from '../helpers/dask.js';
 import { makeTestCluster } from '../helpers/pki.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
@@ -73,10 +73,13 @@ t.test('--dev refuses a state directory that holds a production CA: nothing is m
 });
 
 t.test('the quick start: `run --dev`, then the printed worker and client commands, then SIGTERM', { timeout: 240_000, skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+  // As scripts/quickstart.sh: the current Dask from .venv-dask (required under CI), else Debian's.
+  const dask = requireDask(t, DASK_2026) ? DASK_2026 : DASK_2022;
+  if (!versionAvailable(dask)) return;
   const cwd = mkdtempSync(join(tmpdir(), 'sgw-quickstart-'));
   t.teardown(() => rmSync(cwd, { recursive: true, force: true }));
-  // Ports 0 so parallel tests never collide, a short drain so the connected worker is cut quickly; a user types `run --dev`.
-  const gw = spawn(process.execPath, [...process.execArgv, BIN, 'run', '--dev', '--listen', '127.0.0.1:0', '--dashboard-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drain-timeout-ms', '2000'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Ports 0 so parallel tests never collide, a short drain so the connected worker is cut quickly; a user types what quickstart.sh runs.
+  const gw = spawn(process.execPath, [...process.execArgv, BIN, 'run', '--dev', '--dask-python', dask.python, '--listen', '127.0.0.1:0', '--dashboard-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drain-timeout-ms', '2000'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   gw.stdout.on('data', (d) => { stdout += d; });
@@ -91,6 +94,7 @@ t.test('the quick start: `run --dev`, then the printed worker and client command
   const clientAt = lines.findIndex((l) => l.startsWith('Connect a client'));
   const clientCmd = lines.slice(clientAt + 1, clientAt + 5).join('\n');
   t.match(workerCmd, /--tls-cert '[^']*certs\/issued\/worker-1\/worker-1\.pem'/, 'the worker command names its bundle');
+  t.ok(workerCmd.includes(dask.python) && clientCmd.includes(dask.python), `the printed commands run Dask ${dask.id} (${dask.python})`);
   const dashboardPort = (await waitFor(() => /"event":"dashboard\.listening".*?"address":"127\.0\.0\.1:(\d+)"/.exec(stdout), { what: 'dashboard.listening' }))[1];
   t.match(readFileSync(join(cwd, 'certs', 'issued', 'client-1', 'client-1-distributed.yaml'), 'utf8'), `link: https://{host}:${dashboardPort}/status`, 'the client bundle\'s dashboard link names the port 8787 really listens on');
 
