@@ -6,9 +6,10 @@
  *
  * 1. In-process: parser + scanner + policy over the recorded 2022.12
  *    conversations and over a bulk stream (1 MiB payload frames), 64 KiB chunks.
- * 2. Through a loopback TCP relay shaped like the terminator's inspected pipe
- *    (data -> inspect -> write, pause on backpressure): bulk throughput and
- *    small-message round trips, inspection on vs off. The ratio is the cost.
+ * 2. Through a loopback TCP relay that is the terminator's own pipe
+ *    (dist/terminator/pipe.js pipeBoth, with and without an inspector):
+ *    bulk throughput and small-message round trips, inspection on vs off.
+ *    The ratio is the cost.
  * Imports the compiled code in dist/ (what production runs).
  */
 import { readFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const { createInspectorFactory } = await import(join(root, 'dist/policy/inspector.js'));
 const { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS } = await import(join(root, 'dist/policy/rules.js'));
 const { createLogger } = await import(join(root, 'dist/log/logger.js'));
+const { pipeBoth } = await import(join(root, 'dist/terminator/pipe.js'));
 const { createMetrics } = await import(join(root, 'dist/telemetry/metrics.js'));
 
 const SECONDS = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 2;
@@ -33,6 +35,14 @@ const factory = createInspectorFactory({ current: () => policy }, {
   limits: LIMITS,
 });
 const peer = (role) => ({ identity: { cluster: 'bench', role, name: 'b' }, serial: '01', remoteAddress: '127.0.0.1', sanHosts: [], connectionId: 'bench' });
+const HOOKS = { refused: () => { throw new Error('refused'); } };
+const inspector = (role) => factory(peer(role), HOOKS);
+/** Feeds one chunk; what the inspector forwards or answers is discarded. */
+const feed = (insp, c, up = [], down = []) => {
+  const denial = insp.fromPeer(c, up, down);
+  if (denial !== null) throw new Error(`denied: ${denial.code}`);
+  up.length = down.length = 0;
+};
 
 function u64(n) {
   const b = Buffer.alloc(8);
@@ -73,9 +83,9 @@ function inProcess() {
   const r1 = timeLoop(() => {
     let n = 0;
     for (const cs of recChunks) {
-      const insp = factory(peer('admin'));
+      const insp = inspector('admin');
       for (const c of cs) {
-        if (insp.fromPeer(c) !== null) throw new Error('denied');
+        feed(insp, c);
         n += c.length;
       }
     }
@@ -87,8 +97,8 @@ function inProcess() {
   const bulk = Buffer.concat([HANDSHAKE, ...Array.from({ length: 64 }, () => bulkMsg)]);
   const bulkChunks = chunks(bulk, 65536);
   const r2 = timeLoop(() => {
-    const insp = factory(peer('client'));
-    for (const c of bulkChunks) if (insp.fromPeer(c) !== null) throw new Error('denied');
+    const insp = inspector('client');
+    for (const c of bulkChunks) feed(insp, c);
     return bulk.length;
   });
   console.log(`bulk (1 MiB payload frames, 64 KiB chunks): ${(r2.bytes / r2.secs / 1e9).toFixed(2)} GB/s of inspection`);
@@ -98,8 +108,8 @@ function inProcess() {
   const smallStream = Buffer.concat([small.subarray(0, HANDSHAKE.length), register, small.subarray(HANDSHAKE.length)]);
   const smallMsgs = chunks(smallStream, 64);
   const r3 = timeLoop(() => {
-    const insp = factory(peer('client'));
-    for (const c of smallMsgs) if (insp.fromPeer(c) !== null) throw new Error('denied');
+    const insp = inspector('client');
+    for (const c of smallMsgs) feed(insp, c);
     return smallStream.length;
   });
   console.log(`small messages (heartbeat-client, 64-byte chunks): ${((r3.iters * 10001) / r3.secs / 1e6).toFixed(2)} M messages/s`);
@@ -112,29 +122,15 @@ function trailing(s, p) {
   return 8 + 8 * n + sum - Number(s.readBigUInt64LE(p));
 }
 
-/** A relay shaped like terminator/pipe.ts forwardInspected. */
+/** A relay that is the terminator's pipe, with or without an inspector. */
 function startRelay(upstreamPort, inspect) {
   return new Promise((resolve) => {
     const server = createServer((peerSock) => {
       const up = connect(upstreamPort, '127.0.0.1');
-      const insp = inspect ? factory(peer('client')) : null;
-      const forward = (src, dst, check) => {
-        src.on('data', (chunk) => {
-          if (check && check(chunk) !== null) {
-            src.destroy();
-            dst.destroy();
-            return;
-          }
-          if (!dst.write(chunk)) {
-            src.pause();
-            dst.once('drain', () => src.resume());
-          }
-        });
-        src.on('end', () => dst.end());
-        src.on('error', () => dst.destroy());
-      };
-      forward(peerSock, up, insp ? (c) => insp.fromPeer(c) : null);
-      forward(up, peerSock, insp ? (c) => insp.fromScheduler(c) : null);
+      pipeBoth(peerSock, up, inspect ? inspector('client') : undefined, 5000, {
+        onClosed: () => {},
+        onDenied: (d) => console.error(`relay: denied ${d.code}`),
+      });
     });
     server.listen(0, '127.0.0.1', () => resolve(server));
   });

@@ -22,7 +22,7 @@ import { CRL_REASONS } from '../pki/x509.js';
 import { isValidName } from '../pki/identity.js';
 import { GatewayError } from '../errors/base.js';
 import { parse } from '../config/spec.js';
-import { badDashboardUrl, linkTemplate } from '../dashboard/link.js';
+import { badDashboardUrl, linkTemplate } from '../pki/dashboard-link.js';
 
 interface Sub {
   flags: FlagDecl[];

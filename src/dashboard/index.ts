@@ -23,7 +23,7 @@ import { DashboardServer, type DashboardLimits } from './server.js';
 import { certificateFiles, dashboardTls } from './tls.js';
 import { dashboardError } from './errors.js';
 import { CrlFile } from './crl.js';
-import { linkTemplate } from './link.js';
+import { linkTemplate } from '../pki/dashboard-link.js';
 import { statePath } from '../pki/state-dir.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
 import { guardConnections } from '../gateway/connection-guard.js';

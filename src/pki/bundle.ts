@@ -15,7 +15,7 @@ import { buildPkcs12 } from './p12.js';
 import { writeFileAtomic } from './state-dir.js';
 import { errnoText } from './keystore.js';
 import { awsConfigSnippet, AWS_PROFILE, DEFAULT_CREDENTIALS_PORT } from '../credentials/aws-config.js';
-import { linkTemplate } from '../dashboard/link.js';
+import { linkTemplate } from './dashboard-link.js';
 import { DASHBOARD_DEFAULT_PORT } from './validity.js';
 
 export const GATEWAY_PORT = 8786;

@@ -11,7 +11,7 @@ import type { Endpoint } from '../config/spec.js';
 import { ensureDevelopmentPki, type DevBundles } from './dev-pki.js';
 import { DASK_PYTHON, daskInstalled, SupervisedScheduler } from './scheduler-process.js';
 import { setDashboardLink } from '../pki/bundle.js';
-import { linkTemplate } from '../dashboard/link.js';
+import { linkTemplate } from '../pki/dashboard-link.js';
 
 export interface EmbeddedScheduler {
   readonly scheduler: Endpoint;
