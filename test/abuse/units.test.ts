@@ -16,6 +16,8 @@ import { jsonLineSink } from '../helpers/json-lines.js';
 import { waitFor } from '../helpers/dask.js';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { pipeBoth } from '../../src/terminator/pipe.js';
+import { ConnectionAudit } from '../../src/terminator/audit.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
 
 const LIMITS: ShareLimits = { maxConnections: 100, maxHandshakes: 20, maxHandshakesPerAddress: 5, maxPerAddress: 30, maxPerIdentity: 10, reserveWorkersPercent: 25, reserveClientsPercent: 10 };
 
@@ -256,4 +258,22 @@ t.test("the pipe's budget brake: no drain undoes hold(), and release resumes onl
   const got = await new Promise<Buffer>((r) => up.far.once('data', r));
   t.ok(got.length > 0 && !peer.far.isPaused(), 'released: forwarding goes on');
   t.ok(flows.length > 0, 'and each chunk reported what the connection holds');
+});
+
+t.test('polite request refusals on 8786: the first per source, certificate, code and op in full, repeats coalesced', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = createLogger({ stream: jsonLineSink((_r, l) => { if (l) lines.push(l); }) });
+  const c = new RefusalCoalescer(log, { port: '8786', intervalMs: 60_000 });
+  t.teardown(() => c.close());
+  const audit = new ConnectionAudit(log, createMetrics({ defaultMetrics: false }), c);
+  const facts = { conn: 'c1', peer: '10.0.0.1:5000', address: '10.0.0.1', uri: 'spiffe://c/client/mallory', role: 'client' as const };
+  const denial = (op: string) => ({ code: 'GW_POLICY_DENIED', reason: 'op-denied', op, rule: 'rules.client' });
+  for (let i = 0; i < 500; i++) audit.requestRefused(facts, denial('run_function'));
+  audit.requestRefused(facts, denial('feed'));
+  audit.requestRefused({ ...facts, uri: 'spiffe://c/client/bob' }, denial('run_function'));
+  t.same(lines.filter((l) => l.event === 'request_refused').map((l) => [l.op, l.uri]), [
+    ['run_function', 'spiffe://c/client/mallory'], ['feed', 'spiffe://c/client/mallory'], ['run_function', 'spiffe://c/client/bob'],
+  ], 'one line per distinct op and certificate');
+  c.flush();
+  t.match(lines.filter((l) => l.event === 'refusals_coalesced'), [{ source: '10.0.0.1', reason: 'request_refused:GW_POLICY_DENIED:run_function', subject: 'spiffe://c/client/mallory', count: 499 }], 'the 499 repeats as one summary');
 });
