@@ -69,7 +69,8 @@ const guarded = new WeakSet<object>();
  * serving without its log: the lines are lost, the connections are not.
  */
 export function survivesWriteErrors(stream: Stream): void {
-  if (guarded.has(stream)) return;
+  // A bare { write } sink (tests, embedders) cannot emit 'error'.
+  if (guarded.has(stream) || typeof stream.on !== 'function') return;
   guarded.add(stream);
   stream.on('error', () => {});
 }

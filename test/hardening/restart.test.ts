@@ -84,7 +84,8 @@ t.test('control plane unreachable, then the gateway SIGKILLed mid-traffic and re
   const hashesBefore = pkiHashes(cluster.dir);
 
   const flags = {
-    dir: cluster.dir, listen: '127.0.0.1:0', scheduler: `127.0.0.1:${echo.port}`, 'failed-handshake-rate': '100000',
+    // The echo upstream is not Dask: no inspection, so 'ping' goes through as it is.
+    dir: cluster.dir, listen: '127.0.0.1:0', scheduler: `127.0.0.1:${echo.port}`, 'failed-handshake-rate': '100000', inspect: 'false',
     'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${up.port}`, 'metrics-listen': '127.0.0.1:0',
     'control-plane': `https://127.0.0.1:${cpPort}`, 'control-plane-ca': receiver.caPath, 'control-plane-credential': credential,
     'telemetry-interval': '100ms', 'scrape-interval': '1s',
