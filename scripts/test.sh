@@ -12,6 +12,7 @@ mkdir -p test/artifacts
 extra_fail=0
 if ! npx tsc -p tsconfig.test.json; then echo "type check of src/ and test/ failed"; extra_fail=$((extra_fail + 1)); fi
 log=test/artifacts/tap-output.txt
+rm -f test/artifacts/dask-wall-time.jsonl
 npx tap "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 summary=$(grep -E '^# \{ total: ' "$log" | tail -n 1)
@@ -25,6 +26,7 @@ if [ $# -eq 0 ]; then
   # The floor only means something for the whole suite.
   if ! { npx tap report json-summary >/dev/null && node scripts/coverage-floor.mjs; }; then extra_fail=$((extra_fail + 1)); fi
 fi
+node scripts/dask-wall-time.mjs || true
 fail=$((fail + extra_fail))
 [ "$fail" -eq 0 ] || rc=1
 if [ -n "$skip" ] && [ "$skip" != 0 ]; then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi

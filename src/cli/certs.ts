@@ -1,38 +1,29 @@
 /**
- * `scheduler-gateway certs init|issue|list|revoke`: the managed per-cluster
- * PKI. Argument parsing and printing only; the work is in src/pki/. Every
- * failure is a GatewayError: one line on stderr, exit code 2, nothing changed.
+ * `scheduler-gateway certs init|issue|revoke` (and, from certs-lifecycle.ts,
+ * renew|rotate-ca|passphrase|crl|list): the managed per-cluster PKI. Argument
+ * parsing and printing only; the work is in src/pki/. Every failure is a
+ * GatewayError: one line on stderr, exit code 2, nothing changed.
  */
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import type { CliIo } from './io.js';
-import { parseArgs, type FlagDecl } from './args.js';
+import { parseArgs } from './args.js';
 import { recordChange } from './record-change.js';
+import { common, DIR_HELP, P12_FILE_HELP, PASS_HELP, p12Password, p12PasswordText, passphrase, required, stateDir, str, type Sub } from './certs-args.js';
+import { LIFECYCLE_SUBS } from './certs-lifecycle.js';
 import type { Flags } from '../config/load.js';
 import { pkiError } from '../pki/errors.js';
 import { initCluster } from '../pki/init.js';
 import { issueCertificate, parseIssuableRole, ISSUABLE_ROLES } from '../pki/issue.js';
-import { revokeCertificate, parseReason, readRevokedSerials } from '../pki/revocation.js';
+import { revokeCertificate, parseReason } from '../pki/revocation.js';
 import { checkOutDir, writeBundle } from '../pki/bundle.js';
-import { resolvePassphrase, readPassphraseFile, PASSPHRASE_ENV } from '../pki/passphrase.js';
-import { readIndex, requireInitialized, statusOf, type IndexEntry } from '../pki/records.js';
+import { requireInitialized } from '../pki/records.js';
 import { parseDays, parseKeyType, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS } from '../pki/validity.js';
 import { CRL_REASONS } from '../pki/x509.js';
 import { isValidName } from '../pki/identity.js';
 import { GatewayError } from '../errors/base.js';
 import { parse } from '../config/spec.js';
 import { badDashboardUrl, linkTemplate } from '../pki/dashboard-link.js';
-
-interface Sub {
-  flags: FlagDecl[];
-  usage: string;
-  run(flags: Flags, dir: string, io: CliIo): Promise<number>;
-}
-
-const DIR_HELP = `  --dir DIR                 state directory (default: certs/ at the repository root, or $SCHEDULER_GATEWAY_DIR)`;
-const PASS_HELP = `  --passphrase-file FILE    file holding the key-store passphrase (mode 0600); default: $${PASSPHRASE_ENV}`;
-const common: FlagDecl[] = [{ flag: 'dir' }, { flag: 'help', boolean: true }];
 
 const SUBS: Record<string, Sub> = {
   init: {
@@ -67,7 +58,7 @@ NAME-distributed.yaml (Dask configuration) and NAME-README.md (Security(...) and
   --out OUTDIR              where to write the bundle (created 0700 if missing)
   --days N                  validity in days (default ${DEFAULT_LEAF_DAYS}; at most the CA's remaining life)
   --p12                     also write NAME.p12 for a browser; its password is printed once
-  --p12-password-file FILE  take the PKCS#12 password from FILE instead of generating one
+${P12_FILE_HELP}
   --gateway-host HOST       gateway address written into the bundle (default: the first --host of certs init;
                             it must be a name or IP in the gateway certificate)
   --credentials-port PORT   worker AWS config: port of the gateway's credentials endpoint (default 8789)
@@ -78,18 +69,6 @@ ${DIR_HELP}
 ${PASS_HELP}
 `,
     run: runIssue,
-  },
-  list: {
-    flags: [...common, { flag: 'json', boolean: true }],
-    usage: `usage: scheduler-gateway certs list [--json] [--dir DIR]
-
-Shows every certificate issued in this cluster: serial, role, name, not-after and
-status (valid, expired, revoked). Never shows key material.
-
-  --json                    one JSON document for machines
-${DIR_HELP}
-`,
-    run: runList,
   },
   revoke: {
     flags: [...common, { flag: 'name' }, { flag: 'serial' }, { flag: 'reason' }, { flag: 'passphrase-file' }],
@@ -106,26 +85,50 @@ ${PASS_HELP}
 `,
     run: runRevoke,
   },
+  ...LIFECYCLE_SUBS,
 };
 
-const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke> [options]
+const USAGE = `usage: scheduler-gateway certs <init|issue|list|revoke|crl|renew|rotate-ca|passphrase> [options]
 
-  init      create the cluster CA and the gateway certificate
-  issue     issue a worker, client, admin or scheduler certificate and its Dask bundle
-  list      list issued certificates and their status
-  revoke    revoke a certificate and publish a new CRL
+  init        create the cluster CA and the gateway certificate
+  issue       issue a worker, client, admin or scheduler certificate and its Dask bundle
+  list        list the CAs and issued certificates, what expires and what to renew
+  revoke      revoke a certificate and publish a new CRL
+  crl         sign the CRL again now (run it daily: it is current for 30 days)
+  renew       a new certificate and key for the same identity (also the gateway's own)
+  rotate-ca   replace the CA with an overlap: begin, switch, finish (docs/runbook.md)
+  passphrase  re-encrypt every key under a new passphrase
 
 Run 'scheduler-gateway certs <subcommand> --help' for its options.
 `;
 
+const USAGE_NAMES = 'init, issue, list, revoke, crl, renew, rotate-ca begin|switch|finish, passphrase';
+
+const ROTATE_USAGE = `usage: scheduler-gateway certs rotate-ca <begin|switch|finish> [options]
+
+  begin     a new CA is trusted beside the current one and issues from now on
+  switch    the gateway serves a certificate from the new CA
+  finish    the old CA leaves the trust store; what it issued is refused
+
+Run 'scheduler-gateway certs rotate-ca <step> --help' for its options; docs/runbook.md for the whole procedure.
+`;
+
 export async function main(argv: string[], io: CliIo): Promise<number> {
-  const [name, ...rest] = argv;
+  let [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.stdout.write(USAGE);
     return name === undefined ? 2 : 0;
   }
+  if (name === 'rotate-ca') {
+    const [step, ...more] = rest;
+    if (step === undefined || step.startsWith('-') || step === 'help') {
+      io.stdout.write(ROTATE_USAGE);
+      return step === undefined ? 2 : 0;
+    }
+    [name, rest] = [`rotate-ca ${step}`, more];
+  }
   const sub = SUBS[name];
-  if (!sub) throw pkiError('usage', { message: `unknown certs subcommand '${name}' (init, issue, list, revoke)` });
+  if (!sub) throw pkiError('usage', { message: `unknown certs subcommand '${name}' (${USAGE_NAMES})` });
   const { flags, positionals } = parseArgs(rest, sub.flags);
   if (flags.help) {
     io.stdout.write(sub.usage);
@@ -133,38 +136,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   if (positionals.length > 0) throw pkiError('usage', { message: `unexpected argument '${positionals[0]}' (see certs ${name} --help)` });
   return sub.run(flags, stateDir(flags, io), io);
-}
-
-/** --dir, else $SCHEDULER_GATEWAY_DIR, else certs/ at the root of the repository holding cwd (cwd itself outside one). */
-export function stateDir(flags: Flags, io: CliIo): string {
-  const given = str(flags, 'dir') ?? io.env.SCHEDULER_GATEWAY_DIR;
-  if (given !== undefined && given !== '') return resolve(io.cwd, given);
-  return join(repositoryRoot(io.cwd), 'certs');
-}
-
-function repositoryRoot(cwd: string): string {
-  for (let d = resolve(cwd); ; d = dirname(d)) {
-    if (existsSync(join(d, '.git'))) return d;
-    if (dirname(d) === d) return resolve(cwd);
-  }
-}
-
-function str(flags: Flags, name: string): string | undefined {
-  const v = flags[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw pkiError('usage', { message: `--${name} needs a value` });
-  return v;
-}
-
-function required(flags: Flags, name: string, sub: string): string {
-  const v = str(flags, name);
-  if (v === undefined || v === '') throw pkiError('usage', { message: `certs ${sub} needs --${name} (see certs ${sub} --help)` });
-  return v;
-}
-
-function passphrase(flags: Flags, io: CliIo, dir?: string): string {
-  const file = str(flags, 'passphrase-file');
-  return resolvePassphrase({ env: io.env, ...(file !== undefined ? { passphraseFile: resolve(io.cwd, file) } : {}), ...(dir ? { dir } : {}) }).passphrase;
 }
 
 async function runInit(flags: Flags, dir: string, io: CliIo): Promise<number> {
@@ -190,25 +161,23 @@ async function runIssue(flags: Flags, dir: string, io: CliIo): Promise<number> {
   if (!isValidName(name)) throw pkiError('invalidName', { name });
   const out = required(flags, 'out', 'issue');
   const days = parseDays(str(flags, 'days'), DEFAULT_LEAF_DAYS);
-  const p12File = str(flags, 'p12-password-file');
-  const wantP12 = flags.p12 === true || p12File !== undefined;
   requireInitialized(dir);
   const pass = passphrase(flags, io, dir);
-  const p12Password = !wantP12 ? undefined : p12File !== undefined ? readPassphraseFile(resolve(io.cwd, p12File)) : randomBytes(15).toString('base64url');
+  const p12 = p12Password(flags, io, flags.p12 === true);
   const outDir = checkOutDir(resolve(io.cwd, out));
   const gatewayHost = str(flags, 'gateway-host');
   if (gatewayHost !== undefined && !/^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/.test(gatewayHost)) throw new GatewayError('GW_USAGE', `--gateway-host ${JSON.stringify(gatewayHost)} is not a DNS name or IP address`);
   const credentialsPort = str(flags, 'credentials-port') === undefined ? undefined : parse.int(1, 65535)(str(flags, 'credentials-port'), '--credentials-port');
   const dashboardLink = dashboardLinkFrom(flags);
-  const issuedRaw = await issueCertificate({ dir, passphrase: pass, role, name, days });
+  const issuedRaw = await issueCertificate({ dir, passphrase: pass, role, name, days, bundle: outDir });
   const issued = gatewayHost !== undefined ? { ...issuedRaw, gatewayHost } : issuedRaw;
-  const files = writeBundle(outDir, issued, p12Password, { ...(credentialsPort !== undefined ? { credentialsPort } : {}), ...(dashboardLink !== undefined ? { dashboardLink } : {}) });
+  const files = writeBundle(outDir, issued, p12?.password, { ...(credentialsPort !== undefined ? { credentialsPort } : {}), ...(dashboardLink !== undefined ? { dashboardLink } : {}) });
   io.stdout.write(`Issued ${issued.uri} serial ${issued.serial}, valid until ${issued.notAfter.toISOString()}.\n`
     + `  ${files.caPath}\n  ${files.certPath}\n  ${files.keyPath} (unencrypted, mode 0600)\n`
     + `  ${files.yamlPath}\n  ${files.readmePath}\n`
     + (files.awsConfigPath !== undefined ? `  ${files.awsConfigPath} (AWS_CONFIG_FILE for credentials from the gateway)\n` : '')
     + (files.p12Path !== undefined ? `  ${files.p12Path}\n` : '')
-    + (files.p12Path !== undefined && p12File === undefined ? `PKCS#12 password (shown only now): ${p12Password}\n` : ''));
+    + p12PasswordText(p12));
   recordChange(dir, 'certificate_issued', { serial: issued.serial, role, name, uri: issued.uri, not_after: issued.notAfter.toISOString(), bundle: outDir, p12: files.p12Path !== undefined }, io);
   return 0;
 }
@@ -222,47 +191,6 @@ function dashboardLinkFrom(flags: Flags): string | undefined {
   const why = url === undefined ? undefined : badDashboardUrl(url);
   if (why !== undefined) throw new GatewayError('GW_USAGE', `--dashboard-url ${JSON.stringify(url)} cannot be a dashboard link: ${why}`);
   return url;
-}
-
-interface ListRow {
-  serial: string;
-  role: string;
-  name: string;
-  uri: string;
-  notBefore: string;
-  notAfter: string;
-  status: string;
-  revokedAt?: string;
-  reason?: string;
-}
-
-async function runList(flags: Flags, dir: string, io: CliIo): Promise<number> {
-  requireInitialized(dir);
-  const now = new Date();
-  // revoked.json is written first on revoke; honour it even if index.json lags behind.
-  const revoked = readRevokedSerials(dir);
-  const rows = readIndex(dir).certificates.map((e) => row(e, revoked, now));
-  if (flags.json === true) {
-    io.stdout.write(JSON.stringify({ certificates: rows }, null, 2) + '\n');
-    return 0;
-  }
-  io.stdout.write(table(['SERIAL', 'ROLE', 'NAME', 'NOT AFTER', 'STATUS'],
-    rows.map((r) => [r.serial, r.role, r.name, r.notAfter.replace(/\.\d{3}Z$/, 'Z'), r.status])));
-  return 0;
-}
-
-function row(e: IndexEntry, revoked: Set<string>, now: Date): ListRow {
-  const status = revoked.has(e.serial) ? 'revoked' : statusOf(e, now);
-  return {
-    serial: e.serial, role: e.role, name: e.name, uri: e.uri, notBefore: e.notBefore, notAfter: e.notAfter, status,
-    ...(e.revokedAt !== undefined ? { revokedAt: e.revokedAt, reason: e.revocationReason ?? 'unspecified' } : {}),
-  };
-}
-
-function table(head: string[], rows: string[][]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n';
-  return line(head) + rows.map(line).join('');
 }
 
 async function runRevoke(flags: Flags, dir: string, io: CliIo): Promise<number> {

@@ -19,6 +19,7 @@ import type { TLSSocket } from 'node:tls';
 import type { GatewayContext } from '../gateway/context.js';
 import type { Endpoint } from '../config/spec.js';
 import { secureContextOptions } from '../pki/tls-policy.js';
+import { peerCertificateDer } from '../pki/peer-certificate.js';
 import { checkAccess, type Access } from './access.js';
 import { awsProcessJson, genericJson } from './credential.js';
 import type { CredentialHolder } from './holder.js';
@@ -115,7 +116,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
     if (registered.has(socket)) return;
     registered.add(socket);
     metrics.connectionsTotal.inc({ port: 'credentials', role: a.role });
-    const off = ctx.sessions.add({ kind: 'credentials', serial: a.serial, close: () => socket.destroy() });
+    const off = ctx.sessions.add({ kind: 'credentials', serial: a.serial, peerCertificate: () => peerCertificateDer(socket), close: () => socket.destroy() });
     socket.once('close', off);
   }
 

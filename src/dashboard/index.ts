@@ -74,7 +74,8 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
     : undefined;
   cache?.start();
 
-  const auth = new Authenticator({ tokens: cache, cookies: new SessionCookies(cfg['dashboard.session-ttl'] as number, sessionKeyFrom(ctx.trust.current().keyPem, ctx.clusterId)), clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now, allowMissingEku: cfg['tls.allow-missing-eku'] === true });
+  const cookies = new SessionCookies(cfg['dashboard.session-ttl'] as number, sessionKeyFrom(ctx.trust.current().keyPem, ctx.clusterId));
+  const auth = new Authenticator({ tokens: cache, cookies, clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now, allowMissingEku: cfg['tls.allow-missing-eku'] === true });
   const coalescer = new RefusalCoalescer(log, { port: '8787', onCoalesced: () => ctx.metrics.logLinesCoalescedTotal.inc({ port: '8787' }) });
   const dash = new DashboardServer({
     log,
@@ -101,6 +102,7 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
   const unsubscribe = ctx.trust.onChange((m) => {
     try {
       dash.setSecureContext(dashboardTls(m, files));
+      cookies.rekey(sessionKeyFrom(m.keyPem, ctx.clusterId));
       log.info('dashboard.tls.reloaded', { version: m.version });
     } catch (e) {
       // A failed reload keeps the old certificate.

@@ -25,12 +25,17 @@ export function sessionKeyFrom(gatewayKeyPem: string, clusterId: string): Buffer
 }
 
 export class SessionCookies {
-  readonly #key: Buffer;
+  #key: Buffer;
   readonly #ttlSeconds: number;
 
   constructor(ttlSeconds: number, key: Buffer = randomBytes(32)) {
     this.#key = key;
     this.#ttlSeconds = ttlSeconds;
+  }
+
+  /** Signs and verifies with `key` from now on: a renewed gateway key ends every session at once, not at the next restart. */
+  rekey(key: Buffer): void {
+    this.#key = key;
   }
 
   /** A Set-Cookie value for a session that ends at the TTL or the token's expiry, whichever is first. */

@@ -9,6 +9,7 @@ import type { SessionRegistry } from '../gateway/sessions.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import type { Logger } from '../log/logger.js';
 import { describePrincipal, principalKey, type Principal } from './auth.js';
+import { peerCertificateDer } from '../pki/peer-certificate.js';
 
 interface Open {
   readonly principal: Principal;
@@ -53,6 +54,7 @@ export class WebSocketTracker {
         kind: 'dashboard-ws',
         serial: p.kind === 'certificate' ? p.serial : undefined,
         tokenId: p.kind === 'token' ? p.tokenId : undefined,
+        peerCertificate: () => peerCertificateDer(socket),
         close: (reason) => this.#cut(entry, reason),
       }),
     };

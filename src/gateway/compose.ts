@@ -13,6 +13,7 @@ import { SessionRegistry } from './sessions.js';
 import { settingsFrom, type GatewaySettings } from './settings.js';
 import { openTrust } from './material.js';
 import { ensurePrivateDir } from '../pki/state-dir.js';
+import { issuedByAny } from '../pki/x509.js';
 import { startTerminator } from '../terminator/terminator.js';
 import { startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
@@ -69,11 +70,16 @@ export async function startGateway(configured: Resolved, deps: GatewayDeps = {})
     stateDir: settings.stateDir,
     now: () => new Date(),
   };
-  // Revocation reaches live sessions on every port, not only new handshakes.
-  trust.onChange((_m, newlyRevoked) => {
+  // Revocation reaches live sessions on every port, not only new handshakes;
+  // so does a CA leaving the trust store (rotate-ca finish): what no longer chains is closed.
+  trust.onChange((m, newlyRevoked, removedCas) => {
     for (const serial of newlyRevoked) {
       const closed = sessions.revokeSerial(serial);
       log.audit('revocation_applied', { serial, sessions_closed: closed });
+    }
+    if (removedCas.length > 0) {
+      const closed = sessions.closeUntrusted((der) => issuedByAny(der, m.caPem));
+      log.audit('ca_removed', { removed_cas: removedCas, reason: 'unknown_ca', sessions_closed: closed.sessions, serials: closed.serials });
     }
   });
 

@@ -23,8 +23,8 @@ export interface TrustMaterial {
 export interface TrustSource {
   current(): TrustMaterial;
   isRevoked(serial: string): boolean;
-  /** Called after every successful reload with the serials newly revoked. */
-  onChange(listener: (m: TrustMaterial, newlyRevoked: string[]) => void): () => void;
+  /** Called after every successful reload with the serials newly revoked and the serials of CAs no longer trusted. */
+  onChange(listener: (m: TrustMaterial, newlyRevoked: string[], removedCas: string[]) => void): () => void;
   reload(reason: string): Promise<boolean>;
 }
 

@@ -5,7 +5,7 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
-import { loadPemMaterial, loadServerMaterial } from '../pki/server-material.js';
+import { loadPemMaterial, loadServerMaterial, type ServerMaterial } from '../pki/server-material.js';
 import { resolvePassphrase } from '../pki/passphrase.js';
 import { ReloadingTrustSource } from './trust.js';
 import type { PkiSource } from './settings.js';
@@ -13,9 +13,21 @@ import type { PkiSource } from './settings.js';
 export async function openTrust(pki: PkiSource, deps: { env: NodeJS.ProcessEnv; log: Logger; metrics: GatewayMetrics; pollMs?: number }): Promise<ReloadingTrustSource> {
   const common = { log: deps.log, metrics: deps.metrics, ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}) };
   if (pki.mode === 'dir') {
-    // Resolved once at start: the passphrase does not change while running.
-    const { passphrase } = resolvePassphrase({ env: deps.env, dir: pki.dir, ...(pki.passphraseFile ? { passphraseFile: pki.passphraseFile } : {}) });
-    return ReloadingTrustSource.open({ ...common, load: () => loadServerMaterial(pki.dir, passphrase) });
+    // Resolved again whenever a new gateway key must be decrypted: after `certs passphrase`,
+    // replacing the passphrase file is enough (it is watched); an environment value needs a restart.
+    const resolve = () => resolvePassphrase({ env: deps.env, dir: pki.dir, ...(pki.passphraseFile ? { passphraseFile: pki.passphraseFile } : {}) });
+    const passphraseFile = resolve().file;
+    let last: ServerMaterial | undefined;
+    return ReloadingTrustSource.open({
+      ...common,
+      load: async () => {
+        last = await loadServerMaterial(pki.dir, () => resolve().passphrase, last);
+        if (last.keyKept) {
+          deps.log.warn('gateway_key_kept', { reason: last.keyKept, action: 'serving with the key in memory; give the gateway the new passphrase (replace its passphrase file, or restart it)' });
+        }
+        return { ...last, watchPaths: [...last.watchPaths, ...(passphraseFile ? [passphraseFile] : [])] };
+      },
+    });
   }
   const { caPath, certPath, keyPath, crlPath, clusterId } = pki;
   return ReloadingTrustSource.open({ ...common, load: () => loadPemMaterial({ caPath, certPath, keyPath, clusterId, ...(crlPath ? { crlPath } : {}) }) });

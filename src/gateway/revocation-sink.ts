@@ -62,7 +62,9 @@ export function revocationSinkFor(ctx: GatewayContext, pki: GatewaySettings['pki
   let persistCertificate: CertificatePersister | undefined;
   let persistToken: TokenPersister | undefined;
   if (pki.mode === 'dir') {
-    const { passphrase } = resolvePassphrase({ env, dir: pki.dir, ...(pki.passphraseFile ? { passphraseFile: pki.passphraseFile } : {}) });
+    // Resolved per revocation: a passphrase file replaced after `certs passphrase` is honoured without a restart.
+    const passphrase = () => resolvePassphrase({ env, dir: pki.dir, ...(pki.passphraseFile ? { passphraseFile: pki.passphraseFile } : {}) }).passphrase;
+    passphrase(); // fail at start, not at the first revocation
     persistCertificate = pkiCertificatePersister(pki.dir, passphrase);
     persistToken = async (ref) => {
       // Opened per revocation: rare, and the daemon keeps no writer handle on tokens.db.
@@ -78,10 +80,10 @@ export function revocationSinkFor(ctx: GatewayContext, pki: GatewaySettings['pki
 }
 
 /** Certificate revocations through the PKI library (revoked.json, crl.pem, index.json). */
-export function pkiCertificatePersister(dir: string, passphrase: string): CertificatePersister {
+export function pkiCertificatePersister(dir: string, passphrase: string | (() => string)): CertificatePersister {
   return async (serial, reason) => {
     try {
-      await revokeCertificate({ dir, passphrase, serial, reason: isCrlReason(reason) ? reason : 'unspecified' });
+      await revokeCertificate({ dir, passphrase: typeof passphrase === 'string' ? passphrase : passphrase(), serial, reason: isCrlReason(reason) ? reason : 'unspecified' });
     } catch (e) {
       if (isGatewayError(e) && e.code === 'GW_PKI_ALREADY_REVOKED') return;
       throw e;

@@ -1,12 +1,16 @@
 /**
  * Live sessions by the credential that opened them, so that a revocation
- * (certificate serial or access token) can close every one of them at once.
- * 8786 connections, dashboard sessions and WebSockets all register here.
+ * (certificate serial or access token) can close every one of them at once,
+ * and a CA leaving the trust store can close those whose certificate no
+ * longer chains to a trusted CA. 8786 connections, dashboard sessions and
+ * WebSockets all register here.
  */
 export interface LiveSession {
   readonly kind: 'dask' | 'dashboard-ws' | 'dashboard-http' | 'credentials';
   readonly serial?: string;
   readonly tokenId?: string;
+  /** The peer's certificate (DER), read only when the trusted CAs shrink; a session without it is closed then. */
+  readonly peerCertificate?: () => Buffer | undefined;
   close(reason: 'revoked' | 'expired' | 'drain'): void;
 }
 
@@ -30,6 +34,30 @@ export class SessionRegistry {
 
   revokeToken(tokenId: string, reason: 'revoked' | 'expired' = 'revoked'): number {
     return closeAll(this.#byToken, tokenId, reason);
+  }
+
+  /**
+   * Closes, as a revocation does, every certificate session whose peer
+   * certificate `trusted` rejects, or that cannot show one (fail closed).
+   * One check per serial: a serial names one certificate.
+   */
+  closeUntrusted(trusted: (der: Buffer) => boolean): { sessions: number; serials: string[] } {
+    const closed: string[] = [];
+    let sessions = 0;
+    for (const [serial, set] of [...this.#bySerial]) {
+      let verdict: boolean | undefined;
+      for (const s of [...set]) {
+        const der = s.peerCertificate?.();
+        if (der !== undefined) verdict ??= trusted(der);
+        if (der !== undefined && verdict) continue;
+        removeFrom(this.#bySerial, serial, s);
+        if (s.tokenId) removeFrom(this.#byToken, s.tokenId, s);
+        s.close('revoked');
+        sessions++;
+        if (!closed.includes(serial)) closed.push(serial);
+      }
+    }
+    return { sessions, serials: closed };
   }
 
   serials(): string[] {

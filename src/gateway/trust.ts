@@ -18,6 +18,8 @@ import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import type { TrustMaterial, TrustSource } from './context.js';
 import { GatewayError } from '../errors/base.js';
+import { issuedByAny, splitPemCertificates } from '../pki/x509.js';
+import { normalizeSerial } from '../pki/peer-certificate.js';
 
 export type LoadedTrust = Omit<TrustMaterial, 'version'> & { readonly watchPaths?: readonly string[] };
 
@@ -34,7 +36,10 @@ export interface TrustSourceOptions {
   readonly debounceMs?: number;
 }
 
-type Listener = (m: TrustMaterial, newlyRevoked: string[]) => void;
+type Listener = (m: TrustMaterial, newlyRevoked: string[], removedCas: string[]) => void;
+
+/** How often the expiry gauge is recomputed between reloads: it counts down. */
+const EXPIRY_REFRESH_MS = 60_000;
 
 export class ReloadingTrustSource implements TrustSource {
   readonly #opts: TrustSourceOptions;
@@ -44,6 +49,8 @@ export class ReloadingTrustSource implements TrustSource {
   #fingerprint: string;
   #stats = new Map<string, string>();
   #poll: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #expiryLabels = new Set<string>();
   #debounce: NodeJS.Timeout | undefined;
   #running: Promise<boolean> | undefined;
   #again = false;
@@ -63,7 +70,8 @@ export class ReloadingTrustSource implements TrustSource {
     this.#material = m;
     this.#fingerprint = fingerprint(m);
     this.#stats = this.#statAll();
-    this.#recordExpiry(m);
+    this.#recordExpiry();
+    this.#expiryTimer = setInterval(() => this.#recordExpiry(), EXPIRY_REFRESH_MS).unref();
   }
 
   current(): TrustMaterial {
@@ -99,6 +107,7 @@ export class ReloadingTrustSource implements TrustSource {
     this.#closed = true;
     for (const w of this.#watchers) w.close();
     if (this.#poll) clearInterval(this.#poll);
+    if (this.#expiryTimer) clearInterval(this.#expiryTimer);
     if (this.#debounce) clearTimeout(this.#debounce);
   }
 
@@ -124,9 +133,11 @@ export class ReloadingTrustSource implements TrustSource {
     const before = this.#material;
     const next = material(loaded, before.version + 1);
     const newlyRevoked = [...next.revokedSerials].filter((s) => !before.revokedSerials.has(s));
+    const kept = new Set(caSerialsOf(next.caPem));
+    const removedCas = caSerialsOf(before.caPem).filter((s) => !kept.has(s));
     this.#material = next;
     this.#fingerprint = fp;
-    this.#recordExpiry(next);
+    this.#recordExpiry();
     metrics.reloadsTotal.inc({ what: 'tls', result: 'success' });
     log.info('trust_reloaded', {
       reason,
@@ -135,10 +146,11 @@ export class ReloadingTrustSource implements TrustSource {
       ca_changed: before.caPem !== next.caPem,
       revoked: next.revokedSerials.size,
       newly_revoked: newlyRevoked,
+      removed_cas: removedCas,
     });
     for (const l of this.#listeners) {
       try {
-        l(next, newlyRevoked);
+        l(next, newlyRevoked, removedCas);
       } catch (e) {
         log.error('trust_listener_failed', { error: errorText(e) });
       }
@@ -146,11 +158,22 @@ export class ReloadingTrustSource implements TrustSource {
     return true;
   }
 
-  #recordExpiry(m: TrustMaterial): void {
+  /**
+   * Seconds left on the serving certificate ('gateway'), on every trusted CA
+   * ('ca:<serial>'), and on the soonest of them ('ca', what a single alert
+   * watches). Labels of CAs no longer trusted are removed.
+   */
+  #recordExpiry(): void {
+    const m = this.#material;
     const now = (this.#opts.now ?? (() => new Date()))().getTime();
+    const left = (c: X509Certificate) => (new Date(c.validTo).getTime() - now) / 1000;
+    const cas = splitPemCertificates(m.caPem).map((pem) => new X509Certificate(pem));
+    const values = new Map<string, number>([['gateway', left(new X509Certificate(m.certPem))], ['ca', Math.min(...cas.map(left))]]);
+    for (const ca of cas) values.set(`ca:${normalizeSerial(ca.serialNumber)}`, left(ca));
     const g = this.#opts.metrics.certificateExpirySeconds;
-    g.set({ certificate: 'gateway' }, (new Date(new X509Certificate(m.certPem).validTo).getTime() - now) / 1000);
-    g.set({ certificate: 'ca' }, (new Date(new X509Certificate(m.caPem).validTo).getTime() - now) / 1000);
+    for (const label of this.#expiryLabels) if (!values.has(label)) g.remove({ certificate: label });
+    for (const [label, v] of values) g.set({ certificate: label }, v);
+    this.#expiryLabels = new Set(values.keys());
   }
 
   #watch(): void {
@@ -222,8 +245,7 @@ function validate(m: LoadedTrust): void {
   } catch (e) {
     throw new GatewayError('GW_TRUST_INVALID', `the key does not match the certificate or OpenSSL refuses it: ${errorText(e)}`);
   }
-  const cas = m.caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (!cas.some((pem) => { const ca = new X509Certificate(pem); return cert.checkIssued(ca) && cert.verify(ca.publicKey); })) {
+  if (!issuedByAny(cert.raw, m.caPem)) {
     // A server certificate from another CA would make every worker refuse the gateway.
     throw new GatewayError('GW_TRUST_INVALID', 'the server certificate is not issued by the configured CA');
   }
@@ -238,4 +260,8 @@ function fingerprint(m: LoadedTrust): string {
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+function caSerialsOf(caPem: string): string[] {
+  return splitPemCertificates(caPem).map((pem) => normalizeSerial(new X509Certificate(pem).serialNumber));
 }

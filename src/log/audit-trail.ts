@@ -16,7 +16,9 @@ import { redact, type Fields } from './logger.js';
 
 export const AUDIT_TRAIL_FILE = 'audit.log';
 
-export type AdminEvent = 'cluster_initialized' | 'certificate_issued' | 'certificate_revoked' | 'token_created' | 'token_revoked';
+export type AdminEvent = 'cluster_initialized' | 'certificate_issued' | 'certificate_revoked' | 'token_created' | 'token_revoked'
+  // certificate lifecycle (src/cli/certs-lifecycle.ts)
+  | 'certificate_renewed' | 'ca_rotation_begun' | 'ca_rotation_switched' | 'ca_rotation_finished' | 'passphrase_changed' | 'crl_signed';
 
 /** Who ran the command, as the OS knows them (sudo keeps the caller in SUDO_USER). */
 export function operator(env: NodeJS.ProcessEnv): Fields {

@@ -8,9 +8,9 @@ import { defineErrors } from '../errors/base.js';
 export const pkiError = defineErrors({
   /** A key file could not be decrypted with the passphrase given. */
   wrongPassphrase: { code: 'GW_PKI_WRONG_PASSPHRASE', message: 'wrong passphrase for {file}' },
-  /** No passphrase from SCHEDULER_GATEWAY_PASSPHRASE, --passphrase-file or a development directory. */
-  noPassphrase: { code: 'GW_PKI_NO_PASSPHRASE', message: 'no passphrase: set SCHEDULER_GATEWAY_PASSPHRASE or pass --passphrase-file' },
-  /** A passphrase too short to protect keys at rest (init only). */
+  /** No passphrase from --passphrase-file, SCHEDULER_GATEWAY_PASSPHRASE_FILE, SCHEDULER_GATEWAY_PASSPHRASE or a development directory. */
+  noPassphrase: { code: 'GW_PKI_NO_PASSPHRASE', message: 'no passphrase: set SCHEDULER_GATEWAY_PASSPHRASE or SCHEDULER_GATEWAY_PASSPHRASE_FILE, or pass --passphrase-file' },
+  /** A new passphrase too short to protect keys at rest (init, certs passphrase). */
   weakPassphrase: { code: 'GW_PKI_WEAK_PASSPHRASE', message: 'passphrase too short: use at least {min} characters' },
   /** A key or passphrase file that group or other users can read. */
   keyFileTooOpen: { code: 'GW_PKI_KEY_FILE_TOO_OPEN', message: '{file} is readable by other users (mode {mode}); run chmod 600 {file}' },
@@ -44,5 +44,13 @@ export const pkiError = defineErrors({
   keyMismatch: { code: 'GW_PKI_KEY_MISMATCH', message: '{keyFile} does not match the certificate in {certFile}' },
   certificateInvalid: { code: 'GW_PKI_CERTIFICATE_INVALID', message: '{file}: {reason}' },
   outputDir: { code: 'GW_PKI_OUTPUT_DIR', message: 'cannot write bundle to {dir}: {reason}' },
+  /** Another command changed the state directory between this command's read and its write. */
+  concurrentChange: { code: 'GW_PKI_CONCURRENT_CHANGE', message: '{dir} changed while this command ran (another certs command?); run it again' },
+  /** rotate-ca switch or finish with no rotation begun. */
+  noRotation: { code: 'GW_PKI_NO_ROTATION', message: 'no CA rotation in progress in {dir} (start one with certs rotate-ca begin)' },
+  /** A rotate-ca step out of order (begin during a rotation, finish before switch). */
+  rotationPhase: { code: 'GW_PKI_ROTATION_PHASE', message: 'the CA rotation in {dir} is at {phase}: {next}' },
+  /** rotate-ca finish while certificates of the outgoing CA are still current. */
+  rotationPending: { code: 'GW_PKI_ROTATION_PENDING', message: '{count} certificate(s) from the outgoing CA still need renewing before finish: {names} (certs list shows them; --force cuts them off)' },
   usage: { code: 'GW_USAGE', message: '{message}' },
 });

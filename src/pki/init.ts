@@ -7,10 +7,11 @@
 import { existsSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
 import { isValidClusterId } from './identity.js';
 import { pkiError } from './errors.js';
-import { buildCaCertificate, buildLeafCertificate, type LoadedCa } from './ca.js';
+import { buildCaCertificate, type LoadedCa } from './ca.js';
+import { signEntry } from './issue.js';
 import { encryptPrivateKeyPem } from './keystore.js';
 import { assertStrongEnough } from './passphrase.js';
-import { FORMAT_VERSION, writeIndex, writeRevocationList, writeState, type ClusterState, type IndexEntry } from './records.js';
+import { FORMAT_VERSION, writeIndex, writeRevocationList, writeState, type ClusterState } from './records.js';
 import { emptyRevocationList, signCrl } from './revocation.js';
 import { ensurePrivateDir, statePath, withLock, writeFileAtomic, type StateFile } from './state-dir.js';
 import { classifyHosts, DEFAULT_CA_DAYS, DEFAULT_HOSTS, DEFAULT_LEAF_DAYS, gatewayCrlUrl, validityWindow } from './validity.js';
@@ -54,14 +55,17 @@ export async function initCluster(opts: InitOptions): Promise<InitResult> {
   refuseIfInitialized(dir);
 
   const caKeys = await generateKeyPair(keyType);
-  const caPem = await buildCaCertificate(caKeys, clusterId, randomSerial(), validityWindow(now, caDays));
-  const ca: LoadedCa = { certPem: caPem, keys: caKeys, notAfter: validityWindow(now, caDays).notAfter };
+  const caSerial = randomSerial();
+  const caPem = await buildCaCertificate(caKeys, clusterId, caSerial, validityWindow(now, caDays));
+  const ca: LoadedCa = { certPem: caPem, keys: caKeys, notAfter: validityWindow(now, caDays).notAfter, serial: normalizeSerial(caSerial) };
+  const state: ClusterState = {
+    version: FORMAT_VERSION, clusterId, keyType, createdAt: now.toISOString(), hosts: [...dns, ...ip],
+    ...(opts.devPassphrase ? { devPassphrase: true } : {}),
+  };
   const gwKeys = await generateKeyPair(keyType);
-  const gwSerial = randomSerial();
-  const gwWindow = validityWindow(now, Math.min(caDays, DEFAULT_LEAF_DAYS));
-  const gatewayCertPem = await buildLeafCertificate(ca, {
-    identity: { cluster: clusterId, role: 'gateway' }, commonName: `${clusterId} gateway`,
-    publicKey: gwKeys.publicKey, serial: gwSerial, window: gwWindow, dns, ip,
+  const { entry: gatewayEntry, certPem: gatewayCertPem } = await signEntry({
+    ca, state, index: { version: FORMAT_VERSION, certificates: [] }, role: 'gateway', name: 'gateway', keys: gwKeys,
+    window: validityWindow(now, Math.min(caDays, DEFAULT_LEAF_DAYS)), now, dns, ip,
     // testssl rates a server certificate without CRL or OCSP URI HIGH; the dashboard port serves this CRL without login.
     crlUrl: gatewayCrlUrl(hosts),
   });
@@ -69,14 +73,6 @@ export async function initCluster(opts: InitOptions): Promise<InitResult> {
   const crl = await signCrl(ca, revoked, now);
   const caKeyEnc = encryptPrivateKeyPem(await privateKeyToPem(caKeys.privateKey), opts.passphrase);
   const gwKeyEnc = encryptPrivateKeyPem(await privateKeyToPem(gwKeys.privateKey), opts.passphrase);
-  const gatewayEntry: IndexEntry = {
-    serial: normalizeSerial(gwSerial), role: 'gateway', name: 'gateway', uri: `spiffe://${clusterId}/gateway`, keyType,
-    notBefore: gwWindow.notBefore.toISOString(), notAfter: gwWindow.notAfter.toISOString(), issuedAt: now.toISOString(),
-  };
-  const state: ClusterState = {
-    version: FORMAT_VERSION, clusterId, keyType, createdAt: now.toISOString(), hosts: [...dns, ...ip],
-    ...(opts.devPassphrase ? { devPassphrase: true } : {}),
-  };
 
   const dirExisted = existsSync(dir);
   try {
@@ -107,7 +103,7 @@ export async function initCluster(opts: InitOptions): Promise<InitResult> {
     rollback(dir, written, dirExisted);
     throw e;
   }
-  return { clusterId, caPem, gatewayCertPem, gatewaySerial: normalizeSerial(gwSerial) };
+  return { clusterId, caPem, gatewayCertPem, gatewaySerial: gatewayEntry.serial };
 }
 
 function refuseIfInitialized(dir: string): void {

@@ -45,6 +45,16 @@ export function peerLeafCertificate(socket: TLSSocket): CertificateFacts | undef
   return { serialNumber: c.serialNumber, ca: c.ca, validFrom: c.valid_from, validTo: c.valid_to, subjectAltName: c.subjectaltname, keyUsage: c.ext_key_usage as string[] };
 }
 
+/**
+ * The peer's leaf certificate as DER, for re-checking a live session when a
+ * CA leaves the trust store (gateway/sessions.ts): read then, never per
+ * connection. Undefined for a socket without a peer certificate.
+ */
+export function peerCertificateDer(socket: object): Buffer | undefined {
+  const raw = 'getPeerCertificate' in socket && typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate(false)?.raw : undefined;
+  return raw?.length ? raw : undefined;
+}
+
 export type PeerVerdict =
   | { ok: true; identity: Identity; serial: string; notAfter: Date }
   | { ok: false; reason: RefusalReason; detail?: string; serial?: string; uri?: string };

@@ -8,12 +8,13 @@
  */
 import { existsSync } from 'node:fs';
 import { isValidClusterId } from './identity.js';
+import { isGatewayError } from '../errors/base.js';
 import { pkiError } from './errors.js';
-import { loadEncryptedKey, loadPlainKey, decryptPrivateKeyPem, readPrivateFile, ENCRYPTED_KEY_BEGIN } from './keystore.js';
+import { loadPlainKey, decryptPrivateKeyPem, readPrivateFile, ENCRYPTED_KEY_BEGIN } from './keystore.js';
 import { normalizeSerial } from './peer-certificate.js';
 import { requireInitialized } from './records.js';
 import { readRevokedSerials } from './revocation.js';
-import { readText, statePath } from './state-dir.js';
+import { readText, statePath, withLock } from './state-dir.js';
 import { keyMatchesCertificate, parseCertificatePem, parseCrl, crlSignedBy, splitPemCertificates } from './x509.js';
 
 export interface ServerMaterial {
@@ -31,26 +32,59 @@ export interface ServerMaterial {
   /** The gateway certificate's serial and expiry, for logs and metrics. */
   serial: string;
   notAfter: Date;
+  /** The key file as read (encrypted in a state directory), to tell next time whether it changed. */
+  keyText?: string;
+  /** Why the key file was not used and the key already in memory was kept (see loadServerMaterial). */
+  keyKept?: string;
 }
 
-export async function loadServerMaterial(dir: string, passphrase: string): Promise<ServerMaterial> {
+/** A passphrase, or how to get it when it is needed (re-read each time, so a changed passphrase file is honoured). */
+export type PassphraseInput = string | (() => string);
+
+/**
+ * Reads the files under the lock (a renewal or rotation replaces the
+ * certificate and its key in one commit), then decrypts the key, unless it
+ * is the file `previous` was loaded from: a reload for a revocation then
+ * costs no key derivation. When the certificate is unchanged but its key
+ * file no longer opens with the passphrase (certs passphrase re-encrypted it
+ * and the gateway's passphrase source is not updated yet), the key in memory
+ * is kept, so revocations keep applying; keyKept says so. Any other problem
+ * with the key file fails the load.
+ */
+export async function loadServerMaterial(dir: string, passphrase: PassphraseInput, previous?: Pick<ServerMaterial, 'certPem' | 'keyPem' | 'keyText'>): Promise<ServerMaterial> {
   const state = requireInitialized(dir);
   const caFile = statePath(dir, 'caCert');
   const certFile = statePath(dir, 'gatewayCert');
   const keyFile = statePath(dir, 'gatewayKey');
-  const caPem = readCertificates(caFile);
-  const certPem = readCertificates(certFile);
-  const keyPem = loadEncryptedKey(keyFile, passphrase);
+  const { caPem, certPem, keyText, revokedSerials } = await withLock(dir, () => ({
+    caPem: readCertificates(caFile), certPem: readCertificates(certFile), keyText: readPrivateFile(keyFile), revokedSerials: readRevokedSerials(dir),
+  }));
+  const sameCert = previous !== undefined && previous.certPem === certPem;
+  let keyPem: string;
+  let keyKept: string | undefined;
+  if (sameCert && previous.keyText === keyText) {
+    keyPem = previous.keyPem;
+  } else {
+    try {
+      keyPem = await decryptPrivateKeyPem(keyText, typeof passphrase === 'string' ? passphrase : passphrase(), keyFile);
+    } catch (e) {
+      if (!sameCert || !isGatewayError(e) || e.code !== 'GW_PKI_WRONG_PASSPHRASE') throw e;
+      keyPem = previous.keyPem;
+      keyKept = e.message;
+    }
+  }
   const leaf = checkPair(certPem, certFile, keyPem, keyFile);
   return {
     clusterId: state.clusterId,
     caPem,
     certPem,
     keyPem,
-    revokedSerials: readRevokedSerials(dir),
+    revokedSerials,
     watchPaths: [statePath(dir, 'state'), caFile, certFile, keyFile, statePath(dir, 'revoked'), statePath(dir, 'crl')],
     serial: normalizeSerial(leaf.serialNumber),
     notAfter: new Date(leaf.validTo),
+    keyText,
+    ...(keyKept ? { keyKept } : {}),
   };
 }
 
@@ -69,7 +103,7 @@ export async function loadPemMaterial(opts: PemMaterialOptions): Promise<ServerM
   if (!isValidClusterId(opts.clusterId)) throw pkiError('invalidClusterId', { cluster: opts.clusterId });
   const caPem = readCertificates(opts.caPath);
   const certPem = readCertificates(opts.certPath);
-  const keyPem = readKey(opts.keyPath, opts.passphrase);
+  const keyPem = await readKey(opts.keyPath, opts.passphrase);
   const leaf = checkPair(certPem, opts.certPath, keyPem, opts.keyPath);
   const revokedSerials = opts.crlPath !== undefined ? await readCrlSerials(opts.crlPath, caPem) : new Set<string>();
   return {
@@ -84,7 +118,7 @@ export async function loadPemMaterial(opts: PemMaterialOptions): Promise<ServerM
   };
 }
 
-function readKey(file: string, passphrase: string | undefined): string {
+async function readKey(file: string, passphrase: string | undefined): Promise<string> {
   if (!existsSync(file)) throw pkiError('unreadable', { file, reason: 'ENOENT' });
   const text = readPrivateFile(file);
   if (text.includes(ENCRYPTED_KEY_BEGIN)) {

@@ -1,27 +1,35 @@
 /**
  * The state directory on disk (certs/README.md is the contract): file names,
- * atomic writes, and the lock that serializes every writer (CLI commands and
- * the daemon). Readers never take the lock: every file is replaced by rename,
- * so a reader sees the old or the new version, never half of one.
+ * atomic writes of one file (temp file and rename) and of several at once
+ * (commitFiles: a journal makes the set change at one instant), and the lock
+ * that serializes every writer (CLI commands and the daemon). A reader of one
+ * file needs no lock: it sees the old or the new version, never half of one.
+ * A reader of files that must agree (a certificate and its key, the CA
+ * bundle and the CA key) reads them under the lock, which also completes a
+ * commit that a crash interrupted.
  */
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, statSync,
+import { closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync,
   unlinkSync, writeSync, chmodSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, dirname, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pkiError } from './errors.js';
 import { errnoText } from './keystore.js';
+import { crashPoint } from './crash-points.js';
 
 export const FILES = {
   state: 'state.json',
   caCert: 'ca.pem',
   caKey: 'ca-key.pem',
+  /** The outgoing CA's key, from `rotate-ca begin` to `finish`. */
+  caPreviousKey: 'ca-previous-key.pem',
   gatewayCert: 'gateway.pem',
   gatewayKey: 'gateway-key.pem',
   index: 'index.json',
   revoked: 'revoked.json',
   crl: 'crl.pem',
   lock: '.lock',
+  journal: '.commit.json',
   devPassphrase: '.dev-passphrase',
 } as const;
 
@@ -104,8 +112,13 @@ export function readJson(file: string): unknown {
   }
 }
 
+/** How every JSON state file is laid out (also what commitFiles is given). */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, null, 2) + '\n';
+}
+
 export function writeJsonAtomic(file: string, value: unknown, mode = 0o600): void {
-  writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n', mode);
+  writeFileAtomic(file, jsonText(value), mode);
 }
 
 // ---- the writer lock ------------------------------------------------------
@@ -131,11 +144,13 @@ const DEFAULT_STALE_MS = 120_000;
  * Runs fn while holding dir/.lock. The lock is an O_EXCL-created file with
  * our pid; a lock whose pid is gone (same host) or that is older than
  * staleMs is broken. fn should be short: do slow work (key generation)
- * before taking the lock.
+ * before taking the lock. A commit that a crash interrupted is completed
+ * before fn runs, so fn always sees a whole state.
  */
 export async function withLock<T>(dir: string, fn: () => Promise<T> | T, opts: LockOptions = {}): Promise<T> {
   const release = await acquireLock(dir, opts);
   try {
+    completeInterruptedCommit(dir);
     return await fn();
   } finally {
     release();
@@ -240,4 +255,87 @@ function releaseLock(file: string, nonce: string): void {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---- several files at one instant ------------------------------------------
+
+/** One file of a commit: new content, or removal when data is undefined. */
+export interface FileChange {
+  readonly file: StateFile;
+  readonly data?: string | Uint8Array;
+  readonly mode?: number;
+}
+
+interface Journal {
+  version: 1;
+  id: string;
+  files: Array<{ name: string; pending?: string }>;
+}
+
+const PENDING = /^\..+\.[0-9a-f]{12}\.pending$/;
+
+/**
+ * Replaces several state files so that every reader under the lock sees
+ * either all old or all new versions. Call it holding the lock. Each new
+ * version is first written beside its file (.NAME.<id>.pending); writing the
+ * journal that lists them is the instant of the change; then each is renamed
+ * into place and the journal removed. A crash before the journal leaves the
+ * old state (the pending files are swept by the next commit); a crash after
+ * it is rolled forward by the next withLock.
+ */
+export function commitFiles(dir: string, changes: readonly FileChange[]): void {
+  sweepPending(dir);
+  const id = randomBytes(6).toString('hex');
+  const journal: Journal = { version: 1, id, files: [] };
+  for (const c of changes) {
+    const name = FILES[c.file];
+    if (c.data === undefined) {
+      journal.files.push({ name });
+      continue;
+    }
+    const pending = `.${name}.${id}.pending`;
+    writeFileAtomic(join(dir, pending), c.data, c.mode ?? 0o600);
+    journal.files.push({ name, pending });
+  }
+  crashPoint('commit:staged');
+  writeJsonAtomic(statePath(dir, 'journal'), journal);
+  crashPoint('commit:journaled');
+  applyJournal(dir, journal);
+}
+
+/** Rolls an interrupted commit forward; idempotent. Returns whether there was one. */
+export function completeInterruptedCommit(dir: string): boolean {
+  const file = statePath(dir, 'journal');
+  if (!existsSync(file)) return false;
+  const j = readJson(file) as Partial<Journal>;
+  if (j.version !== 1 || !Array.isArray(j.files) || !j.files.every((f) => typeof f?.name === 'string' && Object.values(FILES).includes(f.name as never))) {
+    throw pkiError('corruptState', { file, reason: 'not a commit journal' });
+  }
+  applyJournal(dir, j as Journal);
+  return true;
+}
+
+function applyJournal(dir: string, j: Journal): void {
+  for (const f of j.files) {
+    try {
+      if (f.pending !== undefined) renameSync(join(dir, f.pending), join(dir, f.name));
+      else unlinkSync(join(dir, f.name));
+    } catch (e) {
+      // Already applied before a crash: the pending file was renamed, or the file removed.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    crashPoint(`commit:applied:${f.name}`);
+  }
+  fsyncDir(dir);
+  try { unlinkSync(statePath(dir, 'journal')); } catch { /* removed by a previous attempt */ }
+  fsyncDir(dir);
+}
+
+/** Pending files no journal names: left by a commit that crashed before its journal. */
+function sweepPending(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (PENDING.test(name)) {
+      try { unlinkSync(join(dir, name)); } catch { /* gone */ }
+    }
+  }
 }

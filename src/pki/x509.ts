@@ -214,7 +214,8 @@ export async function createCrl(spec: CrlSpec): Promise<string> {
   return pemEncode('X509 CRL', Buffer.from(crl.rawData));
 }
 
-function pemEncode(label: string, der: Buffer): string {
+/** RFC 7468 text encoding: base64 in 64-character lines between BEGIN/END lines. */
+export function pemEncode(label: string, der: Buffer): string {
   const b64 = der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
@@ -252,9 +253,34 @@ export async function crlSignedBy(pem: string, caCertPem: string): Promise<boole
   }
 }
 
+/** The DNS and IP SANs and CRL Distribution Point URIs of a certificate: what a renewal of a server certificate keeps. */
+export function serverNames(pem: string): { dns: string[]; ip: string[]; crlUrls: string[] } {
+  const cert = new x509.X509Certificate(pem);
+  const names = cert.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
+  const points = cert.getExtension(x509.CRLDistributionPointsExtension)?.distributionPoints ?? [];
+  return {
+    dns: names.filter((n) => n.type === 'dns').map((n) => n.value),
+    ip: names.filter((n) => n.type === 'ip').map((n) => n.value),
+    crlUrls: points.flatMap((p) => p.distributionPoint?.fullName ?? []).flatMap((g) => (g.uniformResourceIdentifier ? [g.uniformResourceIdentifier] : [])),
+  };
+}
+
 /** Node's parser, used wherever we only read: it is what TLS sees. */
 export function parseCertificatePem(pem: string): NodeX509 {
   return new NodeX509(pem);
+}
+
+/** True when one of the CAs in caPem issued and signed the certificate (DER or PEM); false for anything unparsable. */
+export function issuedByAny(cert: Buffer | string, caPem: string): boolean {
+  try {
+    const leaf = new NodeX509(cert);
+    return splitPemCertificates(caPem).some((pem) => {
+      const ca = new NodeX509(pem);
+      return leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
+    });
+  } catch {
+    return false;
+  }
 }
 
 /** Every PEM CERTIFICATE block in a string, in order. */

@@ -14,6 +14,7 @@ import { pipeBoth } from './pipe.js';
 import type { BudgetAccount, MemoryBudget } from '../gateway/memory-budget.js';
 import { FirstOp, type ConnectionKind } from './first-op.js';
 import type { ReclaimCandidate, Slot } from './fair-shares.js';
+import { peerCertificateDer } from '../pki/peer-certificate.js';
 
 type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied' | 'memory_budget' | 'fair_share';
 
@@ -57,7 +58,7 @@ export class ForwardedConnection {
     this.#peer = args.peer;
     this.#upstream = args.upstream;
     this.#onGone = args.onGone;
-    const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, close: (reason) => this.cut(reason) };
+    const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, peerCertificate: () => peerCertificateDer(this.#peer), close: (reason) => this.cut(reason) };
     this.#unregister = this.#ctx.sessions.add(session);
     this.#ctx.metrics.connectionsActive.inc({ port: '8786', role: this.#facts.role ?? 'unknown' });
     const hooks = { refused: (d: Denial) => this.#refused(d) };

@@ -64,6 +64,7 @@ const enum State {
 // u64 values are read as two u32 halves; a high half above this is > 2^53-1.
 const MAX_SAFE_HIGH = 0x1fffff;
 const NEED_MORE = -1;
+const EMPTY = Buffer.alloc(0);
 const OVERFLOW = -2;
 
 export class FrameParser<R> {
@@ -78,6 +79,8 @@ export class FrameParser<R> {
   readonly #heldChunks: Buffer[] = [];
   readonly #heldStarts: number[] = [];
   readonly #heldEnds: number[] = [];
+  // Entries in use: the arrays are reused, never shrunk (a length store is a runtime call per message).
+  #heldCount = 0;
   #heldBytes = 0;
   // The range of one chunk waiting to be appended to `out` (coalescing).
   #out: Buffer[] = [];
@@ -265,7 +268,7 @@ export class FrameParser<R> {
         this.#out.push(l);
         skip = 8;
       }
-      for (let i = 0; i < this.#heldChunks.length; i++) {
+      for (let i = 0; i < this.#heldCount; i++) {
         const s = this.#heldStarts[i]!;
         const e = this.#heldEnds[i]!;
         const cut = Math.min(skip, e - s);
@@ -273,8 +276,7 @@ export class FrameParser<R> {
         if (s + cut < e) this.#emit(this.#heldChunks[i]!, s + cut, e);
       }
     }
-    this.#heldChunks.length = this.#heldStarts.length = this.#heldEnds.length = 0;
-    this.#heldBytes = 0;
+    this.#clearHeld();
   }
 
   /** Reads a u64 LE if 8 bytes are buffered (and holds them); NEED_MORE or OVERFLOW otherwise. */
@@ -313,9 +315,10 @@ export class FrameParser<R> {
       const start = this.#offset;
       const take = Math.min(c.length - start, n);
       if (to === 'hold') {
-        this.#heldChunks.push(c);
-        this.#heldStarts.push(start);
-        this.#heldEnds.push(start + take);
+        const h = this.#heldCount++;
+        this.#heldChunks[h] = c;
+        this.#heldStarts[h] = start;
+        this.#heldEnds[h] = start + take;
         this.#heldBytes += take;
       } else if (to === 'emit') {
         this.#emit(c, start, start + take);
@@ -350,14 +353,20 @@ export class FrameParser<R> {
     this.#pendChunk = null;
   }
 
+  #clearHeld(): void {
+    // Drop the references so a released chunk can be collected.
+    for (let i = 0; i < this.#heldCount; i++) this.#heldChunks[i] = EMPTY;
+    this.#heldCount = 0;
+    this.#heldBytes = 0;
+  }
+
   #fail(result: R | GatewayError): R | GatewayError {
     this.#flush(); // earlier, decided messages only: undecided bytes are held, never pending
     this.#state = State.Stopped;
     this.#result = result;
     this.#chunks.length = 0;
     this.#buffered = 0;
-    this.#heldChunks.length = this.#heldStarts.length = this.#heldEnds.length = 0;
-    this.#heldBytes = 0;
+    this.#clearHeld();
     return result;
   }
 }

@@ -180,6 +180,8 @@ export class Frame0Scanner {
   #body = 0;
   readonly #keyStarts: number[] = [];
   readonly #keyEnds: number[] = [];
+  // Top of the key scratch stack (the arrays are reused, never shrunk).
+  #keyTop = 0;
 
   constructor(limits: ScanLimits = DEFAULT_SCAN_LIMITS) {
     this.#limits = limits;
@@ -191,7 +193,7 @@ export class Frame0Scanner {
     this.#end = end;
     this.#frames = frames;
     this.#error = null;
-    this.#keyStarts.length = this.#keyEnds.length = 0;
+    this.#keyTop = 0;
     if (start >= end) return wireError('malformedFrame0', { why: 'empty frame' });
     if (this.#header(start) === FAIL) return this.#takeError();
     const kind = this.#kind;
@@ -243,11 +245,9 @@ export class Frame0Scanner {
     m.entries = count;
     pos = this.#body;
     // The key scratch is a stack: broadcast's inner msg is read while its outer map is.
-    const starts = this.#keyStarts;
-    const ends = this.#keyEnds;
-    const base = starts.length;
+    const base = this.#keyTop;
     const r = this.#opMapEntries(pos, depth, m, base);
-    starts.length = ends.length = base;
+    this.#keyTop = base;
     return r;
   }
 
@@ -529,7 +529,7 @@ export class Frame0Scanner {
     let setList = false; // "as-list" is an array of hashable values
     let enumTrue = false;
     let enumParts: (string | null)[] | null = null; // __module__, __name__, name
-    const base = this.#keyStarts.length;
+    const base = this.#keyTop;
     let keys: Set<string> | null = null;
     for (let i = 0; i < count; i++) {
       const keyStart = pos;
@@ -559,7 +559,7 @@ export class Frame0Scanner {
         enumParts[key === Key.Module ? 0 : key === Key.ClassName ? 1 : 2] = this.#shortStrAt(valueStart);
       }
     }
-    this.#keyStarts.length = this.#keyEnds.length = base;
+    this.#keyTop = base;
     const enumKnown = enumTrue && count === 4 && enumParts !== null && KNOWN_ENUMS.has(enumParts.join(' '));
     if (this.#magicProblem(magic, count, placeholderAt, setList, enumKnown) !== null) return FAIL;
     if (magic === Key.Pickled) pickled = true;
@@ -587,15 +587,17 @@ export class Frame0Scanner {
     const isStr = this.#kind === Kind.Str;
     const ks = this.#body;
     const ke = ks + this.#count;
-    if (isStr && keys === null && starts.length - base < PAIRWISE_KEYS) {
-      for (let j = base; j < starts.length; j++) if (this.#sameBytes(starts[j]!, ends[j]!, ks, ke)) return DUPLICATE;
-      starts.push(ks);
-      ends.push(ke);
+    const top = this.#keyTop;
+    if (isStr && keys === null && top - base < PAIRWISE_KEYS) {
+      for (let j = base; j < top; j++) if (this.#sameBytes(starts[j]!, ends[j]!, ks, ke)) return DUPLICATE;
+      starts[top] = ks;
+      ends[top] = ke;
+      this.#keyTop = top + 1;
       return null;
     }
     if (keys === null) {
       keys = new Set();
-      for (let j = base; j < starts.length; j++) keys.add(`s${buf.toString('latin1', starts[j]!, ends[j]!)}`);
+      for (let j = base; j < top; j++) keys.add(`s${buf.toString('latin1', starts[j]!, ends[j]!)}`);
     }
     const key = isStr ? `s${buf.toString('latin1', ks, ke)}` : this.pythonKey(pos);
     if (key === null) return keys; // NaN: equal to no key, itself included

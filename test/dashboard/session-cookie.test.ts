@@ -47,3 +47,16 @@ t.test('the signing key comes from the gateway key and cluster: stable across re
   t.equal(new SessionCookies(3600, sessionKeyFrom(other, 'c1')).verify(cookie, now), undefined, 'a new gateway key ends sessions');
   t.equal(new SessionCookies(3600, sessionKeyFrom(pem, 'c2')).verify(cookie, now), undefined, 'bound to the cluster');
 });
+
+t.test('rekeying to a renewed gateway key ends the sessions signed before it, and only those', async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const pem = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const [oldKey, newKey] = [pem(), pem()];
+  const c = new SessionCookies(3600, sessionKeyFrom(oldKey, 'c1'));
+  const before = value(c.issue('tok_1', now).setCookie);
+  c.rekey(sessionKeyFrom(oldKey, 'c1'));
+  t.ok(c.verify(before, now), 'a reload that keeps the key keeps the session');
+  c.rekey(sessionKeyFrom(newKey, 'c1'));
+  t.equal(c.verify(before, now), undefined, 'the session from the old key is over');
+  t.ok(c.verify(value(c.issue('tok_1', now).setCookie), now), 'a new login works under the new key');
+});

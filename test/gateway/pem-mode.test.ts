@@ -20,7 +20,7 @@ t.test('with --tls-ca/--tls-cert/--tls-key/--tls-crl, peers are authenticated an
   const cluster = await makeTestCluster();
   t.teardown(() => cluster.cleanup());
   const keyPath = join(cluster.root, 'gateway-key-plain.pem');
-  writeFileSync(keyPath, loadEncryptedKey(cluster.gatewayKeyPath, cluster.passphrase), { mode: 0o600 });
+  writeFileSync(keyPath, await loadEncryptedKey(cluster.gatewayKeyPath, cluster.passphrase), { mode: 0o600 });
   const echo = createServer((s) => { s.on('error', () => {}); s.pipe(s); });
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   t.teardown(() => echo.close());
@@ -48,7 +48,7 @@ t.test('with --tls-* and --state-dir, the dashboard logs in with tokens kept in 
   const cluster = await makeTestCluster();
   t.teardown(() => cluster.cleanup());
   const keyPath = join(cluster.root, 'gateway-key-plain.pem');
-  writeFileSync(keyPath, loadEncryptedKey(cluster.gatewayKeyPath, cluster.passphrase), { mode: 0o600 });
+  writeFileSync(keyPath, await loadEncryptedKey(cluster.gatewayKeyPath, cluster.passphrase), { mode: 0o600 });
   const upstream = createHttpServer((_req, res) => res.end('dashboard page'));
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   t.teardown(() => upstream.close());

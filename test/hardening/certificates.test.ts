@@ -13,6 +13,10 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { probeTls } from '../terminator/tls-client.js';
 import { startEcho, type EchoServer } from './harness.js';
 import { startCertificateSwapRelay } from './cert-swap-relay.js';
+import { HANDSHAKE, msg } from '../wire/wire-helpers.js';
+
+/** A Dask handshake: the gateway's inspection holds anything short of a whole message. */
+const PING = msg(HANDSHAKE);
 
 const HOUR = 3_600_000;
 
@@ -25,8 +29,7 @@ t.before(async () => {
   cluster = await makeTestCluster();
   foreign = await makeTestCluster();
   echo = await startEcho(t);
-  // The echo upstream is not Dask: without inspection bytes go through as they are (the inspector holds a message until its frame 0 is decided).
-  gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${echo.port}`, t, flags: { 'failed-handshake-rate': '100000', inspect: 'false' } });
+  gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${echo.port}`, t, flags: { 'failed-handshake-rate': '100000' } });
 });
 t.teardown(() => { cluster?.cleanup(); foreign?.cleanup(); });
 
@@ -124,9 +127,9 @@ t.test('refuses a certificate presented without its private key (key not matchin
 t.test('a valid client certificate is still served after every refusal', async (t) => {
   const alice = await cluster.issue('client', 'alice');
   const echoed = await new Promise<string>((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port: gw.port, ca: cluster.caPem, cert: alice.certPem, key: alice.keyPem, servername: 'localhost' }, () => s.write('ping'));
+    const s = connect({ host: '127.0.0.1', port: gw.port, ca: cluster.caPem, cert: alice.certPem, key: alice.keyPem, servername: 'localhost' }, () => s.write(PING));
     const timer = setTimeout(() => { s.destroy(); reject(new Error('no echo')); }, 15_000);
-    s.on('data', (d: Buffer) => { clearTimeout(timer); s.end(); resolve(d.toString()); });
+    s.on('data', (d: Buffer) => { clearTimeout(timer); s.end(); resolve(d.equals(PING) ? 'ping' : d.toString('hex')); });
     s.on('error', reject);
   });
   t.equal(echoed, 'ping', 'bytes travel through the gateway to the upstream and back');

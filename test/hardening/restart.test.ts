@@ -25,6 +25,10 @@ import { verify as verifySpoolRecord } from '../../src/telemetry/spool.js';
 import { testReceiver, tempDir } from '../telemetry/helpers.js';
 import { startEcho, startHttpUpstream } from './harness.js';
 import { metricValue, spawnGatewayChild, type GatewayChild } from './child.js';
+import { HANDSHAKE, msg } from '../wire/wire-helpers.js';
+
+/** A Dask handshake: the gateway's inspection holds anything short of a whole message. */
+const PING = msg(HANDSHAKE);
 
 t.setTimeout(300_000);
 
@@ -44,9 +48,9 @@ function spoolFiles(dir: string): Map<string, Buffer> {
 
 function echoOnce(port: number, cluster: TestCluster, creds: { certPem: string; keyPem: string }): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, ca: cluster.caPem, cert: creds.certPem, key: creds.keyPem, servername: 'localhost' }, () => s.write('ping'));
+    const s = tlsConnect({ host: '127.0.0.1', port, ca: cluster.caPem, cert: creds.certPem, key: creds.keyPem, servername: 'localhost' }, () => s.write(PING));
     const timer = setTimeout(() => { s.destroy(); reject(new Error('no echo through 8786')); }, 15_000);
-    s.on('data', (d: Buffer) => { clearTimeout(timer); s.end(); resolve(d.toString()); });
+    s.on('data', (d: Buffer) => { clearTimeout(timer); s.end(); resolve(d.equals(PING) ? 'ping' : d.toString('hex')); });
     s.on('error', (e) => { clearTimeout(timer); reject(e); });
   });
 }
@@ -84,8 +88,7 @@ t.test('control plane unreachable, then the gateway SIGKILLed mid-traffic and re
   const hashesBefore = pkiHashes(cluster.dir);
 
   const flags = {
-    // The echo upstream is not Dask: no inspection, so 'ping' goes through as it is.
-    dir: cluster.dir, listen: '127.0.0.1:0', scheduler: `127.0.0.1:${echo.port}`, 'failed-handshake-rate': '100000', inspect: 'false',
+    dir: cluster.dir, listen: '127.0.0.1:0', scheduler: `127.0.0.1:${echo.port}`, 'failed-handshake-rate': '100000',
     'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${up.port}`, 'metrics-listen': '127.0.0.1:0',
     'control-plane': `https://127.0.0.1:${cpPort}`, 'control-plane-ca': receiver.caPath, 'control-plane-credential': credential,
     'telemetry-interval': '100ms', 'scrape-interval': '1s',

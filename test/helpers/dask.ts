@@ -28,6 +28,8 @@ import type { Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { relative } from 'node:path';
 import { freeLoopbackPort } from '../../src/supervisor/embedded.js';
 
 export const DASK_PYTHON = '/usr/bin/python3';
@@ -84,8 +86,24 @@ export function requireDask(t: Test, v: DaskVersion = DASK_2022): boolean {
 export function eachDaskVersion(t: Test, name: string, fn: (t: Test, v: DaskVersion) => Promise<void> | void): void {
   for (const v of DASK_VERSIONS) {
     if (!requireDask(t, v)) continue;
-    t.test(`${name} (Dask ${v.id})`, (tt) => fn(tt, v));
+    t.test(`${name} (Dask ${v.id})`, async (tt) => {
+      const started = Date.now();
+      try {
+        await fn(tt, v);
+      } finally {
+        recordWallTime(v, `${name}`, Date.now() - started);
+      }
+    });
   }
+}
+
+/** Where scripts/test.sh finds the wall time each Dask version cost (one JSON line per subtest). */
+export const WALL_TIME_FILE = fileURLToPath(new URL('../artifacts/dask-wall-time.jsonl', import.meta.url));
+
+function recordWallTime(v: DaskVersion, name: string, ms: number): void {
+  mkdirSync(fileURLToPath(new URL('../artifacts/', import.meta.url)), { recursive: true });
+  const file = relative(fileURLToPath(new URL('../..', import.meta.url)), process.argv[1] ?? '');
+  appendFileSync(WALL_TIME_FILE, JSON.stringify({ version: v.id, file, name, ms }) + '\n');
 }
 
 export interface TlsFiles {

@@ -161,7 +161,7 @@ export async function makeTestCluster(opts: { cluster?: string; hosts?: string[]
     dir, clusterId, passphrase, hosts: opts.hosts ?? ['localhost', '127.0.0.1', '::1'], ...(opts.keyType ? { keyType: opts.keyType } : {}),
   });
   const caPath = statePath(dir, 'caCert');
-  const caKeyPem = loadEncryptedKey(statePath(dir, 'caKey'), passphrase);
+  const caKeyPem = await loadEncryptedKey(statePath(dir, 'caKey'), passphrase);
   const caIssuer: ForgeIssuer = { certPem: init.caPem, keyPem: caKeyPem };
 
   const writeIssued = (name: string, certPem: string, keyPem: string): Omit<TestIssued, 'serial' | 'uri' | 'certPem' | 'keyPem'> => {

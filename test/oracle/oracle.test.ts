@@ -33,6 +33,9 @@ const SEED = Number(process.env.ORACLE_SEED ?? 20261207);
 const CONTROL_CASES = Math.min(CASES, 2_000);
 const READER = fileURLToPath(new URL('./dask_reader.py', import.meta.url));
 
+// 100,000 streams take about 5 minutes under coverage on a 2-core machine shared with another test file.
+t.setTimeout(Math.max(300_000, CASES * 9));
+
 interface PythonResult {
   id: number;
   messages: MessageFacts[];

@@ -18,17 +18,27 @@ t.test('every subcommand documents exactly its flags under --help', async (t) =>
   const want: Record<string, string[]> = {
     init: ['--cluster', '--host', '--days', '--key-type', '--dir', '--passphrase-file'],
     issue: ['--role', '--name', '--out', '--days', '--p12', '--p12-password-file', '--gateway-host', '--credentials-port', '--dashboard-port', '--dashboard-url', '--dir', '--passphrase-file'],
-    list: ['--json', '--dir'],
+    list: ['--json', '--warn-days', '--dir'],
     revoke: ['--name', '--serial', '--reason', '--dir', '--passphrase-file'],
+    renew: ['--name', '--days', '--out', '--revoke-previous', '--p12-password-file', '--json', '--dir', '--passphrase-file'],
+    'rotate-ca begin': ['--days', '--json', '--dir', '--passphrase-file'],
+    'rotate-ca switch': ['--days', '--json', '--dir', '--passphrase-file'],
+    'rotate-ca finish': ['--force', '--json', '--dir', '--passphrase-file'],
+    passphrase: ['--new-passphrase-file', '--json', '--dir', '--passphrase-file'],
+    crl: ['--json', '--dir', '--passphrase-file'],
   };
   for (const [sub, flags] of Object.entries(want)) {
-    const r = await runCerts([sub, '--help'], { cwd });
+    const r = await runCerts([...sub.split(' '), '--help'], { cwd });
     t.equal(r.code, 0);
     const documented = [...new Set(r.stdout.match(/^\s+(--[a-z0-9-]+)/gm)!.map((s) => s.trim()))].sort();
     t.same(documented, [...flags].sort(), `${sub} --help`);
   }
   const top = await runCerts(['--help'], { cwd });
   t.match(top.stdout, /init\s+create the cluster CA/);
+  t.match(top.stdout, /rotate-ca\s+replace the CA/);
+  const rotate = await runCerts(['rotate-ca', '--help'], { cwd });
+  t.equal(rotate.code, 0);
+  t.match(rotate.stdout, /begin\s+.*\n\s+switch\s+.*\n\s+finish/);
 });
 
 t.test('init, three issues and a revoke: list shows each status, and no key material', async (t) => {
@@ -56,9 +66,11 @@ t.test('init, three issues and a revoke: list shows each status, and no key mate
   const list = await run(['list', '--dir', dir]);
   t.equal(list.code, 0);
   t.comment(`certs list after init + 3 issues + 1 revoke:\n${list.stdout}`);
-  const lines = list.stdout.trim().split('\n');
-  t.match(lines[0], /^SERIAL\s+ROLE\s+NAME\s+NOT AFTER\s+STATUS$/);
-  const status = Object.fromEntries(lines.slice(1).map((l) => { const c = l.split(/\s+/); return [c[2], { serial: c[0], role: c[1], status: c[4] }]; }));
+  const [caPart, certPart] = list.stdout.trim().split('\n\n');
+  t.match(caPart, /^CA\s+NOT AFTER\s+DAYS LEFT\s+ROLE\n[0-9a-f]+\s+\S+\s+\d+\s+issuing, serving the gateway$/, 'one CA, issuing and serving');
+  const lines = certPart!.split('\n');
+  t.match(lines[0], /^SERIAL\s+ROLE\s+NAME\s+CA\s+NOT AFTER\s+STATUS\s+NOTE$/);
+  const status = Object.fromEntries(lines.slice(1).map((l) => { const c = l.split(/\s+/); return [c[2], { serial: c[0], role: c[1], status: c[5] }]; }));
   t.same(status['worker-1'], { serial: serials['worker-1'], role: 'worker', status: 'revoked' });
   t.same(status.alice, { serial: serials.alice, role: 'client', status: 'valid' });
   t.same(status.ops, { serial: serials.ops, role: 'admin', status: 'valid' });
@@ -83,7 +95,7 @@ t.test('list marks certificates past their not-after as expired', async (t) => {
   idx.certificates[1].notAfter = new Date(Date.now() - 1000).toISOString();
   writeFileSync(idxFile, JSON.stringify(idx), { mode: 0o600 });
   const list = await runCerts(['list', '--dir', dir], { cwd });
-  t.match(list.stdout, /worker\s+old\s+\S+\s+expired/);
+  t.match(list.stdout, /worker\s+old\s+[0-9a-f]{8}\s+\S+\s+expired/);
 });
 
 t.test('--dir defaults to certs/ at the repository root of the working directory', async (t) => {
@@ -141,7 +153,8 @@ t.test('bad input: one line naming the problem, exit 2, nothing changed on disk'
     { what: 'unknown flag', argv: (d) => ['list', '--dir', d, '--colour'], error: /unknown option --colour/ },
     { what: 'unwritable --out', argv: (d, c) => ['issue', '--dir', d, '--role', 'worker', '--name', 'w', '--out', join(c, 'out', 'taken.pem', 'x')], error: /cannot write bundle to .*not a directory.*GW_PKI_OUTPUT_DIR/ },
     { what: 'missing --out', argv: (d) => ['issue', '--dir', d, '--role', 'worker', '--name', 'w'], error: /certs issue needs --out/ },
-    { what: 'unknown subcommand', argv: () => ['renew'], error: /unknown certs subcommand 'renew'/ },
+    { what: 'unknown subcommand', argv: () => ['renuw'], error: /unknown certs subcommand 'renuw'/ },
+    { what: 'unknown rotation step', argv: () => ['rotate-ca', 'abort'], error: /unknown certs subcommand 'rotate-ca abort'/ },
   ];
   for (const c of cases) {
     const backup = new Map<string, { data: Buffer; mode: number }>();

@@ -63,3 +63,39 @@ t.test('a lock older than the stale age is broken even if its pid is alive', asy
   release();
   t.notOk(existsSync(join(dir, '.lock')));
 });
+
+t.test('commitFiles: several files change at one instant, and an interrupted commit is finished by the next lock holder', async (t) => {
+  const { commitFiles, statePath } = await import('../../src/pki/state-dir.js');
+  const { setCrashProbe } = await import('../../src/pki/crash-points.js');
+  t.teardown(() => setCrashProbe(undefined));
+  const dir = mkdtempSync(join(tmp, 'commit-'));
+  const write = (gen: string) => [
+    { file: 'gatewayCert' as const, data: `cert-${gen}`, mode: 0o644 },
+    { file: 'gatewayKey' as const, data: `key-${gen}` },
+    { file: 'index' as const, data: `index-${gen}` },
+  ];
+  const snapshot = () => withLock(dir, () => ['gatewayCert', 'gatewayKey', 'index'].map((f) => readFileSync(statePath(dir, f as 'index'), 'utf8')));
+  await withLock(dir, () => commitFiles(dir, write('1')));
+  t.same(await snapshot(), ['cert-1', 'key-1', 'index-1']);
+  t.equal(statSync(statePath(dir, 'gatewayCert')).mode & 0o777, 0o644);
+  t.equal(statSync(statePath(dir, 'gatewayKey')).mode & 0o777, 0o600);
+
+  const points = ['commit:staged', 'commit:journaled', 'commit:applied:gateway.pem', 'commit:applied:gateway-key.pem', 'commit:applied:index.json'];
+  let gen = 1;
+  for (const point of points) {
+    gen++;
+    setCrashProbe((p) => { if (p === point) throw new Error(`crash at ${p}`); });
+    await t.rejects(withLock(dir, () => commitFiles(dir, write(String(gen)))), { message: `crash at ${point}` });
+    setCrashProbe(undefined);
+    const seen = await snapshot();
+    // Before the journal the old state stands; from the journal on, the new one, all of it.
+    const want = point === 'commit:staged' ? String(gen - 1) : String(gen);
+    t.same(seen, [`cert-${want}`, `key-${want}`, `index-${want}`], `interrupted at ${point}: generation ${want} throughout`);
+    if (point === 'commit:staged') gen--; // that generation never happened
+    t.notOk(existsSync(statePath(dir, 'journal')), 'no journal left once a lock holder has looked');
+  }
+  await withLock(dir, () => commitFiles(dir, write('final')));
+  t.same(readdirSync(dir).filter((f) => f.endsWith('.pending') || f.endsWith('.tmp')), [], 'staged files of the abandoned commit are swept');
+  await withLock(dir, () => commitFiles(dir, [{ file: 'index' }]));
+  t.notOk(existsSync(statePath(dir, 'index')), 'a change without data removes the file');
+});

@@ -55,5 +55,5 @@ t.test('policy show prints the default policy as a markdown table, or as YAML', 
   t.match(table.out, /\| `register-worker` \| @worker \| deny \| allow \| allow \(\+pickled\) \|/);
   t.match(table.out, /\| \(any other op\) \| \| deny \| deny \| allow \(\+pickled\) \|/);
   const yaml = await cli(['show', '--yaml']);
-  t.match(yaml.out, /^version: 1\nrules:\n  client:\n    allow:\n      - "@client"\n      - feed/);
+  t.match(yaml.out, /^version: 1\nrules:\n  client:\n    allow:\n      - "@client"\n      - "@client-run"\n    deny: \[\]\n    pickled:\n      - update-graph/);
 });
