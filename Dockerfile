@@ -1,5 +1,5 @@
 # dask-scheduler-gateway: Node 20 on Debian bookworm, with Debian's Dask so the
-# embedded development scheduler works. No Docker engine runs in our CI, so
+# development mode (`run --dev`) works. No Docker engine runs in our CI, so
 # test/docker/dockerfile.test.ts checks this file's paths and runs its CMD outside Docker.
 
 FROM node:20-bookworm-slim AS build
@@ -29,4 +29,10 @@ VOLUME ["/var/lib/scheduler-gateway"]
 EXPOSE 8786 8787
 ENV NODE_ENV=production
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/cli/bin.js"]
+# The default command is production: it serves a state directory made by `certs init` in the volume, with
+# SCHEDULER_GATEWAY_PASSPHRASE (or --passphrase-file) and SCHEDULER_GATEWAY_SCHEDULER=HOST:PORT (your scheduler
+# on loopback, e.g. a container sharing this network namespace). Without a scheduler it exits with a message
+# and writes nothing. It never mints certificates or writes unencrypted keys.
+# Development mode (a local Dask scheduler, a development CA, unencrypted keys in the volume) is explicit:
+#   docker run IMAGE run --dev --dir /var/lib/scheduler-gateway
 CMD ["run", "--dir", "/var/lib/scheduler-gateway"]

@@ -6,6 +6,7 @@
  */
 import { processIo, type CommandMain } from './io.js';
 import { runCommand } from './run-command.js';
+import { survivesWriteErrors } from '../log/logger.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ main: CommandMain }> }> = {
   run: { summary: 'run the gateway (8786 mTLS terminator, 8787 dashboard, telemetry)', load: () => import('./run.js') },
@@ -22,6 +23,9 @@ export function usage(): string {
 }
 
 export async function dispatch(argv: string[]): Promise<number> {
+  // A reader that went away (`| head`, a dead log shipper) or a full disk must not kill a running gateway.
+  survivesWriteErrors(process.stdout);
+  survivesWriteErrors(process.stderr);
   const io = processIo();
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

@@ -18,10 +18,13 @@ import { startGateway } from '../gateway/compose.js';
 import { startEmbeddedScheduler, type EmbeddedScheduler } from '../supervisor/embedded.js';
 
 const USAGE = `usage: scheduler-gateway run [--config FILE] (--dir DIR | --tls-ca F --tls-cert F --tls-key F [--tls-crl F] --cluster ID)
-                              [--listen HOST:PORT] [--scheduler HOST:PORT|PATH] [options]
+                              --scheduler HOST:PORT|PATH [--listen HOST:PORT] [options]
+       scheduler-gateway run --dev [--dir DIR] [--dask-python PATH] [options]
 
-With no --scheduler and Debian's python3-distributed installed, runs a development
-scheduler on loopback with a development PKI in certs/ and prints how to connect.
+--dev (development only) runs a Dask scheduler on loopback with a development PKI
+in --dir (default certs/): it mints certificates, writes their unencrypted keys
+under DIR/issued and keeps the passphrase beside the keys, and prints how to
+connect. It refuses a directory that holds a production CA.
 
 options:
 `;
@@ -41,10 +44,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const log = createLogger({ stream: io.stdout, level: (config['log-level'] as 'info' | undefined) ?? 'info', batch: true });
 
   let embedded: EmbeddedScheduler | undefined;
+  const dev = config['dev.enabled'] === true;
+  if (dev && config.scheduler !== undefined) throw new GatewayError('GW_USAGE', '--dev starts its own development scheduler: give --scheduler or --dev, not both');
   if (config.scheduler === undefined) {
-    if (config['tls.cert'] !== undefined) throw new GatewayError('GW_USAGE', '--tls-cert requires --scheduler: the embedded development scheduler uses its own development PKI');
+    if (!dev) throw new GatewayError('GW_USAGE', 'no --scheduler: pass --scheduler HOST:PORT (your Dask scheduler on loopback), or --dev for a local development scheduler with a development PKI');
+    if (config['tls.cert'] !== undefined) throw new GatewayError('GW_USAGE', '--tls-cert excludes --dev: the development scheduler uses its own development PKI');
     const dir = resolvePath(io.cwd, (config.dir as string | undefined) ?? 'certs');
-    embedded = await startEmbeddedScheduler({ dir, env: io.env, log });
+    embedded = await startEmbeddedScheduler({ dir, env: io.env, log, python: pythonPath(io.cwd, config['dev.python'] as string) });
     config = { ...config, scheduler: embedded.scheduler, dir };
     // The 8787 proxy follows the embedded scheduler's dashboard unless told otherwise.
     if (!present.has('dashboard-upstream')) config['dashboard.upstream'] = { host: '127.0.0.1', port: embedded.dashboardPort };
@@ -64,6 +70,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (gw.addresses.dashboard) embedded.linkDashboard(gw.addresses.dashboard.port);
   }
   return waitForSignals(gw, embedded, log);
+}
+
+/** A path with a slash is taken relative to the working directory (e.g. .venv-dask/bin/python); a bare name is looked up on PATH. */
+function pythonPath(cwd: string, python: string): string {
+  return python.includes('/') ? resolvePath(cwd, python) : python;
 }
 
 function waitForSignals(

@@ -18,14 +18,14 @@ export type Access =
 /** Authenticated but not entitled (403) versus not authenticated at all (401). */
 const FORBIDDEN: ReadonlySet<RefusalReason> = new Set(['wrong_role', 'revoked', 'wrong_cluster', 'wrong_eku']);
 
-export function checkAccess(socket: TLSSocket, o: { clusterId: string; isRevoked: (serial: string) => boolean; now: Date }): Access {
+export function checkAccess(socket: TLSSocket, o: { clusterId: string; isRevoked: (serial: string) => boolean; now: Date; allowMissingEku?: boolean }): Access {
   const cert = peerLeafCertificate(socket);
   if (!cert) return { ok: false, reason: 'no_certificate', status: 401 };
   if (!socket.authorized) {
     const reason = reasonFromOpenSSL(String(socket.authorizationError ?? ''));
     return { ok: false, reason, status: FORBIDDEN.has(reason) ? 403 : 401, serial: normalizeSerial(cert.serialNumber) };
   }
-  const v = checkPeerCertificate(cert, { clusterId: o.clusterId, allowedRoles: ALLOWED_ROLES, isRevoked: o.isRevoked, now: o.now });
+  const v = checkPeerCertificate(cert, { clusterId: o.clusterId, allowedRoles: ALLOWED_ROLES, isRevoked: o.isRevoked, now: o.now, allowMissingEku: o.allowMissingEku === true });
   if (!v.ok) {
     // The chain is verified here, so the URI SAN is the CA's word: name it in the audit line even when checkPeerCertificate stopped before reading it (revoked, expired).
     const uris = parseSubjectAltName(cert.subjectAltName).filter((e) => e.type === 'URI');

@@ -23,13 +23,15 @@ import { peerCertificateDer } from '../pki/peer-certificate.js';
 import { checkAccess, type Access } from './access.js';
 import { awsProcessJson, genericJson } from './credential.js';
 import type { CredentialHolder } from './holder.js';
+import { RefusalCoalescer } from '../log/coalesce.js';
+import { guardConnections } from '../gateway/connection-guard.js';
+import { sourceOf } from '../gateway/source-counts.js';
 
 export interface CredentialsServerOptions {
   readonly listen: Endpoint;
   readonly holder: CredentialHolder;
   /** Which sources are configured, for the "nothing here" message. */
   readonly sources: readonly string[];
-  readonly maxConnections?: number;
 }
 
 export interface CredentialsServer {
@@ -53,25 +55,36 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
     headersTimeout: 5_000,
     keepAliveTimeout: 5_000,
   });
-  server.maxConnections = o.maxConnections ?? 1024;
+  // Refusals are counted every time and written in full once per source and reason per interval (log/coalesce.ts).
+  const coalescer = new RefusalCoalescer(log, { port: 'credentials', onCoalesced: () => metrics.logLinesCoalescedTotal.inc({ port: 'credentials' }) });
+  const refused = (reason: string, remote: string | undefined, subject?: string) => {
+    metrics.refusalsTotal.inc({ port: 'credentials', reason });
+    return coalescer.admit(sourceOf(remote), reason, subject);
+  };
+  guardConnections(server, {
+    maxConnections: ctx.config['credentials.max-connections'] as number,
+    maxPerAddress: ctx.config['credentials.max-connections-per-address'] as number,
+    flags: { maxConnections: 'credentials-max-connections', maxPerAddress: 'credentials-max-connections-per-address' },
+    onRefused: (reason, remote, detail) => {
+      if (refused(reason, remote)) log.audit('credentials.refused', { reason, remote, detail });
+    },
+  });
   const offTrust = ctx.trust.onChange((m) => server.setSecureContext(secureContextOptions(m)));
   // One registration per authenticated connection, so a revocation closes its keep-alive socket at once.
   const registered = new WeakSet<TLSSocket>();
 
-  server.on('tlsClientError', (e: NodeJS.ErrnoException) => {
-    metrics.refusalsTotal.inc({ port: 'credentials', reason: 'handshake' });
-    log.debug('credentials.handshake_failed', { code: e.code });
+  server.on('tlsClientError', (e: NodeJS.ErrnoException, socket: TLSSocket) => {
+    if (refused('handshake', socket.remoteAddress)) log.audit('credentials.refused', { reason: 'handshake', remote: socket.remoteAddress, code: e.code });
   });
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket as TLSSocket;
-    const access = checkAccess(socket, { clusterId: ctx.clusterId, isRevoked: (s) => ctx.trust.isRevoked(s), now: ctx.now() });
+    const access = checkAccess(socket, { clusterId: ctx.clusterId, isRevoked: (s) => ctx.trust.isRevoked(s), now: ctx.now(), allowMissingEku: ctx.config['tls.allow-missing-eku'] === true });
     const path = (req.url ?? '').split('?')[0] ?? '';
     const who = { identity: access.identity, serial: access.serial, remote: socket.remoteAddress, method: req.method, path: path.slice(0, 128) };
     if (!access.ok) {
-      metrics.refusalsTotal.inc({ port: 'credentials', reason: access.reason });
       metrics.credentialFetchesTotal.inc({ result: 'refused' });
-      log.audit('credentials.fetch', { result: 'refused', reason: access.reason, status: access.status, ...who });
+      if (refused(access.reason, socket.remoteAddress, access.identity ?? access.serial)) log.audit('credentials.fetch', { result: 'refused', reason: access.reason, status: access.status, ...who });
       const message = access.status === 403
         ? `certificate ${access.identity ?? access.serial ?? ''} may not read credentials (${access.reason}): only worker and admin certificates of this cluster may`
         : `a client certificate issued by this cluster's CA is required (${access.reason})`;
@@ -138,12 +151,15 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
       resolve();
     });
   });
+  // After listen, an error (EMFILE at accept, ...) is an event to log, never a crash.
+  server.on('error', (e: NodeJS.ErrnoException) => log.error('credentials.server_error', { code: e.code, error: e }));
   const address = server.address() as AddressInfo;
   log.info('credentials.listening', { address: address.address, port: address.port });
 
   let closed: Promise<void> | undefined;
   const stop = () => (closed ??= new Promise<void>((resolve) => {
     offTrust();
+    coalescer.close();
     server.close(() => resolve());
     server.closeIdleConnections();
   }));

@@ -45,6 +45,8 @@ export interface AuthenticatorOptions {
   readonly trust: TrustSource;
   readonly clusterId: string;
   readonly now: () => Date;
+  /** Accept certificates without any EKU extension (--allow-missing-eku). */
+  readonly allowMissingEku?: boolean;
 }
 
 export class Authenticator {
@@ -127,6 +129,7 @@ export class Authenticator {
       allowedRoles: ['client', 'admin'],
       isRevoked: (s) => this.#o.trust.isRevoked(s),
       now: this.#o.now(),
+      allowMissingEku: this.#o.allowMissingEku === true,
     });
     if (!v.ok) return { ok: false, reason: `certificate_${v.reason}`, presented: true, method: 'certificate' };
     return {

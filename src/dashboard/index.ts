@@ -25,6 +25,9 @@ import { dashboardError } from './errors.js';
 import { CrlFile } from './crl.js';
 import { linkTemplate } from '../pki/dashboard-link.js';
 import { statePath } from '../pki/state-dir.js';
+import { RefusalCoalescer } from '../log/coalesce.js';
+import { guardConnections } from '../gateway/connection-guard.js';
+import { Refusals } from './refusals.js';
 
 export interface DashboardDeps {
   /** The token store; by default <stateDir>/tokens.db, opened (and closed) by the component. */
@@ -72,7 +75,8 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
   cache?.start();
 
   const cookies = new SessionCookies(cfg['dashboard.session-ttl'] as number, sessionKeyFrom(ctx.trust.current().keyPem, ctx.clusterId));
-  const auth = new Authenticator({ tokens: cache, cookies, clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now });
+  const auth = new Authenticator({ tokens: cache, cookies, clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now, allowMissingEku: cfg['tls.allow-missing-eku'] === true });
+  const coalescer = new RefusalCoalescer(log, { port: '8787', onCoalesced: () => ctx.metrics.logLinesCoalescedTotal.inc({ port: '8787' }) });
   const dash = new DashboardServer({
     log,
     metrics: ctx.metrics,
@@ -85,6 +89,15 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
     limits: deps.limits,
     now: ctx.now,
     crl: new CrlFile(crlPathFor(cfg, ctx.stateDir)),
+    coalescer,
+  });
+  // Caps before TLS: the descriptor budget (compose.ts) may have lowered dashboard.max-connections.
+  const overCap = new Refusals(log, ctx.metrics, coalescer);
+  guardConnections(dash.server, {
+    maxConnections: cfg['dashboard.max-connections'] as number,
+    maxPerAddress: cfg['dashboard.max-connections-per-address'] as number,
+    flags: { maxConnections: 'dashboard-max-connections', maxPerAddress: 'dashboard-max-connections-per-address' },
+    onRefused: (reason, address, detail) => overCap.record(undefined, reason, 0, { detail }, address),
   });
   const unsubscribe = ctx.trust.onChange((m) => {
     try {
@@ -99,6 +112,7 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
 
   const shutdown = () => {
     unsubscribe();
+    coalescer.close();
     cache?.stop();
     dash.close();
     if (ownStore) store?.close();

@@ -7,6 +7,8 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
+import type { RefusalCoalescer } from '../log/coalesce.js';
+import { sourceOf } from '../gateway/source-counts.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { loggablePath } from './request-target.js';
 import { SECURITY_HEADERS } from './security-headers.js';
@@ -14,14 +16,19 @@ import { SECURITY_HEADERS } from './security-headers.js';
 export class Refusals {
   readonly #log: Logger;
   readonly #metrics: GatewayMetrics;
+  readonly #coalescer: RefusalCoalescer | undefined;
 
-  constructor(log: Logger, metrics: GatewayMetrics) {
+  constructor(log: Logger, metrics: GatewayMetrics, coalescer?: RefusalCoalescer) {
     this.#log = log;
     this.#metrics = metrics;
+    this.#coalescer = coalescer;
   }
 
+  /** Counted every time; written in full the first time per source and reason (log/coalesce.ts). */
   record(req: IncomingMessage | undefined, reason: string, status: number, fields: Record<string, unknown> = {}, remote?: string): void {
     this.#metrics.refusalsTotal.inc({ port: '8787', reason });
+    const subject = fields.token_id ?? fields.identity ?? fields.serial;
+    if (this.#coalescer && !this.#coalescer.admit(sourceOf(remote ?? req?.socket.remoteAddress), reason, subject === undefined ? undefined : String(subject))) return;
     this.#log.audit('dashboard.refused', {
       reason,
       status,

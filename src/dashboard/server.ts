@@ -27,6 +27,7 @@ import { applySecurityHeaders, PROXIED_CSP, OWN_PAGE_CSP } from './security-head
 import { CLEAR_SESSION_COOKIE } from './session-cookie.js';
 import type { SessionRegistry } from '../gateway/sessions.js';
 import type { CrlFile } from './crl.js';
+import type { RefusalCoalescer } from '../log/coalesce.js';
 
 export interface DashboardLimits {
   readonly maxHeaderSize: number;
@@ -61,6 +62,8 @@ export interface DashboardServerOptions {
   readonly now: () => Date;
   /** The CRL served at /gateway/crl.pem; absent or unset path: 404. */
   readonly crl?: CrlFile;
+  /** Folds repeated refusals from one source into summaries (bounded logs under attack). */
+  readonly coalescer?: RefusalCoalescer;
 }
 
 export class DashboardServer {
@@ -79,7 +82,7 @@ export class DashboardServer {
   constructor(o: DashboardServerOptions) {
     this.#o = o;
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
-    this.#refusals = new Refusals(o.log, o.metrics);
+    this.#refusals = new Refusals(o.log, o.metrics, o.coalescer);
     this.#failures = new FailureLimiter({ maxFailures: this.#limits.loginFailuresPerWindow, windowMs: this.#limits.loginWindowMs, now: () => o.now().getTime() });
     this.#gone = new Disconnects(o.log, o.metrics);
     this.#upstream = new Upstream({ ...o.upstream, responseTimeoutMs: this.#limits.responseTimeoutMs, disconnects: this.#gone });

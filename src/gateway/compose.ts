@@ -19,11 +19,13 @@ import { startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { GatewayError } from '../errors/base.js';
 import { policyForTerminator } from '../policy/setup.js';
-import { startCredentials } from '../credentials/index.js';
+import { credentialsSettings, startCredentials } from '../credentials/index.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
 import { revocationSinkFor } from './revocation-sink.js';
-import { connectionCap, DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, readOpenFilesLimit } from './descriptor-budget.js';
+import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, planConnectionCaps, readOpenFilesLimit, type ConnectionCaps, type Listener } from './descriptor-budget.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
+import { MemoryBudget } from './memory-budget.js';
+import { configError } from '../config/spec.js';
 
 export interface GatewayDeps {
   readonly log?: Logger;
@@ -33,7 +35,7 @@ export interface GatewayDeps {
   readonly inspector?: InspectorFactory;
   /** Poll interval of watched PKI files (tests shorten it). */
   readonly trustPollMs?: number;
-  /** The process's open-files limit (default: /proc/self/limits); bounds the 8786 connection cap. */
+  /** The process's open-files limit (default: /proc/self/limits); bounds the connection caps of every listener. */
   readonly openFilesLimit?: () => number | undefined;
 }
 
@@ -48,11 +50,13 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Promise<RunningGateway> {
-  const settings = settingsFrom(config, deps.cwd ?? process.cwd());
+export async function startGateway(configured: Resolved, deps: GatewayDeps = {}): Promise<RunningGateway> {
+  const settings = settingsFrom(configured, deps.cwd ?? process.cwd());
   if (!settings.scheduler) throw new GatewayError('GW_USAGE', 'no --scheduler address: start the embedded scheduler first (cli/run.ts) or pass --scheduler HOST:PORT');
   const log = deps.log ?? createLogger({ level: settings.logLevel });
   const metrics = createMetrics();
+  const config = withDescriptorBudget(configured, (deps.openFilesLimit ?? readOpenFilesLimit)(), log, metrics);
+  const memoryBudget = memoryBudgetFor(config, settings.memoryBudgetBytes, metrics);
   const sessions = new SessionRegistry();
   if (settings.pki.mode === 'pem' && settings.stateDir) ensurePrivateDir(settings.stateDir);
   const trust = await openTrust(settings.pki, { env: deps.env ?? process.env, log, metrics, ...(deps.trustPollMs !== undefined ? { pollMs: deps.trustPollMs } : {}) });
@@ -79,7 +83,6 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
     }
   });
 
-  const maxConnections = connectionCapFor(settings.maxConnections, (deps.openFilesLimit ?? readOpenFilesLimit)(), log, metrics);
   const components: Component[] = [];
   const addresses: Record<string, AddressInfo> = {};
   try {
@@ -87,7 +90,10 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
       listen: settings.listen,
       scheduler: settings.scheduler,
       handshakeTimeoutMs: settings.handshakeTimeoutMs,
-      maxConnections,
+      maxConnections: config['terminator.max-connections'] as number,
+      ...settings.shares,
+      allowMissingEku: settings.allowMissingEku,
+      memoryBudget,
       failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
       upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
       idleTimeoutMs: settings.idleTimeoutMs,
@@ -136,16 +142,53 @@ export async function startGateway(config: Resolved, deps: GatewayDeps = {}): Pr
   };
 }
 
-/** The 8786 cap in force: the configured one, lowered (loudly) to what the open-files limit can back. */
-function connectionCapFor(configured: number, fdLimit: number | undefined, log: Logger, metrics: GatewayMetrics): number {
-  const cap = connectionCap(configured, fdLimit);
-  if (cap < configured) {
-    log.warn('max_connections_lowered', {
-      key: 'terminator.max-connections', configured, effective: cap, open_files_limit: fdLimit,
-      why: `each forwarded connection holds ${DESCRIPTORS_PER_CONNECTION} descriptors and ${DESCRIPTOR_RESERVE} are kept for everything else; raise the limit (LimitNOFILE=, ulimit -n) to allow more`,
-    });
+const CAP_KEYS: Readonly<Record<Listener, string>> = {
+  terminator: 'terminator.max-connections',
+  dashboard: 'dashboard.max-connections',
+  credentials: 'credentials.max-connections',
+};
+const PORT_LABEL: Readonly<Record<Listener, string>> = { terminator: '8786', dashboard: '8787', credentials: 'credentials' };
+
+/**
+ * The connection caps in force on every listener (descriptor-budget.ts),
+ * written back into the configuration the components read; each lowered cap
+ * is logged (naming its key, both numbers and the limit) and every cap in
+ * force is exported as scheduler_gateway_connection_limit{port}.
+ */
+function withDescriptorBudget(config: Resolved, fdLimit: number | undefined, log: Logger, metrics: GatewayMetrics): Resolved {
+  const on = (l: Listener) =>
+    l === 'terminator' || (l === 'dashboard' ? config['dashboard.enabled'] !== false : credentialsSettings(config).listen !== undefined);
+  const capOf = (l: Listener) => (on(l) ? (config[CAP_KEYS[l]] as number) : 0);
+  const configured: ConnectionCaps = { terminator: capOf('terminator'), dashboard: capOf('dashboard'), credentials: capOf('credentials') };
+  const caps = planConnectionCaps(configured, fdLimit);
+  const out: Resolved = { ...config };
+  for (const l of Object.keys(caps) as Listener[]) {
+    if (!on(l)) continue;
+    if (caps[l] < configured[l]) {
+      log.warn('max_connections_lowered', {
+        key: CAP_KEYS[l], configured: configured[l], effective: caps[l], open_files_limit: fdLimit,
+        why: `the open-files limit backs ${DESCRIPTORS_PER_CONNECTION[l]} descriptors per connection on this port after ${DESCRIPTOR_RESERVE} spare and the other ports' share; raise it (LimitNOFILE=, ulimit -n) to allow more`,
+      });
+    }
+    out[CAP_KEYS[l]] = caps[l];
+    metrics.connectionLimit.set({ port: PORT_LABEL[l] }, caps[l]);
   }
-  metrics.connectionLimit.set({ port: '8786' }, cap);
-  return cap;
+  return out;
 }
 
+/** The 8786 memory budget; a frame 0 larger than the whole budget could never be read. */
+function memoryBudgetFor(config: Resolved, limitBytes: number, metrics: GatewayMetrics): MemoryBudget {
+  const frame0 = config['policy.max-frame0-bytes'] as number | undefined;
+  if (config['policy.inspect'] !== false && frame0 !== undefined && frame0 > limitBytes) {
+    throw configError('terminator.memory-budget-bytes', `${limitBytes} is smaller than --max-frame0-bytes (${frame0}): one message header could never fit`);
+  }
+  metrics.memoryBudgetLimitBytes.set(limitBytes);
+  return new MemoryBudget({
+    limitBytes,
+    onChange: (used, paused) => {
+      metrics.memoryBudgetUsedBytes.set(used);
+      metrics.memoryBudgetPausedConnections.set(paused);
+    },
+    onEvict: () => metrics.memoryBudgetEvictionsTotal.inc(),
+  });
+}

@@ -8,6 +8,7 @@ import { resolve as resolvePath } from 'node:path';
 import { GatewayError } from '../errors/base.js';
 import type { Endpoint, KeySpec } from '../config/spec.js';
 import type { Flags, Resolved } from '../config/load.js';
+import type { ShareLimits } from '../terminator/fair-shares.js';
 
 export type PkiSource =
   | { readonly mode: 'dir'; readonly dir: string; readonly passphraseFile?: string }
@@ -27,6 +28,11 @@ export interface GatewaySettings {
   readonly upstreamConnectTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** 8786 fair shares; the connection cap comes from the descriptor budget (compose.ts). */
+  readonly shares: Omit<ShareLimits, 'maxConnections'>;
+  readonly memoryBudgetBytes: number;
+  /** Accept peer certificates without any EKU extension (bring-your-own PKI). */
+  readonly allowMissingEku: boolean;
 }
 
 const TLS_FLAGS = ['tls-ca', 'tls-cert', 'tls-key', 'tls-crl'] as const;
@@ -90,5 +96,15 @@ export function settingsFrom(c: Resolved, cwd: string): GatewaySettings {
     upstreamConnectTimeoutMs: num('terminator.upstream-connect-timeout-ms'),
     drainTimeoutMs: num('terminator.drain-timeout-ms'),
     idleTimeoutMs: num('terminator.idle-timeout-ms'),
+    shares: {
+      maxHandshakes: num('terminator.max-handshakes'),
+      maxHandshakesPerAddress: num('terminator.max-handshakes-per-address'),
+      maxPerAddress: num('terminator.max-connections-per-address'),
+      maxPerIdentity: num('terminator.max-connections-per-identity'),
+      reserveWorkersPercent: num('terminator.reserve-workers-percent'),
+      reserveClientsPercent: num('terminator.reserve-clients-percent'),
+    },
+    memoryBudgetBytes: num('terminator.memory-budget-bytes'),
+    allowMissingEku: c['tls.allow-missing-eku'] === true,
   };
 }

@@ -60,6 +60,21 @@ function writeTo(stream: Stream, text: string): void {
   }
 }
 
+const guarded = new WeakSet<object>();
+
+/**
+ * A write to a closed pipe (EPIPE) or a full disk (ENOSPC) fails
+ * asynchronously, as an 'error' event on the stream, which no try/catch
+ * sees and which kills the process when nobody listens. The gateway keeps
+ * serving without its log: the lines are lost, the connections are not.
+ */
+export function survivesWriteErrors(stream: Stream): void {
+  // A bare { write } sink (tests, embedders) cannot emit 'error'.
+  if (guarded.has(stream) || typeof stream.on !== 'function') return;
+  guarded.add(stream);
+  stream.on('error', () => {});
+}
+
 /** A log flood must not grow the buffer without bound: past this, write now. */
 const BATCH_MAX_CHARS = 64 * 1024;
 const pendingFlushes = new Set<() => void>();
@@ -92,6 +107,7 @@ function batchedSink(stream: Stream): Sink {
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const stream = opts.stream ?? process.stdout;
+  survivesWriteErrors(stream);
   return loggerOn(opts.batch ? batchedSink(stream) : (line) => writeTo(stream, line), opts);
 }
 

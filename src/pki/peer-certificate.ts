@@ -141,6 +141,12 @@ export interface PeerCheckOptions {
   now: Date;
   /** EKU the peer must hold on this port: clientAuth for every inbound listener. */
   requiredEku?: string;
+  /**
+   * Accept a certificate with no EKU extension at all (RFC 5280 reads that as
+   * "any purpose"): only for a bring-your-own PKI that omits EKUs
+   * (--allow-missing-eku). A certificate that lists EKUs must list the one required.
+   */
+  allowMissingEku?: boolean;
 }
 
 /**
@@ -164,7 +170,8 @@ export function checkPeerCertificate(cert: CertificateFacts, opts: PeerCheckOpti
   if (identity.cluster !== opts.clusterId) return { ok: false, reason: 'wrong_cluster', serial, uri };
   if (!opts.allowedRoles.includes(identity.role)) return { ok: false, reason: 'wrong_role', serial, uri };
   const eku = opts.requiredEku ?? EKU.clientAuth;
-  const usages = cert.keyUsage; // Node names the EKU list keyUsage; undefined means "any".
-  if (usages !== undefined && !usages.includes(eku)) return { ok: false, reason: 'wrong_eku', serial, uri };
+  const usages = cert.keyUsage; // Node names the EKU list keyUsage; undefined: no EKU extension.
+  if (usages === undefined && !opts.allowMissingEku) return { ok: false, reason: 'wrong_eku', detail: 'the certificate has no extended key usage; clientAuth is required (--allow-missing-eku relaxes this)', serial, uri };
+  if (usages !== undefined && !usages.includes(eku)) return { ok: false, reason: 'wrong_eku', detail: `extended key usage lacks clientAuth (${eku})`, serial, uri };
   return { ok: true, identity, serial, notAfter };
 }

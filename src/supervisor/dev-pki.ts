@@ -1,10 +1,12 @@
 /**
- * The development PKI of the embedded default: created in the state
- * directory if there is none (passphrase generated and kept beside the keys,
- * state.json says devPassphrase: true: never for production), then the
- * bundles the quick start needs under issued/: the scheduler's (so it can
- * dial tls:// workers), one worker's and one client's. Existing bundles are
- * reused, so a restart does not issue new certificates.
+ * The development PKI of `run --dev`: created in the state directory if there
+ * is none (passphrase generated and kept beside the keys, state.json says
+ * devPassphrase: true: never for production), then the bundles the quick
+ * start needs under issued/, with unencrypted keys: the scheduler's (so it
+ * can dial tls:// workers), one worker's and one client's. Existing bundles
+ * are reused, so a restart does not issue new certificates. A directory
+ * whose CA was made by `certs init` (a production CA) is refused before
+ * anything is minted or written.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +18,7 @@ import { resolvePassphrase } from '../pki/passphrase.js';
 import { readIndex, readState } from '../pki/records.js';
 import { statePath } from '../pki/state-dir.js';
 import type { Logger } from '../log/logger.js';
+import { GatewayError } from '../errors/base.js';
 
 export interface DevBundles {
   readonly clusterId: string;
@@ -29,6 +32,9 @@ export const DEV_NAMES = { scheduler: 'scheduler', worker: 'worker-1', client: '
 
 export async function ensureDevelopmentPki(dir: string, env: NodeJS.ProcessEnv, log: Logger): Promise<DevBundles> {
   let created = false;
+  if (existsSync(statePath(dir, 'state')) && readState(dir).devPassphrase !== true) {
+    throw new GatewayError('GW_SUPERVISOR_PRODUCTION_DIR', `--dev refuses ${dir}: it holds a production CA (made by certs init); development certificates and unencrypted keys are never written there. Give --dev its own --dir`, { dir });
+  }
   if (!existsSync(statePath(dir, 'state'))) {
     const clusterId = 'dev';
     await initCluster({ dir, clusterId, passphrase: randomBytes(24).toString('base64url'), devPassphrase: true });

@@ -1,8 +1,8 @@
 /**
- * The embedded development default (`scheduler-gateway run` with no
- * --scheduler): a development PKI, a supervised `dask scheduler` on
- * loopback, and the exact commands to connect a worker and a client.
- * Nothing here is used when --scheduler is given.
+ * The development mode (`scheduler-gateway run --dev`): a development PKI, a
+ * supervised `dask scheduler` on loopback run by the --dask-python
+ * interpreter, and the exact commands to connect a worker and a client with
+ * that same interpreter. Nothing here runs without --dev.
  */
 import { createServer } from 'node:net';
 import { GatewayError } from '../errors/base.js';
@@ -25,10 +25,12 @@ export interface EmbeddedScheduler {
   stop(): Promise<void>;
 }
 
-export const INSTALL_HINT = 'Dask is not installed for /usr/bin/python3: install it with `sudo apt-get install python3-distributed`, or start your own scheduler on loopback and pass --scheduler 127.0.0.1:PORT';
+export function installHint(python: string): string {
+  return `Dask is not installed for ${python}: install it with \`sudo apt-get install python3-distributed\` (then --dask-python /usr/bin/python3) or \`bash scripts/install-dask-venv.sh\` (then --dask-python .venv-dask/bin/python), or start your own scheduler on loopback and pass --scheduler 127.0.0.1:PORT`;
+}
 
 export async function startEmbeddedScheduler(o: { dir: string; env: NodeJS.ProcessEnv; log: Logger; python?: string }): Promise<EmbeddedScheduler> {
-  if (!daskInstalled(o.python)) throw new GatewayError('GW_SUPERVISOR_NO_DASK', INSTALL_HINT);
+  if (!daskInstalled(o.python)) throw new GatewayError('GW_SUPERVISOR_NO_DASK', installHint(o.python ?? DASK_PYTHON));
   const bundles = await ensureDevelopmentPki(o.dir, o.env, o.log);
   const [port, dashboardPort] = [await freeLoopbackPort(), await freeLoopbackPort()];
   const proc = new SupervisedScheduler({

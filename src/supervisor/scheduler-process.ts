@@ -88,18 +88,28 @@ export class SupervisedScheduler {
     this.#child = child;
     const startedAt = Date.now();
     let tail = '';
-    child.stderr!.on('data', (b: Buffer) => { tail = (tail + b.toString()).slice(-2000); });
-    child.once('exit', (code, signal) => {
-      this.#child = undefined;
+    let gone = false;
+    // Exit, or a failed spawn (EAGAIN, ENOENT...) that never exits: both restart with backoff, neither throws.
+    const onGone = (fields: Record<string, unknown>) => {
+      if (gone) return;
+      gone = true;
+      if (this.#child === child) this.#child = undefined;
       if (this.#stopping) return;
       if (Date.now() - startedAt > HEALTHY_AFTER_MS) this.#backoffMs = 1_000;
-      this.#o.log.error('scheduler_exited', { code, signal, restart_in_ms: this.#backoffMs, stderr_tail: tail.split('\n').slice(-6).join('\n') });
+      this.#o.log.error('scheduler_exited', { ...fields, restart_in_ms: this.#backoffMs, stderr_tail: tail.split('\n').slice(-6).join('\n') });
       this.#restartTimer = setTimeout(() => {
         this.#restarts++;
         this.#spawn();
       }, this.#backoffMs);
       this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_BACKOFF_MS);
+    };
+    child.stderr!.on('data', (b: Buffer) => { tail = (tail + b.toString()).slice(-2000); });
+    child.stderr!.on('error', () => {}); // the pipe breaking is the child going away: 'exit' reports it
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (child.pid === undefined) onGone({ code: null, signal: null, spawn_error: e.code ?? e.message });
+      else this.#o.log.error('scheduler_process_error', { pid: child.pid, error: e.code ?? e.message });
     });
+    child.once('exit', (code, signal) => onGone({ code, signal }));
   }
 
   /** Idempotent: SIGTERM to the process group, SIGKILL after the grace period. */

@@ -62,6 +62,8 @@ export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: bo
     server.once('error', (e: NodeJS.ErrnoException) => reject(telemetryError('badEndpoint', { key: '--metrics-listen', reason: `cannot listen on ${formatEndpoint(listen)}: ${e.code ?? e.message}` })));
     server.listen(listen.port, listen.host, () => resolve());
   });
+  // After listen, an error (EMFILE at accept, ...) is an event to log, never a crash.
+  server.on('error', (e: NodeJS.ErrnoException) => o.log.error('telemetry.metrics.server_error', { code: e.code, error: e }));
   const address = server.address() as AddressInfo;
   o.log.info('telemetry.metrics.listening', { address: formatEndpoint({ host: address.address, port: address.port }) });
   return {

@@ -40,6 +40,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     spoolRecoveredTotal: new Counter({ name: 'scheduler_gateway_telemetry_spool_recovered_total', help: 'Spool files found torn or corrupt at startup and removed', labelNames: ['kind'] as const, registers: r }),
     tokenStoreErrorsTotal: new Counter({ name: 'scheduler_gateway_token_store_errors_total', help: 'Token database failures seen by the running gateway (full or read-only disk, ...), by error code', labelNames: ['code'] as const, registers: r }),
     credentialsExpirationSeconds: new Gauge({ name: 'scheduler_gateway_credentials_expiration_timestamp_seconds', help: 'Unix time at which the held cloud credential of each provider expires', labelNames: ['provider'] as const, registers: r }),
+    logLinesCoalescedTotal: new Counter({ name: 'scheduler_gateway_log_lines_coalesced_total', help: 'Refusal audit lines folded into a refusals_coalesced summary instead of being written (log/coalesce.ts)', labelNames: ['port'] as const, registers: r }),
+    memoryBudgetUsedBytes: new Gauge({ name: 'scheduler_gateway_memory_budget_used_bytes', help: 'Bytes buffered for peers across all connections, counted against --memory-budget-bytes', registers: r }),
+    memoryBudgetLimitBytes: new Gauge({ name: 'scheduler_gateway_memory_budget_limit_bytes', help: 'The memory budget in force (--memory-budget-bytes)', registers: r }),
+    memoryBudgetPausedConnections: new Gauge({ name: 'scheduler_gateway_memory_budget_paused_connections', help: 'Connections not being read because the memory budget is spent', registers: r }),
+    memoryBudgetEvictionsTotal: new Counter({ name: 'scheduler_gateway_memory_budget_evictions_total', help: 'Connections closed because the memory budget stayed spent (largest holders first)', registers: r }),
+    connectionSlots: new Gauge({ name: 'scheduler_gateway_connection_slots', help: 'Slots of the Dask port in use: handshaking, and live by role class (client; cluster = worker and admin)', labelNames: ['state'] as const, registers: r }),
+    connectionsReclaimedTotal: new Counter({ name: 'scheduler_gateway_connections_reclaimed_total', help: 'Idle request connections of the biggest holder closed so a certificate with fewer could connect (role share full)', labelNames: ['class'] as const, registers: r }),
     connectionLimit: new Gauge({ name: 'scheduler_gateway_connection_limit', help: 'The connection cap in force on each port (after the open-files limit lowered it, if it did)', labelNames: ['port'] as const, registers: r }),
   };
   return m;

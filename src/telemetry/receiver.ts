@@ -160,8 +160,13 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(o.listen.port, o.listen.host, () => resolve());
+    server.listen(o.listen.port, o.listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
+  // After listen, an error (EMFILE at accept, ...) is an event to log, never a crash.
+  server.on('error', (e: NodeJS.ErrnoException) => log.error('receiver.server_error', { code: e.code, error: e }));
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : o.listen.port!;
   log.info('receiver.listening', { port });

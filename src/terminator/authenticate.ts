@@ -17,7 +17,7 @@ export type Refused = Extract<PeerVerdict, { ok: false }> & { claimedUri?: strin
 
 export function authenticatePeer(
   socket: TLSSocket,
-  opts: { clusterId: string; isRevoked: (serial: string) => boolean; now: Date },
+  opts: { clusterId: string; isRevoked: (serial: string) => boolean; now: Date; allowMissingEku?: boolean },
 ): Authenticated | Refused {
   const cert = peerLeafCertificate(socket);
   if (!cert) return { ok: false, reason: 'no_certificate' };
@@ -26,7 +26,7 @@ export function authenticatePeer(
     const code = String(socket.authorizationError ?? 'UNKNOWN');
     return { ok: false, reason: reasonFromOpenSSL(code), detail: code, serial: normalizeSerial(cert.serialNumber), ...(uri ? { claimedUri: uri } : {}) };
   }
-  const verdict = checkPeerCertificate(cert, { clusterId: opts.clusterId, allowedRoles: ALLOWED_ROLES, isRevoked: opts.isRevoked, now: opts.now });
+  const verdict = checkPeerCertificate(cert, { clusterId: opts.clusterId, allowedRoles: ALLOWED_ROLES, isRevoked: opts.isRevoked, now: opts.now, allowMissingEku: opts.allowMissingEku === true });
   if (!verdict.ok) return { ...verdict, ...(verdict.uri ?? uri ? { uri: verdict.uri ?? uri } : {}) };
   const sanHosts = parseSubjectAltName(cert.subjectAltName)
     .filter((e) => e.type === 'DNS' || e.type === 'IP Address')

@@ -11,9 +11,12 @@ import type { LiveSession } from '../gateway/sessions.js';
 import type { ConnectionAudit, ConnectionFacts } from './audit.js';
 import type { Denial, InspectorFactory, PeerInfo } from './inspector.js';
 import { pipeBoth } from './pipe.js';
+import type { BudgetAccount, MemoryBudget } from '../gateway/memory-budget.js';
+import { FirstOp, type ConnectionKind } from './first-op.js';
+import type { ReclaimCandidate, Slot } from './fair-shares.js';
 import { peerCertificateDer } from '../pki/peer-certificate.js';
 
-type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied';
+type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied' | 'memory_budget' | 'fair_share';
 
 export class ForwardedConnection {
   readonly #ctx: GatewayContext;
@@ -24,6 +27,11 @@ export class ForwardedConnection {
   readonly #started = Date.now();
   readonly #unregister: () => void;
   readonly #onGone: (c: ForwardedConnection) => void;
+  readonly #account: BudgetAccount | undefined;
+  /** The fair-shares slot this connection holds (fair-shares.ts). */
+  readonly slot: Slot;
+  #kind: ConnectionKind | null = null;
+  #lastActive = Date.now();
   #cut: CutReason | undefined;
   #denial: Record<string, unknown> | undefined;
   #countedIn = 0;
@@ -39,8 +47,11 @@ export class ForwardedConnection {
     inspector: InspectorFactory | undefined;
     idleTimeoutMs: number;
     closeDeadlineMs: number;
+    memoryBudget: MemoryBudget | undefined;
+    slot: Slot;
     onGone: (c: ForwardedConnection) => void;
   }) {
+    this.slot = args.slot;
     this.#ctx = args.ctx;
     this.#audit = args.audit;
     this.#facts = args.facts;
@@ -50,18 +61,49 @@ export class ForwardedConnection {
     const session: LiveSession = { kind: 'dask', serial: args.peerInfo.serial, peerCertificate: () => peerCertificateDer(this.#peer), close: (reason) => this.cut(reason) };
     this.#unregister = this.#ctx.sessions.add(session);
     this.#ctx.metrics.connectionsActive.inc({ port: '8786', role: this.#facts.role ?? 'unknown' });
-    if (args.idleTimeoutMs > 0) {
-      this.#peer.setTimeout(args.idleTimeoutMs, () => this.cut('idle_timeout'));
-    }
     const hooks = { refused: (d: Denial) => this.#refused(d) };
-    pipeBoth(this.#peer, this.#upstream, args.inspector?.(args.peerInfo, hooks), args.closeDeadlineMs, {
+    let account: BudgetAccount | undefined;
+    const pipe = pipeBoth(this.#peer, this.#upstream, args.inspector?.(args.peerInfo, hooks), args.closeDeadlineMs, {
       onDenied: (d, direction) => {
         this.#cut ??= 'policy_denied';
         this.#denial = { code: d.code, denial: d.reason, direction, ...(d.op ? { op: d.op } : {}), ...(d.rule ? { rule: d.rule } : {}), ...(d.detail ? { detail: d.detail } : {}) };
         this.#countDenial(d);
       },
       onClosed: (why) => this.#finish(why),
+      onFlow: () => account?.set(pipe.heldBytes),
     });
+    account = this.#account = args.memoryBudget?.account({
+      pause: () => pipe.hold(true),
+      resume: () => pipe.hold(false),
+      evict: () => this.cut('memory_budget'),
+    });
+    this.#watch(args.idleTimeoutMs);
+  }
+
+  /**
+   * Activity and kind, from the peer's bytes: the idle timeout closes quiet
+   * request connections (Dask's pools notice and reconnect), never a stream:
+   * a worker's stream is silent while its cluster is idle, and a worker whose
+   * stream is cut exits (first-op.ts). The same facts make a connection
+   * reclaimable for a fair share (fair-shares.ts chooseVictim).
+   */
+  #watch(idleTimeoutMs: number): void {
+    const peer = this.#peer;
+    if (idleTimeoutMs > 0) peer.setTimeout(idleTimeoutMs, () => this.cut('idle_timeout'));
+    const first = new FirstOp();
+    const onData = (chunk: Buffer) => {
+      this.#lastActive = Date.now();
+      if (this.#kind !== null) return;
+      this.#kind = first.push(chunk);
+      if (this.#kind === 'stream') peer.setTimeout(0);
+    };
+    peer.on('data', onData);
+    this.#upstream.on('data', () => { this.#lastActive = Date.now(); });
+  }
+
+  /** What fair-shares.ts needs to pick a connection to reclaim. */
+  candidate(now: number): ReclaimCandidate<ForwardedConnection> {
+    return { item: this, identity: this.slot.identity ?? '', cls: this.slot.live ?? 'client', reclaimable: this.#kind !== 'stream' && this.#cut === undefined, idleMs: now - this.#lastActive };
   }
 
   /** A request refused and answered in Dask's words; the connection goes on. */
@@ -78,8 +120,9 @@ export class ForwardedConnection {
     return this.#facts.serial;
   }
 
-  /** Closes both sides now; the reason lands in the audit line. */
-  cut(reason: CutReason | 'drain'): void {
+  /** Closes both sides now; the reason (and any detail) lands in the audit line. */
+  cut(reason: CutReason | 'drain', detail?: Record<string, unknown>): void {
+    if (this.#cut === undefined && detail) this.#denial = detail;
     this.#cut ??= reason;
     if (reason === 'revoked' || reason === 'expired') this.#ctx.metrics.revocationsAppliedTotal.inc({ kind: 'certificate' });
     this.#peer.destroy();
@@ -97,6 +140,7 @@ export class ForwardedConnection {
   }
 
   #finish(why: string): void {
+    this.#account?.close();
     this.#unregister();
     this.flushBytes();
     this.#ctx.metrics.connectionsActive.dec({ port: '8786', role: this.#facts.role ?? 'unknown' });
@@ -104,7 +148,7 @@ export class ForwardedConnection {
       bytesIn: this.#upstream.bytesWritten,
       bytesOut: this.#upstream.bytesRead,
       durationMs: Date.now() - this.#started,
-    }, this.#denial);
+    }, { kind: this.#kind ?? 'unknown', ...this.#denial });
     this.#onGone(this);
   }
 }

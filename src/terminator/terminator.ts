@@ -3,6 +3,7 @@
  * dial the scheduler, forward. Each step is one module of this folder:
  *   sniff.ts         what the first bytes are (TLS, HTTP, plaintext Dask, garbage)
  *   rate-limit.ts    per-address budget of failed handshakes
+ *   fair-shares.ts   slots per address, per certificate, per role class
  *   tls-options.ts   the TLS policy (versions, suites, client certificates)
  *   authenticate.ts  chain verdict + identity (cluster, role, revocation, EKU)
  *   upstream.ts      the one upstream connection per peer
@@ -26,27 +27,32 @@ import { ForwardedConnection } from './forwarded.js';
 import type { InspectorFactory } from './inspector.js';
 import type { Identity } from '../pki/identity.js';
 import { FailedHandshakeLimiter } from './rate-limit.js';
-import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
+import { FairShares, chooseVictim, isRefusal, type ShareLimits, type ShareRefusal, type Slot } from './fair-shares.js';
 import { refuseDaskPeer } from './dask-refusal.js';
+import { RefusalCoalescer } from '../log/coalesce.js';
+import type { MemoryBudget } from '../gateway/memory-budget.js';
+import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
 import { LISTENER_HANDSHAKE } from '../wire/reply.js';
 import { secureContextOptions, serverOptions } from './tls-options.js';
 import { dialUpstream, UpstreamUnavailable } from './upstream.js';
 
-export interface TerminatorOptions {
+export interface TerminatorOptions extends ShareLimits {
   readonly listen: Endpoint;
   readonly scheduler: Endpoint;
   /** From accept to an authenticated peer: bounds slowloris and half-open sockets. */
   readonly handshakeTimeoutMs: number;
-  /** Concurrent connections, handshaking ones included. */
-  readonly maxConnections: number;
   /** Failed handshakes per minute per source address before refusing it. */
   readonly failedHandshakesPerMinute: number;
   readonly upstreamConnectTimeoutMs: number;
-  /** 0 disables: Dask connections are long-lived and mostly quiet. */
+  /** 0 disables. Never applies to Dask streams (forwarded.ts). */
   readonly idleTimeoutMs: number;
   /** After one side half-closes, how long the other direction may still flow. */
   readonly closeDeadlineMs?: number;
   readonly inspector?: InspectorFactory;
+  /** Accept client certificates without any EKU extension (--allow-missing-eku). */
+  readonly allowMissingEku?: boolean;
+  /** What every connection buffers counts against this (gateway/memory-budget.ts). */
+  readonly memoryBudget?: MemoryBudget;
 }
 
 export interface Terminator extends Component {
@@ -59,6 +65,7 @@ export interface Terminator extends Component {
 interface Pending {
   readonly facts: ConnectionFacts;
   readonly raw: Socket;
+  readonly slot: Slot;
   readonly startedAt: number;
   readonly timer: NodeJS.Timeout;
   settled: boolean;
@@ -74,6 +81,15 @@ const EXPIRY_TICK_MS = 1_000;
  * client whose event loop stalled between connect and ClientHello.
  */
 const DASK_PROBE_AFTER_MS = 5_000;
+/**
+ * The pre-TLS deadline: a peer still silent this long after the probe is
+ * neither TLS nor Dask and loses its slot now, not at the handshake deadline.
+ * A plaintext Dask connector answers the probe at once.
+ */
+const PROBE_ANSWER_MS = 1_000;
+const KEEPALIVE_AFTER_MS = 60_000;
+/** A refused, authenticated Dask peer has this long to ask its first question and read the answer. */
+const REFUSAL_ANSWER_MS = 5_000;
 
 const PLAINTEXT_DASK_REFUSAL =
   'scheduler-gateway refused this connection (plaintext_dask): this port speaks Dask over mutual TLS. Connect to tls://HOST:PORT, ' +
@@ -91,6 +107,8 @@ class TerminatorServer implements Terminator {
   readonly #opts: TerminatorOptions;
   readonly #audit: ConnectionAudit;
   readonly #limiter: FailedHandshakeLimiter;
+  readonly #shares: FairShares;
+  readonly #coalescer: RefusalCoalescer;
   readonly #front: NetServer;
   readonly #tls: TlsServer;
   /** Handshaking connections by "address:port", so TLS events find their record. */
@@ -103,15 +121,16 @@ class TerminatorServer implements Terminator {
   readonly #stopTrust: () => void;
   readonly #tick: NodeJS.Timeout;
   #seq = 0;
-  #count = 0;
   #draining = false;
   #closed: Promise<void> | undefined;
 
   constructor(ctx: GatewayContext, opts: TerminatorOptions) {
     this.#ctx = ctx;
     this.#opts = opts;
-    this.#audit = new ConnectionAudit(ctx.log, ctx.metrics);
+    this.#coalescer = new RefusalCoalescer(ctx.log, { port: '8786', onCoalesced: () => ctx.metrics.logLinesCoalescedTotal.inc({ port: '8786' }) });
+    this.#audit = new ConnectionAudit(ctx.log, ctx.metrics, this.#coalescer);
     this.#limiter = new FailedHandshakeLimiter({ perMinute: opts.failedHandshakesPerMinute });
+    this.#shares = new FairShares(opts);
     // Not half-open while handshaking: a peer that sends FIN mid-handshake has
     // given up and is refused at once. Authenticated sockets switch to
     // half-open in #onSecure so the pipe can forward half-closes.
@@ -130,7 +149,7 @@ class TerminatorServer implements Terminator {
   }
 
   get connections(): number {
-    return this.#count;
+    return this.#shares.total;
   }
 
   listen(): Promise<void> {
@@ -151,30 +170,36 @@ class TerminatorServer implements Terminator {
 
   #onAccept(raw: Socket): void {
     const remote = raw.remoteAddress ?? 'unknown';
-    const facts: ConnectionFacts = { conn: `${this.#idPrefix}-${(++this.#seq).toString(36)}`, peer: `${remote}:${raw.remotePort ?? 0}` };
+    const facts: ConnectionFacts = { conn: `${this.#idPrefix}-${(++this.#seq).toString(36)}`, peer: `${remote}:${raw.remotePort ?? 0}`, address: remote };
     raw.on('error', () => {}); // resets before or during the handshake are normal; the close path audits them
     if (this.#draining) return void raw.destroy();
-    if (this.#count >= this.#opts.maxConnections) {
-      this.#audit.refused(facts, 'too_many_connections', `limit ${this.#opts.maxConnections}`);
-      return void raw.destroy();
-    }
     if (this.#limiter.isLimited(remote)) {
       this.#audit.refused(facts, 'rate_limited', `more than ${this.#opts.failedHandshakesPerMinute} failed handshakes per minute`);
       return void raw.destroy();
     }
-    this.#count++;
+    // Before any TLS work, so a flood costs the gateway an accept and a close. The peer sees the connection reset.
+    const slot = this.#shares.admit(remote);
+    if (isRefusal(slot)) {
+      this.#audit.refused(facts, slot.reason, slot.detail);
+      return void raw.destroy();
+    }
+    this.#publishSlots();
     raw.setNoDelay(true);
+    // A peer whose host vanished without a FIN gives its slot back (Linux: first probe after this, then 9 x 75 s).
+    raw.setKeepAlive(true, KEEPALIVE_AFTER_MS);
     const key = facts.peer;
     const p: Pending = {
       facts,
       raw,
+      slot,
       startedAt: performance.now(),
       settled: false,
       timer: setTimeout(() => this.#refuse(p, 'handshake_timeout', `no authenticated TLS session within ${this.#opts.handshakeTimeoutMs} ms`), this.#opts.handshakeTimeoutMs),
     };
     this.#pending.set(key, p);
     raw.once('close', () => {
-      this.#count--;
+      this.#shares.release(slot);
+      this.#publishSlots();
       if (this.#pending.get(key) === p) this.#pending.delete(key);
       clearTimeout(p.timer);
       if (!p.settled) this.#refuse(p, p.tlsError ? 'tls_handshake_failed' : 'handshake_aborted', p.tlsError ?? 'connection closed before the handshake completed');
@@ -189,15 +214,20 @@ class TerminatorServer implements Terminator {
     // while a TLS client speaks at once: to a silent peer we say what a Dask listener says first.
     // Timers run before pending reads in a loop turn: on a lagging event loop a ClientHello that already arrived
     // would get the plaintext probe written into it. setImmediate lets the poll phase read it first.
+    const probeAfter = Math.min(DASK_PROBE_AFTER_MS, this.#opts.handshakeTimeoutMs / 2);
+    let silent: NodeJS.Timeout | undefined;
     const probe = setTimeout(() => setImmediate(() => {
-      if (!seen && !p.settled && !p.raw.destroyed) {
-        probed = true;
-        p.raw.write(LISTENER_HANDSHAKE);
-      }
-    }), Math.min(DASK_PROBE_AFTER_MS, this.#opts.handshakeTimeoutMs / 2));
-    p.raw.once('close', () => clearTimeout(probe));
+      if (seen || p.settled || p.raw.destroyed) return;
+      probed = true;
+      p.raw.write(LISTENER_HANDSHAKE);
+      silent = setTimeout(() => {
+        if (!seen) this.#refuse(p, 'handshake_timeout', `sent nothing within ${probeAfter + PROBE_ANSWER_MS} ms of connecting: not a TLS client`);
+      }, PROBE_ANSWER_MS);
+    }), probeAfter);
+    p.raw.once('close', () => { clearTimeout(probe); clearTimeout(silent); });
     const onData = (chunk: Buffer) => {
       clearTimeout(probe);
+      clearTimeout(silent);
       seen = seen ? Buffer.concat([seen, chunk]) : chunk;
       const kind = sniff(seen);
       if (kind === 'need_more' && seen.length < SNIFF_MAX_BYTES) return;
@@ -242,7 +272,7 @@ class TerminatorServer implements Terminator {
     if (p.settled) return; // timed out or drained: the raw socket is already being destroyed
     this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
     const trust = this.#ctx.trust;
-    const verdict = authenticatePeer(s, { clusterId: trust.current().clusterId, isRevoked: (x) => trust.isRevoked(x), now: this.#ctx.now() });
+    const verdict = authenticatePeer(s, { clusterId: trust.current().clusterId, isRevoked: (x) => trust.isRevoked(x), now: this.#ctx.now(), allowMissingEku: this.#opts.allowMissingEku === true });
     if (verdict.serial) p.facts.serial = verdict.serial;
     if (verdict.uri) p.facts.uri = verdict.uri;
     if (!verdict.ok) {
@@ -250,6 +280,9 @@ class TerminatorServer implements Terminator {
       return this.#refuse(p, verdict.reason, verdict.detail);
     }
     p.facts.role = verdict.identity.role;
+    const over = this.#promote(p.slot, verdict.uri, verdict.identity.role);
+    if (over) return this.#refuseOverShare(p, s, over);
+    this.#publishSlots();
     s.allowHalfOpen = true;
     s.setNoDelay(true);
     this.#settle(p);
@@ -294,10 +327,48 @@ class TerminatorServer implements Terminator {
       inspector: this.#opts.inspector,
       idleTimeoutMs: this.#opts.idleTimeoutMs,
       closeDeadlineMs: this.#opts.closeDeadlineMs ?? 30_000,
+      memoryBudget: this.#opts.memoryBudget,
+      slot: p.slot,
       onGone: (c) => this.#live.delete(c),
     });
     this.#live.add(conn);
     this.#expires.set(conn, notAfter.getTime());
+  }
+
+  /** A live slot for this identity, reclaiming an idle one from the biggest holder of a full share if need be. */
+  #promote(slot: Slot, identity: string, role: Identity['role']): ShareRefusal | null {
+    const over = this.#shares.promote(slot, identity, role);
+    if (!over || !['client_share_full', 'worker_share_full', 'too_many_connections'].includes(over.reason)) return over;
+    const cls = role === 'client' ? 'client' : 'cluster';
+    const now = Date.now();
+    const victim = chooseVictim([...this.#live].map((c) => c.candidate(now)), { identity, cls });
+    if (!victim) return over;
+    this.#shares.release(victim.slot); // now, not when its sockets finish closing: the newcomer takes the slot
+    victim.cut('fair_share', { reclaimed_for: identity, share: over.reason });
+    this.#ctx.metrics.connectionsReclaimedTotal.inc({ class: cls });
+    return this.#shares.promote(slot, identity, role);
+  }
+
+  /**
+   * An authenticated peer over its share: audited, then told why in Dask's own
+   * framing (dask-refusal.ts), so its Python raises with the reason. Not a
+   * failed handshake: the rate limiter is for unauthenticated peers.
+   */
+  #refuseOverShare(p: Pending, s: TLSSocket, over: ShareRefusal): void {
+    this.#settle(p);
+    this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
+    this.#audit.refused(p.facts, over.reason, over.detail);
+    void refuseDaskPeer(s, {
+      text: `scheduler-gateway refused this connection (${over.reason}): ${over.detail}`,
+      timeoutMs: Math.min(REFUSAL_ANSWER_MS, this.#opts.handshakeTimeoutMs),
+    });
+  }
+
+  #publishSlots(): void {
+    const g = this.#ctx.metrics.connectionSlots;
+    g.set({ state: 'handshaking' }, this.#shares.handshakes);
+    g.set({ state: 'client' }, this.#shares.live('client'));
+    g.set({ state: 'cluster' }, this.#shares.live('cluster'));
   }
 
   #settle(p: Pending): void {
@@ -332,7 +403,7 @@ class TerminatorServer implements Terminator {
     this.#draining = true;
     this.#front.close();
     const until = Date.now() + deadlineMs;
-    while (this.#count > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    while (this.#shares.total > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     for (const c of [...this.#live]) c.cut('drain');
     for (const p of [...this.#pending.values()]) this.#refuse(p, 'draining');
   }
@@ -345,8 +416,9 @@ class TerminatorServer implements Terminator {
       clearInterval(this.#tick);
       clearInterval(this.#expiryTick);
       const deadline = Date.now() + 2_000;
-      while (this.#count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      this.#ctx.log.info('terminator_closed', { remaining: this.#count });
+      while (this.#shares.total > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      this.#coalescer.close();
+      this.#ctx.log.info('terminator_closed', { remaining: this.#shares.total });
     })();
     return this.#closed;
   }

@@ -1,7 +1,9 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
-import { connectionCap, DESCRIPTOR_RESERVE, openFilesLimit } from '../../src/gateway/descriptor-budget.js';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { LISTENER_HANDSHAKE } from '../../src/wire/reply.js';
+import type { TestIssued } from '../helpers/pki.js';
+import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, openFilesLimit, planConnectionCaps } from '../../src/gateway/descriptor-budget.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { startEcho } from '../hardening/harness.js';
@@ -20,11 +22,17 @@ t.test('the soft open-files limit is read from /proc/self/limits text; unlimited
   t.equal(openFilesLimit('no such line'), undefined);
 });
 
-t.test('the cap is the configured one unless two descriptors per connection plus the reserve do not fit', async (t) => {
-  t.equal(connectionCap(4096, undefined), 4096, 'unknown limit: configured cap stands');
-  t.equal(connectionCap(4096, 1_048_576), 4096);
-  t.equal(connectionCap(10_000, 20_000), (20_000 - DESCRIPTOR_RESERVE) / 2, 'this machine: 9,872');
-  t.equal(connectionCap(4096, 100), 1, 'never below one');
+t.test('the caps stand while the limit backs them all; otherwise the side ports are held to their share and 8786 keeps the rest', async (t) => {
+  const caps = { terminator: 4096, dashboard: 512, credentials: 256 };
+  t.same(planConnectionCaps(caps, undefined), caps, 'unknown limit: configured caps stand');
+  t.same(planConnectionCaps(caps, 1_048_576), caps);
+  t.same(planConnectionCaps({ terminator: 10_000, dashboard: 512, credentials: 0 }, 20_000), { terminator: 9_360, dashboard: 512, credentials: 0 }, 'this machine: 20,000 - 256 - 1,024 dashboard = 18,720 left for 8786');
+  const lowered = planConnectionCaps(caps, 4_096);
+  t.same(lowered, { terminator: 1_536, dashboard: 288, credentials: 192 }, '15 % and 5 % of 3,840 for the side ports, the rest for 8786');
+  const used = lowered.terminator * DESCRIPTORS_PER_CONNECTION.terminator + lowered.dashboard * DESCRIPTORS_PER_CONNECTION.dashboard + lowered.credentials * DESCRIPTORS_PER_CONNECTION.credentials;
+  t.ok(used <= 4_096 - DESCRIPTOR_RESERVE, `every descriptor the caps can use (${used}) is backed`);
+  t.same(planConnectionCaps({ terminator: 100, dashboard: 5_000, credentials: 0 }, 1_024), { terminator: 100, dashboard: 57, credentials: 0 }, 'a small 8786 cap is kept whole while a greedy dashboard cap is cut');
+  t.same(planConnectionCaps(caps, 100), { terminator: 1, dashboard: 1, credentials: 1 }, 'never below one');
 });
 
 t.test('the real limit of a process started under prlimit is what is read', async (t) => {
@@ -39,33 +47,30 @@ let cluster: TestCluster;
 t.before(async () => { cluster = await makeTestCluster(); });
 t.teardown(() => cluster?.cleanup());
 
-t.test('a --max-connections the open-files limit cannot back is lowered at start, logged, exported, and the excess refused cleanly', async (t) => {
+t.test('caps the open-files limit cannot back are lowered at start on 8786 and 8787, logged, exported, and the excess refused cleanly', async (t) => {
   const echo = await startEcho(t);
+  // 256 spare + 40: the dashboard is held to 15 % (3 connections, 6 descriptors), 8786 gets (40 - 6) / 2 = 17.
   const g = await startTestGateway({
     cluster, scheduler: `127.0.0.1:${echo.port}`, t,
-    flags: { 'max-connections': '4096', 'handshake-timeout-ms': '30000' },
-    openFilesLimit: () => DESCRIPTOR_RESERVE + 10,
+    flags: { 'max-connections': '4096', 'handshake-timeout-ms': '30000', 'reserve-clients-percent': '0', inspect: 'false' },
+    openFilesLimit: () => DESCRIPTOR_RESERVE + 40,
   });
-  const warn = g.lines.find((l) => l.event === 'max_connections_lowered');
-  t.match(warn, { level: 'warn', key: 'terminator.max-connections', configured: 4096, effective: 5, open_files_limit: DESCRIPTOR_RESERVE + 10 }, 'one warning names the key and both numbers');
+  const warns = g.lines.filter((l) => l.event === 'max_connections_lowered');
+  t.match(warns.find((l) => l.key === 'terminator.max-connections'), { level: 'warn', configured: 4096, effective: 17, open_files_limit: DESCRIPTOR_RESERVE + 40 }, 'a warning names the 8786 key and both numbers');
+  t.match(warns.find((l) => l.key === 'dashboard.max-connections'), { level: 'warn', configured: 512, effective: 3 }, 'and one the dashboard key');
   const gauge = await g.gw.context.metrics.connectionLimit.get();
-  t.same(gauge.values.map((v) => [v.labels.port, v.value]), [['8786', 5]], 'the cap in force is exported');
+  t.same(gauge.values.map((v) => [v.labels.port, v.value]).sort(), [['8786', 17], ['8787', 3]], 'the caps in force are exported');
 
-  const sockets: Socket[] = [];
-  t.teardown(() => sockets.forEach((s) => s.destroy()));
-  const closed = new Set<number>();
-  for (let i = 0; i < 7; i++) {
-    const s = connect(g.port, '127.0.0.1');
-    s.on('error', () => {});
-    s.on('close', () => closed.add(i));
-    sockets.push(s);
-    await new Promise((r) => s.once('connect', r));
-    await new Promise((r) => setTimeout(r, 20)); // accepted in order
-  }
-  await waitFor(() => (g.audits('connection_refused').filter((l) => l.reason === 'too_many_connections').length >= 2 ? true : undefined), { timeoutMs: 10_000, what: 'two refusals' });
-  await waitFor(() => (closed.has(5) && closed.has(6) ? true : undefined), { timeoutMs: 10_000, what: 'excess sockets closed' });
-  t.same([...closed].sort(), [5, 6], 'the two beyond the cap were closed; the five within it are still open');
-  t.equal(g.audits('connection_refused').filter((l) => l.reason === 'too_many_connections').length, 2, 'each refusal audited');
+  // Of 17 slots, 4 may be handshaking (a quarter); with reserve-clients 0, worker certificates may hold the other 13.
+  const live: TLSSocket[] = [];
+  t.teardown(() => live.forEach((s) => s.destroy()));
+  const worker = await cluster.issue('worker', 'fd-worker');
+  for (let i = 0; i < 13; i++) live.push(await liveSession(g.port, worker));
+  const answer = await firstBytes(g.port, worker);
+  t.ok(answer.subarray(0, LISTENER_HANDSHAKE.length).equals(LISTENER_HANDSHAKE), 'the 14th is refused in Dask framing (the listener handshake first)');
+  await g.waitForLog((l) => l.event === 'connection_refused' && l.reason === 'worker_share_full', 10_000, 'worker_share_full refusal');
+  t.equal(live.filter((s) => !s.destroyed).length, 13, 'the 13 within the cap are still open');
+  t.notOk(g.lines.some((l) => /EMFILE/.test(JSON.stringify(l))), 'no descriptor ran out');
 });
 
 t.test('with a limit that backs the cap, nothing is lowered', async (t) => {
@@ -73,5 +78,23 @@ t.test('with a limit that backs the cap, nothing is lowered', async (t) => {
   const g = await startTestGateway({ cluster, scheduler: `127.0.0.1:${echo.port}`, t, flags: { 'max-connections': '100' }, openFilesLimit: () => 20_000 });
   t.notOk(g.lines.some((l) => l.event === 'max_connections_lowered'));
   const gauge = await g.gw.context.metrics.connectionLimit.get();
-  t.equal(gauge.values[0]?.value, 100);
+  t.equal(gauge.values.find((v) => v.labels.port === '8786')?.value, 100);
 });
+
+/** A forwarded session: the echo upstream returns what is sent, so a reply proves it reached the scheduler side. */
+function liveSession(port: number, who: TestIssued): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, ca: cluster.caPem, cert: who.certPem, key: who.keyPem, checkServerIdentity: () => undefined }, () => s.write('ping'));
+    s.once('data', () => resolve(s));
+    s.once('error', reject);
+    s.once('close', () => reject(new Error('closed before forwarding')));
+  });
+}
+
+function firstBytes(port: number, who: TestIssued): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, ca: cluster.caPem, cert: who.certPem, key: who.keyPem, checkServerIdentity: () => undefined });
+    s.once('data', (d: Buffer) => { s.destroy(); resolve(d); });
+    s.once('error', reject);
+  });
+}

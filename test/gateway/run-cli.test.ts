@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/run.js';
 import { startEmbeddedScheduler } from '../../src/supervisor/embedded.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { daskAvailable, waitFor } from '../helpers/dask.js';
+import { DASK_2022, DASK_2026, daskAvailable, requireDask, versionAvailable, waitFor } from '../helpers/dask.js';
+import { makeTestCluster } from '../helpers/pki.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 
@@ -51,11 +52,34 @@ t.test('without Dask the embedded default says how to install it and exits 2', a
   t.notOk(existsSync(join(dir, 'certs')), 'nothing was created');
 });
 
-t.test('the quick start: `run` with no arguments, then the printed worker and client commands, then SIGTERM', { timeout: 240_000, skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+t.test('development mode is explicit: without --scheduler and without --dev, run refuses and writes nothing', async (t) => {
+  const cwd = mkdtempSync(join(tmpdir(), 'sgw-nodev-'));
+  t.teardown(() => rmSync(cwd, { recursive: true, force: true }));
+  const { io: cli } = io(cwd);
+  await t.rejects(main([], cli), { code: 'GW_USAGE', message: /--scheduler HOST:PORT.*or --dev/ });
+  await t.rejects(main(['--dev', '--scheduler', '127.0.0.1:1'], cli), { code: 'GW_USAGE', message: /--scheduler or --dev, not both/ });
+  t.notOk(existsSync(join(cwd, 'certs')), 'no state directory, no certificates, no keys');
+});
+
+t.test('--dev refuses a state directory that holds a production CA: nothing is minted, no unencrypted key is written', { skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+  const cluster = await makeTestCluster();
+  t.teardown(() => cluster.cleanup());
+  const before = readdirSync(cluster.dir).sort();
+  const indexBefore = readFileSync(join(cluster.dir, 'index.json'), 'utf8');
+  const { io: cli } = io();
+  await t.rejects(main(['--dev', '--dir', cluster.dir, '--listen', '127.0.0.1:0'], cli), { code: 'GW_SUPERVISOR_PRODUCTION_DIR', message: /production CA/ });
+  t.same(readdirSync(cluster.dir).sort(), before, 'no file was added (no issued/ with unencrypted keys)');
+  t.equal(readFileSync(join(cluster.dir, 'index.json'), 'utf8'), indexBefore, 'no certificate was issued');
+});
+
+t.test('the quick start: `run --dev`, then the printed worker and client commands, then SIGTERM', { timeout: 240_000, skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+  // As scripts/quickstart.sh: the current Dask from .venv-dask (required under CI), else Debian's.
+  const dask = requireDask(t, DASK_2026) ? DASK_2026 : DASK_2022;
+  if (!versionAvailable(dask)) return;
   const cwd = mkdtempSync(join(tmpdir(), 'sgw-quickstart-'));
   t.teardown(() => rmSync(cwd, { recursive: true, force: true }));
-  // Ports 0 so parallel tests never collide, a short drain so the connected worker is cut quickly; a user types just `run`.
-  const gw = spawn(process.execPath, [...process.execArgv, BIN, 'run', '--listen', '127.0.0.1:0', '--dashboard-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drain-timeout-ms', '2000'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Ports 0 so parallel tests never collide, a short drain so the connected worker is cut quickly; a user types what quickstart.sh runs.
+  const gw = spawn(process.execPath, [...process.execArgv, BIN, 'run', '--dev', '--dask-python', dask.python, '--listen', '127.0.0.1:0', '--dashboard-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drain-timeout-ms', '2000'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   gw.stdout.on('data', (d) => { stdout += d; });
@@ -70,6 +94,7 @@ t.test('the quick start: `run` with no arguments, then the printed worker and cl
   const clientAt = lines.findIndex((l) => l.startsWith('Connect a client'));
   const clientCmd = lines.slice(clientAt + 1, clientAt + 5).join('\n');
   t.match(workerCmd, /--tls-cert '[^']*certs\/issued\/worker-1\/worker-1\.pem'/, 'the worker command names its bundle');
+  t.ok(workerCmd.includes(dask.python) && clientCmd.includes(dask.python), `the printed commands run Dask ${dask.id} (${dask.python})`);
   const dashboardPort = (await waitFor(() => /"event":"dashboard\.listening".*?"address":"127\.0\.0\.1:(\d+)"/.exec(stdout), { what: 'dashboard.listening' }))[1];
   t.match(readFileSync(join(cwd, 'certs', 'issued', 'client-1', 'client-1-distributed.yaml'), 'utf8'), `link: https://{host}:${dashboardPort}/status`, 'the client bundle\'s dashboard link names the port 8787 really listens on');
 

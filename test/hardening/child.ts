@@ -19,7 +19,8 @@ const TS_LOADER = `file://${join(REPO, 'node_modules', '@tapjs', 'typescript', '
 export interface GatewayChild {
   readonly proc: ChildProcess;
   readonly pid: number;
-  readonly ports: { p8786: number; p8787: number; metrics: number };
+  /** p8789 only when the credentials endpoint is configured. */
+  readonly ports: { p8786: number; p8787: number; p8789?: number; metrics: number };
   readonly lines: Array<Record<string, unknown>>;
   /** Lines at level error (and non-JSON stderr output). */
   errors(): Array<Record<string, unknown>>;
@@ -28,8 +29,11 @@ export interface GatewayChild {
 }
 
 /** Runs a node script (a .ts file) with tap's TypeScript loader; the caller handles its output. */
-export function spawnTs(script: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
-  return spawn(process.execPath, [`--import=${TS_LOADER}`, '--expose-gc', script, ...args], {
+export function spawnTs(script: string, args: string[], opts: { env?: NodeJS.ProcessEnv; nofile?: number } = {}): ChildProcess {
+  const node = [process.execPath, `--import=${TS_LOADER}`, '--expose-gc', script, ...args];
+  // prlimit execs the command: the pid (and process group) is node's.
+  const argv = opts.nofile ? ['prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, '--', ...node] : node;
+  return spawn(argv[0]!, argv.slice(1), {
     cwd: REPO,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -42,8 +46,9 @@ export function jsonLines(stream: Readable, onJson: (l: Record<string, unknown>)
   stream.on('data', lineSplitter((raw, parsed) => (parsed ? onJson(parsed) : onOther(raw))));
 }
 
-export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphrase: string; readyTimeoutMs?: number }): Promise<GatewayChild> {
-  const proc = spawnTs(join(here, 'gateway-child.ts'), [JSON.stringify(o.flags)], { env: { SCHEDULER_GATEWAY_PASSPHRASE: o.passphrase } });
+/** nofile: the open-files limit the gateway runs under (prlimit). */
+export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphrase: string; readyTimeoutMs?: number; nofile?: number }): Promise<GatewayChild> {
+  const proc = spawnTs(join(here, 'gateway-child.ts'), [JSON.stringify(o.flags)], { env: { SCHEDULER_GATEWAY_PASSPHRASE: o.passphrase }, ...(o.nofile ? { nofile: o.nofile } : {}) });
   const lines: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];
   let exited = false;
@@ -68,7 +73,7 @@ export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphra
   return {
     proc,
     pid: proc.pid!,
-    ports: { p8786: ready.p8786 as number, p8787: ready.p8787 as number, metrics: ready.metrics as number },
+    ports: { p8786: ready.p8786 as number, p8787: ready.p8787 as number, ...(ready.p8789 ? { p8789: ready.p8789 as number } : {}), metrics: ready.metrics as number },
     lines,
     errors: () => [...lines.filter((l) => l.level === 'error'), ...stderr.filter((s) => s.trim() !== '').map((s) => ({ level: 'stderr', text: s }))],
     exited: () => exited,

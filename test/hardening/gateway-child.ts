@@ -19,8 +19,14 @@ const config = resolveConfig(runKeys, { flags, env: {} });
 const gw = await startGateway(config, { log, env: process.env, trustPollMs: 250 });
 process.stdout.write(JSON.stringify({
   event: 'child_ready', pid: process.pid,
-  p8786: gw.addresses.terminator!.port, p8787: gw.addresses.dashboard?.port, metrics: gw.addresses.metrics?.port,
+  p8786: gw.addresses.terminator!.port, p8787: gw.addresses.dashboard?.port, p8789: gw.addresses.credentials?.port, metrics: gw.addresses.metrics?.port,
 }) + '\n');
+
+// Tests that measure memory given back ask for a full collection first: an idle process never collects on its own.
+process.on('SIGUSR2', () => {
+  for (let i = 0; i < 3; i++) (globalThis as { gc?: () => void }).gc?.();
+  process.stdout.write(JSON.stringify({ event: 'child_gc', ...process.memoryUsage() }) + '\n');
+});
 
 let stopping = false;
 process.on('SIGTERM', () => {

@@ -84,13 +84,17 @@ export interface EchoServer {
   close(): Promise<void>;
 }
 
-/** A loopback TCP echo: the stand-in scheduler for load and fuzz runs that need no Dask semantics. */
-export async function startEcho(t: Teardown): Promise<EchoServer> {
+/**
+ * A loopback TCP echo: the stand-in scheduler for load and fuzz runs that need no Dask semantics.
+ * With `greeting`, it speaks first (as a Dask listener does), so a peer knows it was forwarded.
+ */
+export async function startEcho(t: Teardown, o: { greeting?: string } = {}): Promise<EchoServer> {
   const socks = new Set<Socket>();
   const server = createNetServer({ allowHalfOpen: true }, (s) => {
     socks.add(s);
     s.on('error', () => {});
     s.on('close', () => socks.delete(s));
+    if (o.greeting) s.write(o.greeting);
     s.pipe(s);
   });
   server.maxConnections = 100_000;

@@ -45,15 +45,20 @@ const prelude = (id: number) => Buffer.concat([message([frame0(HANDSHAKE)]), mes
 const heartbeat = (payload: Buffer) => message([frame0({ op: 'heartbeat-client' }), payload]);
 let ids = 0;
 
-/** Connects, sends `msg`, resolves once the same bytes came back; keeps the socket open. */
+/** Connects, sends `msg`, resolves once the same bytes came back (anything else rejects); keeps the socket open. */
 function open(msg: Buffer, timeoutMs = 30_000): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const s = connect(tlsOpts, () => s.write(msg));
-    let got = 0;
+    let got = Buffer.alloc(0);
     const timer = setTimeout(() => { s.destroy(); reject(new Error('timeout')); }, timeoutMs);
     const onData = (d: Buffer) => {
-      got += d.length;
-      if (got >= msg.length) { clearTimeout(timer); s.off('data', onData); resolve(s); }
+      got = Buffer.concat([got, d]);
+      if (got.length < msg.length) return;
+      clearTimeout(timer);
+      s.off('data', onData);
+      // A refusal in Dask's framing is data too, but not the echo.
+      if (got.subarray(0, msg.length).equals(msg)) resolve(s);
+      else { s.destroy(); reject(new Error('not_an_echo')); }
     };
     s.on('data', onData);
     s.on('error', (e: NodeJS.ErrnoException) => { clearTimeout(timer); reject(new Error(e.code ?? e.message)); });

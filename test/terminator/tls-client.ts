@@ -8,7 +8,8 @@ export interface ProbeResult {
   readonly error?: string;
 }
 
-export function probeTls(port: number, opts: ConnectionOptions, timeoutMs = 15_000): Promise<ProbeResult> {
+/** `localAddress` (passed through to the TCP connect) picks another loopback source, e.g. 127.0.0.2. */
+export function probeTls(port: number, opts: ConnectionOptions & { localAddress?: string }, timeoutMs = 15_000): Promise<ProbeResult> {
   return new Promise((resolve) => {
     const s = connect({ host: '127.0.0.1', port, checkServerIdentity: () => undefined, ...opts });
     let localPort = 0;

@@ -30,4 +30,12 @@ export const credentialsKeys: KeySpec[] = [
     describe: 'how long --credentials-command may run before it is killed',
     default: 30_000, parse: parseDuration(100, 600_000),
   },
+  {
+    key: 'credentials.max-connections', flag: 'credentials-max-connections', env: env('credentials-max-connections'), placeholder: 'N',
+    describe: 'open connections on the credentials port, handshaking ones included (lowered at start to what the open-files limit backs)', default: 256, parse: parse.int(1, 1_000_000),
+  },
+  {
+    key: 'credentials.max-connections-per-address', flag: 'credentials-max-connections-per-address', env: env('credentials-max-connections-per-address'), placeholder: 'N',
+    describe: 'open connections on the credentials port from one source address (IPv6: one /64)', default: 32, parse: parse.int(1, 1_000_000),
+  },
 ];

@@ -37,4 +37,12 @@ export const dashboardKeys: KeySpec[] = [
     key: 'dashboard.max-websockets-per-identity', flag: 'max-websockets-per-identity', env: env('max-websockets-per-identity'), placeholder: 'N',
     describe: 'open WebSockets one token or certificate may hold at once', default: 64, parse: parse.int(1, 10_000),
   },
+  {
+    key: 'dashboard.max-connections', flag: 'dashboard-max-connections', env: env('dashboard-max-connections'), placeholder: 'N',
+    describe: 'open connections on the dashboard port, handshaking ones included (lowered at start to what the open-files limit backs)', default: 512, parse: parse.int(1, 1_000_000),
+  },
+  {
+    key: 'dashboard.max-connections-per-address', flag: 'dashboard-max-connections-per-address', env: env('dashboard-max-connections-per-address'), placeholder: 'N',
+    describe: 'open connections on the dashboard port from one source address (IPv6: one /64)', default: 64, parse: parse.int(1, 1_000_000),
+  },
 ];

@@ -6,6 +6,7 @@ import { policyKeys } from './policy.js';
 import { dashboardKeys } from './dashboard.js';
 import { telemetryKeys } from './telemetry.js';
 import { credentialsKeys } from './credentials.js';
+import { supervisorKeys } from './supervisor.js';
 
 export const runKeys: readonly KeySpec[] = [
   ...commonKeys,
@@ -14,4 +15,5 @@ export const runKeys: readonly KeySpec[] = [
   ...dashboardKeys,
   ...telemetryKeys,
   ...credentialsKeys,
+  ...supervisorKeys,
 ];
