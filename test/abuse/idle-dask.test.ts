@@ -4,9 +4,8 @@
  * computing. The gateway closes the quiet pooled (request) connections,
  * Dask's ConnectionPool notices and reconnects; the worker's and the client's
  * streams, silent for longer than the timeout, are never cut (a worker whose
- * stream is cut exits). No nanny: on 2026.7 a nanny's post-registration
- * message is refused by the current wire policy (issue 15, being fixed
- * separately), which is not what this test is about.
+ * stream is cut exits). The worker runs under a nanny, as deployments run
+ * it: the nanny's own connections to the scheduler are pooled ones too.
  */
 import t from 'tap';
 import { makeTestCluster } from '../helpers/pki.js';
@@ -20,7 +19,7 @@ eachDaskVersion(t, 'idling past the idle timeout, then computing: pooled connect
   t.teardown(() => cluster.cleanup());
   const scheduler = await startScheduler({ tls: files(await cluster.issue('scheduler', 'scheduler')), t, version });
   const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${scheduler.port}`, t, flags: { 'idle-timeout': '1500' } });
-  const worker = await startWorker({ scheduler: gw.address, tls: files(await cluster.issue('worker', 'w1')), name: 'w1', t, version });
+  const worker = await startWorker({ scheduler: gw.address, tls: files(await cluster.issue('worker', 'w1')), name: 'w1', t, version, nanny: true });
   const out = await runClient<{ before: number; after: number; pids: number[][]; workers: number[] }>(`${clientPrelude(gw.address, files(await cluster.issue('client', 'alice')))}
 import time
 c.wait_for_workers(1, timeout=60)
