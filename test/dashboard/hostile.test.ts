@@ -46,8 +46,9 @@ t.test('oversized, smuggling-shaped and folded requests are refused, logged and 
     if (reason) t.equal(await d.refusals(reason), before + 1, `${name} counted as ${reason}`);
   }
   t.equal(up.seen.length, 0, 'none of them reached upstream');
-  const logged = d.audits('dashboard.refused');
-  t.ok(logged.length >= cases.length, `every refusal is logged (${logged.length})`);
+  // One source: each reason is written in full once, repeats are coalesced (src/log/coalesce.ts) and counted above.
+  const logged = new Set(d.audits('dashboard.refused').map((l) => l.reason));
+  for (const reason of new Set(cases.map((c) => c[3]).filter(Boolean))) t.ok(logged.has(reason), `${reason} is in the audit log`);
   t.notMatch(d.rawLog(), token, 'no token in any log line');
 });
 
