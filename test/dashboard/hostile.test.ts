@@ -46,7 +46,7 @@ t.test('oversized, smuggling-shaped and folded requests are refused, logged and 
     if (reason) t.equal(await d.refusals(reason), before + 1, `${name} counted as ${reason}`);
   }
   t.equal(up.seen.length, 0, 'none of them reached upstream');
-  const logged = d.audits('dashboard.refused');
+  const logged = d.audits('dashboard_refused');
   t.ok(logged.length >= cases.length, `every refusal is logged (${logged.length})`);
   t.notMatch(d.rawLog(), token, 'no token in any log line');
 });
