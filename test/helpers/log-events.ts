@@ -57,11 +57,10 @@ export function scanLogEvents(root: string): EventScan {
     if (fields) for (const f of fieldNames(checker, fields)) e.fields.add(f);
   };
 
-  const isLoggerMethod = (node: ts.Node): boolean => {
-    const decls = checker.getSymbolAtLocation(node)?.declarations ?? [];
-    return decls.some((d) => ts.isMethodSignature(d) && d.getSourceFile().fileName === loggerFile
+  const isLoggerMethod = (node: ts.Node): boolean => declaresLogMethod(checker.getSymbolAtLocation(node));
+  const declaresLogMethod = (symbol: ts.Symbol | undefined): boolean =>
+    (symbol?.declarations ?? []).some((d) => ts.isMethodSignature(d) && d.getSourceFile().fileName === loggerFile
       && ts.isInterfaceDeclaration(d.parent) && d.parent.name.text === 'Logger');
-  };
   const recordChangeFile = join(root, 'src', 'cli', 'record-change.ts');
   const isRecordChange = (node: ts.Node): boolean =>
     (resolved(checker, checker.getSymbolAtLocation(node))?.declarations ?? []).some((d) => ts.isFunctionDeclaration(d) && d.name?.text === 'recordChange' && d.getSourceFile().fileName === recordChangeFile);
@@ -79,6 +78,12 @@ export function scanLogEvents(root: string): EventScan {
         if (names.length === 0) scan.problems.push(`${where(node)}: recordChange without an event name the compiler can read`);
         for (const n of names) note(scan.adminEvents, n, 'audit', names.length === 1 ? fields : undefined, where(node));
         if (names.length > 1) scan.sharedCalls.push({ events: names, fields: fields ? fieldNames(checker, fields) : [], site: where(node) });
+      }
+      if (ts.isBindingElement(node) && ts.isObjectBindingPattern(node.parent)) {
+        const key = node.propertyName ?? node.name;
+        if (ts.isIdentifier(key) && declaresLogMethod(checker.getTypeAtLocation(node.parent).getProperty(key.text))) {
+          scan.problems.push(`${where(node)}: a log method taken out of its logger (${node.getText()})`);
+        }
       }
       const name = ts.isPropertyAccessExpression(node) ? node.name : ts.isElementAccessExpression(node) ? node.argumentExpression : undefined;
       if (name && sf.fileName !== loggerFile && isLoggerMethod(name) && !(ts.isPropertyAccessExpression(node) && node.name.text === 'child')) {

@@ -97,6 +97,8 @@ t.test('the scan refuses an event name it cannot read', async (t) => {
     "  log.warn(name);",
     "  const audit = log.audit;",
     "  audit('hidden_event');",
+    "  const { error: e } = log;",
+    "  e('also_hidden');",
     "}",
   ].join('\n') } });
   copyFileSync(join(root, 'src', 'log', 'logger.ts'), join(dir, 'src', 'log', 'logger.ts'));
@@ -104,5 +106,6 @@ t.test('the scan refuses an event name it cannot read', async (t) => {
   const s = scanLogEvents(dir);
   t.same(sorted(s.events.keys()), ['literal_event']);
   t.same(sorted(s.events.get('literal_event')!.fields), ['a']);
-  t.match(s.problems, [/uses\.ts:4: .*log\.warn/, /uses\.ts:5: .*log\.audit/]);
+  t.match(s.problems, [/uses\.ts:4: .*log\.warn/, /uses\.ts:5: .*log\.audit/, /uses\.ts:7: .*error: e/]);
+  t.equal(s.problems.length, 3);
 });
