@@ -59,7 +59,7 @@ export function startCommandSource(deps: SourceDeps, o: CommandSourceOptions): S
     const left = set.expiration.getTime() - deps.now().getTime();
     const ahead = Math.min(o.refreshBeforeMs, left / 2);
     const delay = (left - ahead) * (1 - 0.1 * random());
-    deps.log.info('credentials.refresh_scheduled', { source: 'command', in_ms: Math.round(delay), expires: set.expiration.toISOString() });
+    deps.log.info('credentials_refresh_scheduled', { source: 'command', in_ms: Math.round(delay), expires: set.expiration.toISOString() });
     schedule(delay);
   };
 

@@ -69,7 +69,7 @@ export function startFileSource(deps: SourceDeps, o: FileSourceOptions): Source 
     });
     watcher.on('error', () => undefined); // the poll still covers it
   } catch (e) {
-    deps.log.warn('credentials.watch_unavailable', { file, problem: (e as Error).message });
+    deps.log.warn('credentials_watch_unavailable', { file, problem: (e as Error).message });
   }
   const poll = setInterval(() => {
     const now = stamp();

@@ -44,7 +44,7 @@ export class CredentialHolder {
     this.#sets.set(set.provider, { set, version, timer });
     this.#expired.delete(set.provider);
     this.#o.metrics.credentialsExpirationSeconds.set({ provider: set.provider }, set.expiration.getTime() / 1000);
-    this.#o.log.info('credentials.updated', { ...describeSet(set), version, replaced: old !== undefined });
+    this.#o.log.info('credentials_updated', { ...describeSet(set), version, replaced: old !== undefined });
     for (const l of this.#listeners) l(set);
   }
 
@@ -91,6 +91,6 @@ export class CredentialHolder {
     clearTimeout(held.timer);
     this.#sets.delete(provider);
     this.#expired.set(provider, held.set.expiration);
-    this.#o.log.warn('credentials.expired', { provider, expired_at: held.set.expiration.toISOString(), version, from: held.set.source });
+    this.#o.log.warn('credentials_expired', { provider, expired_at: held.set.expiration.toISOString(), version, from: held.set.source });
   }
 }

@@ -68,7 +68,7 @@ export async function startCredentials(ctx: GatewayContext, deps: CredentialsDep
   const holder = new CredentialHolder({ log, metrics: ctx.metrics, now: ctx.now });
   const commands = new Map<string, CommandHandler>([[PUSH_COMMAND, pushCredentialsCommand(holder, ctx.now)]]);
   if (!s.listen) {
-    log.info('credentials.disabled', { why: 'no --credentials-file, --credentials-command, --control-plane or --credentials-listen' });
+    log.info('credentials_disabled', { why: 'no --credentials-file, --credentials-command, --control-plane or --credentials-listen' });
     return { name: 'credentials', address: undefined, commands, holder, drain: async () => undefined, close: async () => holder.clear() };
   }
   const sourceDeps = { holder, log, metrics: ctx.metrics, now: ctx.now };

@@ -66,7 +66,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
     maxPerAddress: ctx.config['credentials.max-connections-per-address'] as number,
     flags: { maxConnections: 'credentials-max-connections', maxPerAddress: 'credentials-max-connections-per-address' },
     onRefused: (reason, remote, detail) => {
-      if (refused(reason, remote)) log.audit('credentials.refused', { reason, remote, detail });
+      if (refused(reason, remote)) log.audit('credentials_refused', { reason, remote, detail });
     },
   });
   const offTrust = ctx.trust.onChange((m) => server.setSecureContext(secureContextOptions(m)));
@@ -74,7 +74,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
   const registered = new WeakSet<TLSSocket>();
 
   server.on('tlsClientError', (e: NodeJS.ErrnoException, socket: TLSSocket) => {
-    if (refused('handshake', socket.remoteAddress)) log.audit('credentials.refused', { reason: 'handshake', remote: socket.remoteAddress, code: e.code });
+    if (refused('handshake', socket.remoteAddress)) log.audit('credentials_refused', { reason: 'handshake', remote: socket.remoteAddress, code: e.code });
   });
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -84,7 +84,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
     const who = { identity: access.identity, serial: access.serial, remote: socket.remoteAddress, method: req.method, path: path.slice(0, 128) };
     if (!access.ok) {
       metrics.credentialFetchesTotal.inc({ result: 'refused' });
-      if (refused(access.reason, socket.remoteAddress, access.identity ?? access.serial)) log.audit('credentials.fetch', { result: 'refused', reason: access.reason, status: access.status, ...who });
+      if (refused(access.reason, socket.remoteAddress, access.identity ?? access.serial)) log.audit('credentials_fetch', { result: 'refused', reason: access.reason, status: access.status, ...who });
       const message = access.status === 403
         ? `certificate ${access.identity ?? access.serial ?? ''} may not read credentials (${access.reason}): only worker and admin certificates of this cluster may`
         : `a client certificate issued by this cluster's CA is required (${access.reason})`;
@@ -99,7 +99,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
       const sets = o.holder.all();
       if (sets.length === 0) return unavailable(res, undefined, who);
       metrics.credentialFetchesTotal.inc({ result: 'served' });
-      log.audit('credentials.fetch', { result: 'allowed', providers: sets.map((s) => s.provider), expires: sets.map((s) => s.expiration.toISOString()), ...who });
+      log.audit('credentials_fetch', { result: 'allowed', providers: sets.map((s) => s.provider), expires: sets.map((s) => s.expiration.toISOString()), ...who });
       return send(res, 200, { version: 1, credentials: sets.map(genericJson) });
     }
     const m = PROVIDER_PATH.exec(path);
@@ -108,7 +108,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
     const l = o.holder.lookup(provider);
     if (l.state !== 'ok') return unavailable(res, provider, who);
     metrics.credentialFetchesTotal.inc({ result: 'served' });
-    log.audit('credentials.fetch', { result: 'allowed', provider, expires: l.set.expiration.toISOString(), version: l.version, ...who });
+    log.audit('credentials_fetch', { result: 'allowed', provider, expires: l.set.expiration.toISOString(), version: l.version, ...who });
     send(res, 200, provider === 'aws' ? awsProcessJson(l.set) : genericJson(l.set));
   });
 
@@ -140,7 +140,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
 
   function fail(res: ServerResponse, status: number, code: string, message: string, who: Record<string, unknown>, result: string): void {
     metrics.credentialFetchesTotal.inc({ result });
-    log.audit('credentials.fetch', { result, status, ...who });
+    log.audit('credentials_fetch', { result, status, ...who });
     send(res, status, { error: { code, message } });
   }
 
@@ -152,9 +152,9 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
     });
   });
   // After listen, an error (EMFILE at accept, ...) is an event to log, never a crash.
-  server.on('error', (e: NodeJS.ErrnoException) => log.error('credentials.server_error', { code: e.code, error: e }));
+  server.on('error', (e: NodeJS.ErrnoException) => log.error('credentials_server_error', { code: e.code, error: e }));
   const address = server.address() as AddressInfo;
-  log.info('credentials.listening', { address: address.address, port: address.port });
+  log.info('credentials_listening', { address: address.address, port: address.port });
 
   let closed: Promise<void> | undefined;
   const stop = () => (closed ??= new Promise<void>((resolve) => {

@@ -35,5 +35,5 @@ export function refused(deps: SourceDeps, source: string, e: unknown, fields: Re
   deps.metrics.reloadsTotal.inc({ what: 'credentials', result: 'failure' });
   deps.metrics.inputRejectedTotal.inc({ surface: 'credentials', reason: code });
   // GatewayError messages of this component are built without values; anything else is reduced to its code.
-  deps.log.error('credentials.source_failed', { source, ...fields, code, problem: isGatewayError(e) ? e.message : 'internal error' });
+  deps.log.error('credentials_source_failed', { source, ...fields, code, problem: isGatewayError(e) ? e.message : 'internal error' });
 }

@@ -45,7 +45,7 @@ export class Disconnects {
     this.#reported.add(socket);
     this.#metrics.dashboardDisconnectsTotal.inc({ peer, stage });
     const fields = { peer, stage, code: err === undefined ? 'closed' : errorCode(err), path: url === undefined ? undefined : loggablePath(url) };
-    if (peer === 'browser') this.#log.debug('dashboard.disconnect', fields);
-    else this.#log.info('dashboard.disconnect', fields);
+    if (peer === 'browser') this.#log.debug('dashboard_disconnect', fields);
+    else this.#log.info('dashboard_disconnect', fields);
   }
 }

@@ -47,7 +47,7 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
   const cfg = ctx.config;
   const log = ctx.log.child({ component: 'dashboard' });
   if (cfg['dashboard.enabled'] === false) {
-    log.info('dashboard.disabled');
+    log.info('dashboard_disabled');
     return { name: 'dashboard', address: undefined, linkTemplate: undefined, server: undefined, drain: async () => {}, close: async () => {} };
   }
   const listen = cfg['dashboard.listen'] as Endpoint;
@@ -64,11 +64,11 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
         now: ctx.now,
         onInvalidated: (id, reason) => {
           const n = ctx.sessions.revokeToken(id, reason);
-          log.audit('dashboard.token.invalidated', { token_id: id, reason, sessions_closed: n });
+          log.audit('dashboard_token_invalidated', { token_id: id, reason, sessions_closed: n });
         },
         onStoreError: (e) => {
           ctx.metrics.tokenStoreErrorsTotal.inc({ code: (e as { code?: string }).code ?? 'unknown' });
-          log.error('dashboard.tokens.store_error', { error: e });
+          log.error('dashboard_tokens_store_error', { error: e });
         },
       })
     : undefined;
@@ -103,10 +103,10 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
     try {
       dash.setSecureContext(dashboardTls(m, files));
       cookies.rekey(sessionKeyFrom(m.keyPem, ctx.clusterId));
-      log.info('dashboard.tls.reloaded', { version: m.version });
+      log.info('dashboard_tls_reloaded', { version: m.version });
     } catch (e) {
       // A failed reload keeps the old certificate.
-      log.error('dashboard.tls.reload_failed', { error: e });
+      log.error('dashboard_tls_reload_failed', { error: e });
     }
   });
 
@@ -130,10 +130,10 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
     shutdown();
     throw dashboardError('listen', { address: listen.path ?? `${listen.host}:${listen.port}`, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
   }
-  dash.server.on('error', (e) => log.error('dashboard.server.error', { error: e }));
+  dash.server.on('error', (e) => log.error('dashboard_server_error', { error: e }));
   const address = dash.server.address() as AddressInfo;
   const link = linkTemplate(address.port);
-  log.info('dashboard.listening', {
+  log.info('dashboard_listening', {
     address: `${address.address}:${address.port}`,
     upstream: `${upstream.host}:${upstream.port}`,
     client_cert_auth: clientCertAuth,

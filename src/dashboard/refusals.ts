@@ -29,7 +29,7 @@ export class Refusals {
     this.#metrics.refusalsTotal.inc({ port: '8787', reason });
     const subject = fields.token_id ?? fields.identity ?? fields.serial;
     if (this.#coalescer && !this.#coalescer.admit(sourceOf(remote ?? req?.socket.remoteAddress), reason, subject === undefined ? undefined : String(subject))) return;
-    this.#log.audit('dashboard.refused', {
+    this.#log.audit('dashboard_refused', {
       reason,
       status,
       remote: remote ?? req?.socket.remoteAddress,

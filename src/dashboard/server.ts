@@ -125,7 +125,7 @@ export class DashboardServer {
     const started = Date.now();
     res.on('finish', () => {
       this.#o.metrics.dashboardRequestsTotal.inc({ status: String(res.statusCode) });
-      this.#o.log.debug('dashboard.request', { method: req.method, path: withoutQuery(req.url), status: res.statusCode, ms: Date.now() - started });
+      this.#o.log.debug('dashboard_request', { method: req.method, path: withoutQuery(req.url), status: res.statusCode, ms: Date.now() - started });
     });
     // Node's parser already refuses CL+TE; keep our own check so a lenient parser option can never reopen smuggling.
     if (req.headers['content-length'] !== undefined && req.headers['transfer-encoding'] !== undefined) {
@@ -157,7 +157,7 @@ export class DashboardServer {
     }
     if (auth.setCookie) {
       // Link login: drop the token from the URL (history, logs, Referer) and continue with the cookie.
-      this.#o.log.audit('dashboard.login', { ...describePrincipal(p), remote: ip });
+      this.#o.log.audit('dashboard_login', { ...describePrincipal(p), remote: ip });
       applySecurityHeaders(res, OWN_PAGE_CSP);
       res.writeHead(303, { location: withoutToken(target.raw), 'set-cookie': auth.setCookie, 'cache-control': 'no-store', 'content-length': 0 });
       return void res.end();
@@ -191,7 +191,7 @@ export class DashboardServer {
           this.#refusals.record(req, r.reason, 401, { method_tried: 'login' });
           return sendPage(res, 401, loginPage(next, 'That token is not valid (wrong, expired or revoked).'), 'Unauthorized');
         }
-        this.#o.log.audit('dashboard.login', { ...describePrincipal(r.principal), remote: ip });
+        this.#o.log.audit('dashboard_login', { ...describePrincipal(r.principal), remote: ip });
         applySecurityHeaders(res, OWN_PAGE_CSP);
         res.writeHead(303, { location: next, 'set-cookie': r.setCookie ?? '', 'cache-control': 'no-store', 'content-length': 0 });
         res.end();
@@ -223,7 +223,7 @@ export class DashboardServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.#refuseHttp(req, res, 405, 'method', 'Method not allowed', 'Use GET.');
     const r = this.#o.crl?.read() ?? { ok: false as const, reason: 'not_configured' as const };
     if (!r.ok) {
-      if (r.reason !== 'not_configured' && r.reason !== 'missing') this.#o.log.warn('dashboard.crl.unservable', { reason: r.reason, file: this.#o.crl?.path });
+      if (r.reason !== 'not_configured' && r.reason !== 'missing') this.#o.log.warn('dashboard_crl_unservable', { reason: r.reason, file: this.#o.crl?.path });
       return this.#refuseHttp(req, res, 404, `crl_${r.reason}`, 'Not found', 'This gateway has no certificate revocation list to serve.');
     }
     applySecurityHeaders(res, OWN_PAGE_CSP);
@@ -238,7 +238,7 @@ export class DashboardServer {
   #upstreamDown(req: IncomingMessage, res: ServerResponse, err: Error): void {
     const kind = (err as NodeJS.ErrnoException).code ?? 'error';
     this.#o.metrics.upstreamErrorsTotal.inc({ upstream: 'dashboard', kind });
-    this.#o.log.warn('dashboard.upstream.error', { kind, path: withoutQuery(req.url) });
+    this.#o.log.warn('dashboard_upstream_error', { kind, path: withoutQuery(req.url) });
     const status = 502;
     sendPage(
       res,

@@ -91,7 +91,7 @@ export class WebSocketTracker {
 
   #cut(e: Open, reason: 'revoked' | 'expired' | 'drain'): void {
     if (e.socket.destroyed) return;
-    this.#log.audit('dashboard.websocket.closed', { reason, ...describePrincipal(e.principal) });
+    this.#log.audit('dashboard_websocket_closed', { reason, ...describePrincipal(e.principal) });
     if (reason !== 'drain') this.#metrics.revocationsAppliedTotal.inc({ kind: e.principal.kind === 'token' ? 'token' : 'certificate' });
     // Destroy, not a close frame: upstream may be mid-frame on this socket,
     // and an injected frame could land inside it. http-proxy-3 then ends the upstream leg.

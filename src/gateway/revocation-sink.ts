@@ -39,16 +39,16 @@ export function createRevocationSink(o: RevocationSinkOptions): RevocationSink {
       const normalized = normalizeSerial(serial);
       if (!o.persistCertificate) throw sinkError('certificate revocation needs a managed state directory (--dir)');
       await o.persistCertificate(normalized, reason);
-      if (o.trust) await o.trust.reload(`revocation from ${source}`).catch((e: unknown) => o.log.error('revocation.trust_reload_failed', { err: e }));
+      if (o.trust) await o.trust.reload(`revocation from ${source}`).catch((e: unknown) => o.log.error('revocation_trust_reload_failed', { err: e }));
       // Usually zero here: the trust reload above already cut them (compose.ts). Sessions count their own closes.
       const closed = o.sessions.revokeSerial(normalized);
-      o.log.audit('revocation.certificate', { serial: normalized, reason, source, sessions_closed: closed });
+      o.log.audit('revocation_certificate', { serial: normalized, reason, source, sessions_closed: closed });
     },
     async revokeToken(ref, source) {
       if (!o.persistToken) throw sinkError('token revocation needs the token store of a managed state directory');
       const id = await o.persistToken(ref);
       const closed = o.sessions.revokeToken(id);
-      o.log.audit('revocation.token', { token_id: id, source, sessions_closed: closed });
+      o.log.audit('revocation_token', { token_id: id, source, sessions_closed: closed });
     },
   };
 }

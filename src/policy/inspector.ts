@@ -351,7 +351,7 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
     this.#audited ??= new Set();
     if (this.#audited.has(op) || this.#audited.size >= 32) return;
     this.#audited.add(op);
-    this.#deps.log.audit('policy.unknown_op_allowed', { connection: this.#peer.connectionId, serial: this.#peer.serial, role: this.#peer.identity.role, name: this.#peer.identity.name, op: clip(op, 64), rule });
+    this.#deps.log.audit('policy_unknown_op_allowed', { connection: this.#peer.connectionId, serial: this.#peer.serial, role: this.#peer.identity.role, name: this.#peer.identity.name, op: clip(op, 64), rule });
   }
 }
 

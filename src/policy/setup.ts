@@ -40,7 +40,8 @@ export function openPolicy(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics
   const holder = new PolicyHolder(config['policy.file'] as string | undefined, settingsFromConfig(config));
   const inspect = (config['policy.inspect'] as boolean | undefined) ?? true;
   const inspector = inspect ? createInspectorFactory(holder, { log, metrics, limits: limitsFromConfig(config) }) : undefined;
-  log.info('policy_loaded', { source: holder.current().source, inspect, ...holder.current().settings });
+  const { settings, source } = holder.current();
+  log.info('policy_loaded', { source, inspect, worker_client_ops: settings.workerClientOps, unknown_ops: settings.unknownOps, pin_worker_name: settings.pinWorkerName });
   return {
     holder,
     inspector,

@@ -77,7 +77,7 @@ export class Collector {
     } catch (e) {
       const problem = isGatewayError(e) ? e.message : String(e);
       this.#o.metrics.scrapeErrorsTotal.inc();
-      this.#o.log.warn('telemetry.scrape.failed', { url: url.href, problem, code: isGatewayError(e) ? e.code : undefined });
+      this.#o.log.warn('telemetry_scrape_failed', { url: url.href, problem, code: isGatewayError(e) ? e.code : undefined });
       this.#latest = { at: this.#o.now().getTime(), error: isGatewayError(e) ? e.code : 'error' };
     }
   }

@@ -84,7 +84,7 @@ export class CommandProcessor {
         if (doc && typeof doc === 'object') for (const [id, exp] of Object.entries(doc)) if (typeof exp === 'number') seen.set(id, exp);
       } catch {
         // Losing the replay memory only matters inside the 5-minute window; say so and go on.
-        o.log.error('telemetry.commands.seen_file_corrupt', { file: o.seenFile });
+        o.log.error('telemetry_commands_seen_file_corrupt', { file: o.seenFile });
       }
     }
     return new CommandProcessor(o, seen);
@@ -100,7 +100,7 @@ export class CommandProcessor {
     const { log, metrics } = this.#o;
     const refuse = (reason: string, result: string): CommandResultMessage => {
       metrics.controlCommandsTotal.inc({ type: this.#o.handlers.has(c.name) ? c.name : 'unknown', result });
-      log.audit('telemetry.command.refused', { command_id: c.id, command: c.name, reason });
+      log.audit('telemetry_command_refused', { command_id: c.id, command: c.name, reason });
       return { type: 'command-result', id: c.id, ok: false, error: reason };
     };
     if (!verifyCommandSignature(this.#o.key, c)) return refuse('bad signature', 'bad_signature');
@@ -119,13 +119,13 @@ export class CommandProcessor {
       await handler.apply(c.args, `control-plane:${c.id}`);
     } catch (e) {
       const reason = isGatewayError(e) ? e.message : 'internal error';
-      if (!isGatewayError(e)) log.error('telemetry.command.failed', { command_id: c.id, command: c.name, err: e });
+      if (!isGatewayError(e)) log.error('telemetry_command_failed', { command_id: c.id, command: c.name, err: e });
       return refuse(reason, 'failed');
     }
     this.#seen.set(c.id, issued + COMMAND_WINDOW_MS);
     await this.#persist();
     metrics.controlCommandsTotal.inc({ type: c.name, result: 'applied' });
-    log.audit('telemetry.command.applied', { command_id: c.id, command: c.name, args: handler.auditArgs ? handler.auditArgs(c.args) : c.args });
+    log.audit('telemetry_command_applied', { command_id: c.id, command: c.name, args: handler.auditArgs ? handler.auditArgs(c.args) : c.args });
     return { type: 'command-result', id: c.id, ok: true };
   }
 
@@ -149,7 +149,7 @@ export class CommandProcessor {
     } catch (e) {
       // The command is applied already; only replay memory is at risk.
       await unlink(tmp).catch(() => undefined);
-      this.#o.log.error('telemetry.commands.seen_write_failed', { file, code: (e as NodeJS.ErrnoException).code });
+      this.#o.log.error('telemetry_commands_seen_write_failed', { file, code: (e as NodeJS.ErrnoException).code });
     }
   }
 }

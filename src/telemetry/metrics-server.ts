@@ -51,7 +51,7 @@ export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: bo
       res.writeHead(200, { 'content-type': contentType });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch (e) {
-      o.log.error('telemetry.metrics.render_failed', { err: e });
+      o.log.error('telemetry_metrics_render_failed', { err: e });
       res.writeHead(500, { 'content-type': 'text/plain' }).end('error\n');
     }
   });
@@ -63,9 +63,9 @@ export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: bo
     server.listen(listen.port, listen.host, () => resolve());
   });
   // After listen, an error (EMFILE at accept, ...) is an event to log, never a crash.
-  server.on('error', (e: NodeJS.ErrnoException) => o.log.error('telemetry.metrics.server_error', { code: e.code, error: e }));
+  server.on('error', (e: NodeJS.ErrnoException) => o.log.error('telemetry_metrics_server_error', { code: e.code, error: e }));
   const address = server.address() as AddressInfo;
-  o.log.info('telemetry.metrics.listening', { address: formatEndpoint({ host: address.address, port: address.port }) });
+  o.log.info('telemetry_metrics_listening', { address: formatEndpoint({ host: address.address, port: address.port }) });
   return {
     address,
     close: () => new Promise<void>((resolve) => {

@@ -65,7 +65,7 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
 
   server.on('upgrade', (req, socket, head) => {
     const refuse = (status: number, why: string) => {
-      log.warn('receiver.refused', { status, why, remote: req.socket.remoteAddress });
+      log.warn('receiver_refused', { status, why, remote: req.socket.remoteAddress });
       socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     };
     if ((req.url ?? '').split('?')[0] !== STREAM_PATH) return refuse(400, 'wrong path');
@@ -82,21 +82,21 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
     live.get(cluster)?.terminate(); // one stream per cluster: the newest wins
     live.set(cluster, ws);
     const sent = new Set<string>();
-    log.info('receiver.connected', { cluster });
+    log.info('receiver_connected', { cluster });
     const deliver = () => {
       if (ws.readyState !== ws.OPEN) return;
       for (const c of db.pendingCommands(cluster)) {
         if (sent.has(c.id)) continue;
         sent.add(c.id);
         ws.send(JSON.stringify(signCommand(credential, { id: c.id, cluster, issued: new Date().toISOString(), name: c.name, args: c.args })));
-        log.info('receiver.command.sent', { cluster, command_id: c.id, command: c.name });
+        log.info('receiver_command_sent', { cluster, command_id: c.id, command: c.name });
       }
     };
     const safeDeliver = () => {
       try {
         deliver();
       } catch (e) {
-        log.error('receiver.command.delivery_failed', { cluster, problem: (e as Error).message });
+        log.error('receiver_command_delivery_failed', { cluster, problem: (e as Error).message });
       }
     };
     const poll = setInterval(safeDeliver, o.commandPollMs ?? 200);
@@ -104,7 +104,7 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
     ws.on('close', () => {
       clearInterval(poll);
       if (live.get(cluster) === ws) live.delete(cluster);
-      log.info('receiver.disconnected', { cluster });
+      log.info('receiver_disconnected', { cluster });
     });
     ws.on('error', () => ws.terminate());
     ws.on('message', (data: Buffer, isBinary) => {
@@ -125,9 +125,9 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
           if (typeof msg['id'] === 'string') db.completeCommand(cluster, msg['id'], msg['ok'] === true, JSON.stringify(msg));
         } catch (e) {
           // Left pending: it is delivered again on the next connection and answered as a duplicate.
-          log.error('receiver.command.record_failed', { cluster, problem: (e as Error).message });
+          log.error('receiver_command_record_failed', { cluster, problem: (e as Error).message });
         }
-        log.info('receiver.command.result', { cluster, command_id: msg['id'], ok: msg['ok'], error: msg['error'] });
+        log.info('receiver_command_result', { cluster, command_id: msg['id'], ok: msg['ok'], error: msg['error'] });
         return;
       }
       if (msg['type'] !== 'batch') return ws.close(1008, 'unknown message type');
@@ -147,7 +147,7 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
       try {
         stored = db.storeBatch(cluster, seq, msg['created'] as string, text, msg['samples'] as StoredSample[]);
       } catch (e) {
-        log.error('receiver.store_failed', { cluster, seq, problem: (e as Error).message });
+        log.error('receiver_store_failed', { cluster, seq, problem: (e as Error).message });
         ws.send(JSON.stringify({ type: 'nack', seq, error: 'storage failure' }));
         return;
       }
@@ -166,10 +166,10 @@ export async function startReceiver(o: ReceiverOptions): Promise<Receiver> {
     });
   });
   // After listen, an error (EMFILE at accept, ...) is an event to log, never a crash.
-  server.on('error', (e: NodeJS.ErrnoException) => log.error('receiver.server_error', { code: e.code, error: e }));
+  server.on('error', (e: NodeJS.ErrnoException) => log.error('receiver_server_error', { code: e.code, error: e }));
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : o.listen.port!;
-  log.info('receiver.listening', { port });
+  log.info('receiver_listening', { port });
   return {
     port,
     connected: () => [...live.keys()],

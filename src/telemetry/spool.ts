@@ -154,7 +154,7 @@ export class Spool {
       this.#nextSeq = seq + 1;
       this.#publish();
       // The batch is safe already; a failure here is repaired from the file names at the next open.
-      await this.#writeAtomic('seq', Buffer.from(`${seq + 1}\n`)).catch((e: unknown) => this.#o.log.error('telemetry.spool.seq_write_failed', { problem: (e as Error).message }));
+      await this.#writeAtomic('seq', Buffer.from(`${seq + 1}\n`)).catch((e: unknown) => this.#o.log.error('telemetry_spool_seq_write_failed', { problem: (e as Error).message }));
       return seq;
     });
   }
@@ -212,7 +212,7 @@ export class Spool {
       if (name.endsWith('.tmp')) {
         // A write interrupted before its rename: the batch never existed for the sender.
         await unlink(join(dir, name)).catch(() => undefined);
-        log.warn('telemetry.spool.torn_write_removed', { dir, file: name });
+        log.warn('telemetry_spool_torn_write_removed', { dir, file: name });
         metrics.spoolRecoveredTotal.inc({ kind: 'torn' });
         continue;
       }
@@ -223,7 +223,7 @@ export class Spool {
       const v = buf ? verify(buf, seq) : 'unreadable';
       if (typeof v === 'string') {
         await unlink(join(dir, name)).catch(() => undefined);
-        log.error('telemetry.spool.corrupt_batch_removed', { dir, file: name, seq, problem: v });
+        log.error('telemetry_spool_corrupt_batch_removed', { dir, file: name, seq, problem: v });
         metrics.spoolRecoveredTotal.inc({ kind: 'corrupt' });
         metrics.spoolDroppedTotal.inc({ reason: 'corrupt' });
         continue;
@@ -238,7 +238,7 @@ export class Spool {
     this.#nextSeq = await this.#readSeq(found.at(-1)?.seq);
     await this.#enforceCaps(0);
     this.#publish();
-    log.info('telemetry.spool.opened', { dir, batches: this.#entries.size, bytes: this.#bytes, next_seq: this.#nextSeq });
+    log.info('telemetry_spool_opened', { dir, batches: this.#entries.size, bytes: this.#bytes, next_seq: this.#nextSeq });
   }
 
   async #readSeq(maxOnDisk: number | undefined): Promise<number> {
@@ -247,7 +247,7 @@ export class Spool {
     if (text !== undefined) {
       if (/^\d{1,16}\n?$/.test(text)) fromFile = Number(text.trim());
       else {
-        this.#o.log.error('telemetry.spool.seq_file_corrupt', { dir: this.#o.dir, recovery: 'restart from the clock' });
+        this.#o.log.error('telemetry_spool_seq_file_corrupt', { dir: this.#o.dir, recovery: 'restart from the clock' });
         this.#o.metrics.spoolRecoveredTotal.inc({ kind: 'seq' });
       }
     }
@@ -278,7 +278,7 @@ export class Spool {
   /** One log line per drop decision, not per file. */
   #drop(list: SpoolEntry[], reason: string, wasStored: boolean): void {
     this.#o.metrics.spoolDroppedTotal.inc({ reason }, list.length);
-    this.#o.log.warn('telemetry.spool.dropped', {
+    this.#o.log.warn('telemetry_spool_dropped', {
       dir: this.#o.dir,
       reason,
       batches: list.length,
@@ -291,7 +291,7 @@ export class Spool {
 
   async #discardCorrupt(seq: number, problem: string): Promise<void> {
     await this.#remove(seq);
-    this.#o.log.error('telemetry.spool.corrupt_batch_removed', { dir: this.#o.dir, file: fileName(seq), seq, problem });
+    this.#o.log.error('telemetry_spool_corrupt_batch_removed', { dir: this.#o.dir, file: fileName(seq), seq, problem });
     this.#o.metrics.spoolRecoveredTotal.inc({ kind: 'corrupt' });
     this.#o.metrics.spoolDroppedTotal.inc({ reason: 'corrupt' });
     this.#publish();

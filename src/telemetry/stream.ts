@@ -110,7 +110,7 @@ export class TelemetryStream {
       if (failed) return;
       failed = true;
       this.#o.metrics.streamErrorsTotal.inc({ reason });
-      log.warn('telemetry.stream.failed', { reason, url: url.origin, ...fields });
+      log.warn('telemetry_stream_failed', { reason, url: url.origin, ...fields });
     };
     ws.on('unexpected-response', (_req, res) => {
       fail(res.statusCode === 401 || res.statusCode === 403 ? 'auth' : 'http', { status: res.statusCode });
@@ -129,7 +129,7 @@ export class TelemetryStream {
     });
     ws.on('open', () => {
       this.#open = true;
-      log.info('telemetry.stream.connected', { url: url.origin, backlog: this.#o.spool.size });
+      log.info('telemetry_stream_connected', { url: url.origin, backlog: this.#o.spool.size });
       this.#ackTimer = setInterval(() => {
         this.#checkAckTimeout();
         void this.#pump(); // a safety net: nothing stays unsent for want of a wake-up
@@ -138,7 +138,7 @@ export class TelemetryStream {
     });
     ws.on('message', (data, isBinary) => {
       if (isBinary) return this.#violation(ws, 'binary message from the control plane');
-      this.#onMessage(ws, data.toString()).catch((e: unknown) => this.#o.log.error('telemetry.stream.message_failed', { err: e }));
+      this.#onMessage(ws, data.toString()).catch((e: unknown) => this.#o.log.error('telemetry_stream_message_failed', { err: e }));
     });
     ws.on('close', (code) => {
       const wasOpen = this.#open;
@@ -154,7 +154,7 @@ export class TelemetryStream {
   #scheduleRetry(): void {
     if (this.#stopped) return;
     const delay = this.#o.backoff.next();
-    this.#o.log.debug('telemetry.stream.retry', { in_ms: delay, attempt: this.#o.backoff.attempts });
+    this.#o.log.debug('telemetry_stream_retry', { in_ms: delay, attempt: this.#o.backoff.attempts });
     this.#retryTimer = setTimeout(() => this.#connect(), delay);
   }
 
@@ -163,13 +163,13 @@ export class TelemetryStream {
     if (typeof msg === 'string') return this.#violation(ws, msg);
     if (msg.type === 'ack') {
       if (!this.#inflight.has(msg.seq)) {
-        this.#o.log.debug('telemetry.stream.unexpected_ack', { seq: msg.seq });
+        this.#o.log.debug('telemetry_stream_unexpected_ack', { seq: msg.seq });
         return;
       }
       this.#inflight.delete(msg.seq);
       const entry = this.#o.spool.get(msg.seq);
       if (entry) this.#newestAckedCreated = Math.max(this.#newestAckedCreated, entry.createdMs);
-      await this.#o.spool.ack(msg.seq).catch((e: unknown) => this.#o.log.error('telemetry.spool.ack_failed', { seq: msg.seq, err: e }));
+      await this.#o.spool.ack(msg.seq).catch((e: unknown) => this.#o.log.error('telemetry_spool_ack_failed', { seq: msg.seq, err: e }));
       this.#o.metrics.streamBatchesTotal.inc({ outcome: msg.duplicate ? 'duplicate' : 'acked' });
       this.#o.backoff.reset();
       this.#updateLag();
@@ -183,7 +183,7 @@ export class TelemetryStream {
       // hold new sends for a backoff delay, then resend it.
       this.#inflight.delete(msg.seq);
       const delay = this.#o.backoff.next();
-      this.#o.log.warn('telemetry.stream.nack', { seq: msg.seq, problem: msg.error, retry_in_ms: delay });
+      this.#o.log.warn('telemetry_stream_nack', { seq: msg.seq, problem: msg.error, retry_in_ms: delay });
       this.#holdUntil = Date.now() + delay;
       clearTimeout(this.#holdTimer);
       this.#holdTimer = setTimeout(() => void this.#pump(), delay);
@@ -199,7 +199,7 @@ export class TelemetryStream {
 
   #violation(ws: WebSocket, reason: string): void {
     this.#o.metrics.streamErrorsTotal.inc({ reason: 'protocol' });
-    this.#o.log.warn('telemetry.stream.protocol_violation', { problem: reason });
+    this.#o.log.warn('telemetry_stream_protocol_violation', { problem: reason });
     ws.terminate();
   }
 
@@ -213,7 +213,7 @@ export class TelemetryStream {
     try {
       await this.#pumpOnce();
     } catch (e) {
-      this.#o.log.error('telemetry.stream.send_failed', { err: e });
+      this.#o.log.error('telemetry_stream_send_failed', { err: e });
     }
   }
 
@@ -253,7 +253,7 @@ export class TelemetryStream {
     for (const [seq, sent] of this.#inflight) {
       if (now - sent > limit) {
         this.#o.metrics.streamErrorsTotal.inc({ reason: 'ack_timeout' });
-        this.#o.log.warn('telemetry.stream.ack_timeout', { seq, waited_ms: now - sent });
+        this.#o.log.warn('telemetry_stream_ack_timeout', { seq, waited_ms: now - sent });
         this.#ws?.terminate();
         return;
       }

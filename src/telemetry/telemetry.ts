@@ -188,7 +188,7 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
     : undefined;
   if (stream && s.controlPlane) {
     stream.start();
-    log.info('telemetry.stream.configured', { url: s.controlPlane.origin, spool: s.spoolDir, interval_ms: s.intervalMs, pinned_ca: s.caFile !== undefined });
+    log.info('telemetry_stream_configured', { url: s.controlPlane.origin, spool: s.spoolDir, interval_ms: s.intervalMs, pinned_ca: s.caFile !== undefined });
   }
   // The scrape only feeds batches: without a control plane there is nothing to scrape for.
   if (spool) collector.start();
@@ -209,7 +209,7 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
       // Disk full and friends: this batch is lost (a gap in seq the receiver can see); the gateway goes on.
       const reason = isGatewayError(e) && e.code === 'GW_TELEMETRY_SPOOL_IO' ? 'write_failed' : 'collect_failed';
       ctx.metrics.spoolDroppedTotal.inc({ reason });
-      log.error('telemetry.batch.failed', { reason, problem: isGatewayError(e) ? e.message : String(e) });
+      log.error('telemetry_batch_failed', { reason, problem: isGatewayError(e) ? e.message : String(e) });
     }
   };
   let ticking: Promise<void> | undefined;

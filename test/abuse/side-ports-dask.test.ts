@@ -20,7 +20,7 @@ const NOFILE = 1_500;
 /** What descriptor-budget.ts plans for 1,500: 1,244 after the reserve; 8787 gets 15 % (2 per connection), 8789 5 %. */
 const DASHBOARD_CAP = 93;
 const CREDENTIALS_CAP = 62;
-const REFUSAL_EVENTS = new Set(['connection_refused', 'dashboard.refused', 'credentials.refused', 'credentials.fetch', 'refusals_coalesced']);
+const REFUSAL_EVENTS = new Set(['connection_refused', 'dashboard_refused', 'credentials_refused', 'credentials_fetch', 'refusals_coalesced']);
 
 /** The address a refusal line is about: its own field, or the host of `peer`. */
 const addressOf = (l: Record<string, unknown>) => String(l.address ?? l.remote ?? l.source ?? String(l.peer ?? '').replace(/:\d+$/, ''));

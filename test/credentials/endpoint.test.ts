@@ -22,7 +22,7 @@ async function fileGateway(t: Test, c: TestCluster) {
 }
 
 function fetches(gw: CredGateway, result: string) {
-  return gw.audits('credentials.fetch').filter((l) => l['result'] === result);
+  return gw.audits('credentials_fetch').filter((l) => l['result'] === result);
 }
 
 t.test('a worker certificate gets the AWS credential_process JSON, not cached, and the fetch is audited without the secret', async (t) => {
@@ -35,7 +35,7 @@ t.test('a worker certificate gets the AWS credential_process JSON, not cached, a
   t.equal(r.headers['cache-control'], 'no-store');
   t.equal(r.headers['content-type'], 'application/json');
   const audit = fetches(gw, 'allowed')[0]!;
-  t.match(audit, { event: 'credentials.fetch', result: 'allowed', identity: w.uri, serial: w.serial, provider: 'aws', path: '/v1/credentials/aws' });
+  t.match(audit, { event: 'credentials_fetch', result: 'allowed', identity: w.uri, serial: w.serial, provider: 'aws', path: '/v1/credentials/aws' });
   const logged = JSON.stringify(gw.lines);
   for (const s of secretsOf(creds)) t.notOk(logged.includes(s), 'no secret in any log line');
 });

@@ -26,7 +26,7 @@ async function setup(t: Test): Promise<Setup> {
     'control-plane': rx.url().href, 'control-plane-ca': rx.caPath, 'control-plane-credential': rx.enroll(c.clusterId),
     'spool-dir': spool, 'telemetry-interval': '200ms', 'scrape-interval': '200ms',
   });
-  await waitFor(() => rx.db && gw.lines.some((l) => l.event === 'telemetry.stream.connected'), { timeoutMs: 20_000, what: 'the gateway to connect to the control plane' });
+  await waitFor(() => rx.db && gw.lines.some((l) => l.event === 'telemetry_stream_connected'), { timeoutMs: 20_000, what: 'the gateway to connect to the control plane' });
   return { c, rx, gw, dir, spool };
 }
 
@@ -53,7 +53,7 @@ t.test('credentials pushed by the reference control plane reach a worker fetch w
   const latency = Date.now() - queued;
   t.ok(latency < 2000, `queued to fetched in ${latency} ms (< 2000)`);
   t.equal(got.json()['SessionToken'], creds.sessionToken, 'a session token longer than 512 characters arrives whole');
-  const applied = await s.gw.waitForLog((l) => l.event === 'telemetry.command.applied' && l['command'] === 'push-credentials');
+  const applied = await s.gw.waitForLog((l) => l.event === 'telemetry_command_applied' && l['command'] === 'push-credentials');
   t.same(applied['args'], { provider: 'aws', expiration: creds.expiration.toISOString(), fields: ['access_key_id', 'secret_access_key', 'session_token'] }, 'the command audit shows the shape only');
 
   const rows = await waitFor(() => {
@@ -137,7 +137,7 @@ t.test('a botocore session configured with the worker bundle resolves pushed cre
   t.equal((await push(s, second, 15)).code, 0, 'the second push is applied');
   await waitFor(() => Date.now() > first.expiration.getTime() + 100, { timeoutMs: 15_000, what: 'the first credentials to expire' });
   t.same(await resolve(), { ok: true, access_key: second.accessKeyId, secret_key: second.secretAccessKey, token: second.sessionToken }, 'after expiry botocore refreshes to the new credentials');
-  const served = s.gw.audits('credentials.fetch').filter((l) => l['result'] === 'allowed');
+  const served = s.gw.audits('credentials_fetch').filter((l) => l['result'] === 'allowed');
   t.ok(served.length >= 2, 'each SDK fetch is audited');
   t.match(served[0], { identity: `spiffe://${s.c.clusterId}/worker/w-aws`, provider: 'aws' });
   py.stdin.end();

@@ -19,5 +19,5 @@ t.test('a gateway without any credentials source opens no credentials port', asy
   t.teardown(() => c.cleanup());
   const gw = await startTestGateway({ cluster: c, scheduler: '127.0.0.1:1', t });
   t.equal(gw.gw.addresses['credentials'], undefined);
-  t.ok(gw.lines.some((l) => l.event === 'credentials.disabled'));
+  t.ok(gw.lines.some((l) => l.event === 'credentials_disabled'));
 });

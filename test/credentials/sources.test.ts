@@ -48,7 +48,7 @@ t.test('a broken rewrite keeps the previous credentials, logs the rule without t
   t.teardown(() => src.close());
   const bad = fakeAws(3600_000);
   writeFileSync(file, processJson(bad).replace('"Version":1', '"Version":1,"Extra":"' + bad.secretAccessKey + '"'), { mode: 0o600 });
-  const failed = await waitFor(() => lines().find((l) => l.event === 'credentials.source_failed'), { timeoutMs: 10_000, what: 'the failure to be logged' });
+  const failed = await waitFor(() => lines().find((l) => l.event === 'credentials_source_failed'), { timeoutMs: 10_000, what: 'the failure to be logged' });
   t.match(failed, { level: 'error', source: 'file', code: 'GW_CREDENTIALS_INVALID', problem: /unexpected key "Extra"/ });
   t.equal(key(holder), a.accessKeyId, 'the previous set is still served');
   t.equal(await reloads('failure'), 1);
@@ -63,7 +63,7 @@ t.test('a credentials file other users can read is refused', async (t) => {
   const src = startFileSource(d, { file, pollMs: 100 });
   t.teardown(() => src.close());
   t.equal(holder.lookup('aws').state, 'none');
-  t.match(lines().find((l) => l.event === 'credentials.source_failed'), { code: 'GW_CREDENTIALS_FILE', problem: /readable by other users; run chmod 600/ });
+  t.match(lines().find((l) => l.event === 'credentials_source_failed'), { code: 'GW_CREDENTIALS_FILE', problem: /readable by other users; run chmod 600/ });
 });
 
 t.test('the credentials command runs again before the credentials expire, so they never lapse', async (t) => {
@@ -75,13 +75,13 @@ t.test('the credentials command runs again before the credentials expire, so the
   const src = startCommandSource(d, { command, timeoutMs: 10_000, refreshBeforeMs: 1000, random: () => 0.5 });
   t.teardown(() => src.close());
   await waitFor(() => key(holder) === first.accessKeyId, { timeoutMs: 10_000, what: 'the first run' });
-  const scheduled = lines().find((l) => l.event === 'credentials.refresh_scheduled')!;
+  const scheduled = lines().find((l) => l.event === 'credentials_refresh_scheduled')!;
   t.ok(Number(scheduled['in_ms']) < first.expiration.getTime() - Date.now(), 'the refresh is scheduled before the expiration');
   const second = fakeAws(3600_000);
   writeFileSync(join(dir, 'next.json'), processJson(second));
   await waitFor(() => key(holder) === second.accessKeyId, { timeoutMs: 10_000, what: 'the refresh' });
   t.ok(Date.now() < first.expiration.getTime(), 'refreshed while the first set was still valid');
-  t.notOk(lines().some((l) => l.event === 'credentials.expired'), 'no gap: nothing expired');
+  t.notOk(lines().some((l) => l.event === 'credentials_expired'), 'no gap: nothing expired');
   t.equal(readFileSync(join(dir, 'runs'), 'utf8'), 'run\nrun\n');
 });
 
@@ -102,7 +102,7 @@ cat '${dir}/good.json'
   const src = startCommandSource(d, { command: script, timeoutMs: 10_000, refreshBeforeMs: 1000, random: () => 0 });
   t.teardown(() => src.close());
   await waitFor(() => key(holder) === good.accessKeyId, { timeoutMs: 20_000, what: 'the third run to succeed' });
-  const failures = lines().filter((l) => l.event === 'credentials.source_failed');
+  const failures = lines().filter((l) => l.event === 'credentials_source_failed');
   t.match(failures[0], { code: 'GW_CREDENTIALS_COMMAND', problem: /exited with status 3 \(stderr: \d+ bytes, not logged\)/ });
   t.match(failures[1], { code: 'GW_CREDENTIALS_INVALID', problem: /not valid JSON/ });
   t.equal(await reloads('failure'), 2);
@@ -114,7 +114,7 @@ t.test('a command that hangs is killed with its whole process group at the timeo
   const dir = tempDir(t);
   const src = startCommandSource(d, { command: `echo $$ > '${dir}/pid'; sleep 30 & echo $! > '${dir}/child'; wait`, timeoutMs: 500, refreshBeforeMs: 1000 });
   t.teardown(() => src.close());
-  const failed = await waitFor(() => lines().find((l) => l.event === 'credentials.source_failed'), { timeoutMs: 10_000, what: 'the timeout' });
+  const failed = await waitFor(() => lines().find((l) => l.event === 'credentials_source_failed'), { timeoutMs: 10_000, what: 'the timeout' });
   t.match(failed, { code: 'GW_CREDENTIALS_COMMAND', problem: /no result within 500 ms/ });
   src.close(); // also kills a retry that may have started since
   const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };

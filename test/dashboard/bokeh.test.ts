@@ -198,7 +198,7 @@ c.close()
     bc.revoke(id);
     const closedAt = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(Infinity), 10_000))]);
     t.ok(closedAt - revokedAt < 3000, `the WebSocket closed ${closedAt - revokedAt} ms after revocation`);
-    t.ok(gw.audits('dashboard.websocket.closed').some((l) => l.reason === 'revoked' && l.token_id === id), 'audited');
+    t.ok(gw.audits('dashboard_websocket_closed').some((l) => l.reason === 'revoked' && l.token_id === id), 'audited');
     const again = await page.reload();
     t.equal(again?.status(), 401, 'the session ended with the token');
   });

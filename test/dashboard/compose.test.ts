@@ -20,7 +20,7 @@ t.test('the composed gateway serves the dashboard next to 8786 and stops it on c
   });
   t.equal(health.status, 503, 'no scheduler dashboard behind it');
   t.same(JSON.parse(health.body), { gateway: 'ok', upstream: 'unreachable' });
-  t.ok(g.lines.some((l) => l.event === 'dashboard.listening' && l.dashboard_link === `https://{host}:${addr!.port}/status`), 'link template logged');
+  t.ok(g.lines.some((l) => l.event === 'dashboard_listening' && l.dashboard_link === `https://{host}:${addr!.port}/status`), 'link template logged');
   await g.close();
   await t.rejects(
     new Promise((resolve, reject) => request({ host: '127.0.0.1', port: addr!.port, path: '/', ca: cluster.caPem, agent: false }, resolve).on('error', reject).end()),

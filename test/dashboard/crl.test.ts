@@ -52,7 +52,7 @@ t.test('the CRL is served without a token, verifies against the cluster CA, and 
   t.equal(verified.status, 0, verified.out);
   t.match(verified.out, /verify OK/, 'openssl crl -CAfile verifies the signature');
   t.same(revokedSerials(file), [], 'nothing revoked yet');
-  t.equal(d.audits('dashboard.refused').length, 0, 'not a refusal');
+  t.equal(d.audits('dashboard_refused').length, 0, 'not a refusal');
 
   const victim = await d.cluster.issue('client', 'crl-victim');
   await d.cluster.revoke(victim.serial, 'keyCompromise');

@@ -102,7 +102,7 @@ async function setup(t: Test) {
 }
 
 function noisyLines(d: TestDashboard) {
-  return d.lines.filter((l) => l.level === 'error' || l.level === 'warn' || (l.level === 'audit' && l.event === 'dashboard.refused'));
+  return d.lines.filter((l) => l.level === 'error' || l.level === 'warn' || (l.level === 'audit' && l.event === 'dashboard_refused'));
 }
 
 t.test('a browser that resets a live WebSocket: one debug line, one count, the upstream leg closed', async (t) => {
@@ -113,7 +113,7 @@ t.test('a browser that resets a live WebSocket: one debug line, one count, the u
   c.reset();
   await upstreamClosed('/ws');
   await waitFor(async () => (await disconnects(d, 'browser', 'websocket')) === 1, { what: 'browser/websocket counted' });
-  const line = await waitFor(() => d.lines.find((l) => l.event === 'dashboard.disconnect'));
+  const line = await waitFor(() => d.lines.find((l) => l.event === 'dashboard_disconnect'));
   t.match(line, { level: 'debug', peer: 'browser', stage: 'websocket', code: 'ECONNRESET', path: '/ws' });
   t.same(noisyLines(d), [], 'no error, warning or refusal for a closed tab');
   await waitFor(async () => (await d.metrics.websocketsOpen.get()).values[0]?.value === 0, { what: 'websockets_open back to 0' });
@@ -176,7 +176,7 @@ for (const how of ['fin', 'rst'] as const) {
     await c.closed(); // resolves only if the gateway closes the connection
     t.ok(c.received().length < 1_000_000, 'the body ended short, as upstream did');
     await waitFor(async () => (await disconnects(d, 'upstream', 'response')) === 1, { what: 'upstream/response counted' });
-    t.match(d.lines.find((l) => l.event === 'dashboard.disconnect'), { level: 'info', peer: 'upstream', stage: 'response' });
+    t.match(d.lines.find((l) => l.event === 'dashboard_disconnect'), { level: 'info', peer: 'upstream', stage: 'response' });
   });
 }
 
@@ -232,5 +232,5 @@ t.test('200 browsers resetting live WebSockets: 200 counts, no error storm, noth
   await waitFor(() => up.sockets.every((s) => s.closed), { timeoutMs: 15_000, what: 'every upstream leg closed' });
   await waitFor(() => numOpenSockets() <= before, { what: 'no proxy socket left open' });
   t.same(noisyLines(d), []);
-  t.equal(d.lines.filter((l) => l.event === 'dashboard.disconnect').length, 200, 'one line per WebSocket, not one per error');
+  t.equal(d.lines.filter((l) => l.event === 'dashboard_disconnect').length, 200, 'one line per WebSocket, not one per error');
 });

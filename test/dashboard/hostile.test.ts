@@ -47,7 +47,7 @@ t.test('oversized, smuggling-shaped and folded requests are refused, logged and 
   }
   t.equal(up.seen.length, 0, 'none of them reached upstream');
   // One source: each reason is written in full once, repeats are coalesced (src/log/coalesce.ts) and counted above.
-  const logged = new Set(d.audits('dashboard.refused').map((l) => l.reason));
+  const logged = new Set(d.audits('dashboard_refused').map((l) => l.reason));
   for (const reason of new Set(cases.map((c) => c[3]).filter(Boolean))) t.ok(logged.has(reason), `${reason} is in the audit log`);
   t.notMatch(d.rawLog(), token, 'no token in any log line');
 });

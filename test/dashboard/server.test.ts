@@ -14,7 +14,7 @@ t.test('a request without credentials gets the login page (browsers) or a 401 (s
   t.equal(up.seen.length, 0, 'nothing reached upstream');
   t.equal(await d.refusals('no_credentials'), 2, 'both counted');
   // The second, from the same address for the same reason, is coalesced into a later summary (src/log/coalesce.ts).
-  t.equal(d.audits('dashboard.refused').length, 1, 'the first written in full');
+  t.equal(d.audits('dashboard_refused').length, 1, 'the first written in full');
 });
 
 t.test('a bearer token is checked, stripped, and replaced by our X-Forwarded headers', async (t) => {
@@ -77,7 +77,7 @@ t.test('a token link sets a Secure HttpOnly SameSite cookie and redirects to the
   t.equal(JSON.parse(next.body).headers.cookie, undefined, 'session cookie stripped');
   t.notMatch(d.rawLog(), token);
   t.notMatch(d.rawLog(), cookie.split('=')[1]!, 'the cookie value is never logged');
-  t.ok(d.audits('dashboard.login').some((l) => l.token_id === id && l.method === 'link'));
+  t.ok(d.audits('dashboard_login').some((l) => l.token_id === id && l.method === 'link'));
 
   t.equal((await d.request('/echo', { headers: { cookie: cookie.slice(0, -3) + 'xyz' } })).status, 401, 'a tampered cookie is refused');
   d.tokens.revoke(id);
@@ -138,7 +138,7 @@ t.test('failed attempts from one address are rate limited with 429 and audited',
   t.equal(blocked.status, 429, 'even a good token waits out the window');
   t.equal(blocked.headers['retry-after'], '60');
   t.equal(await d.refusals('rate_limited'), 1);
-  t.ok(d.audits('dashboard.refused').some((l) => l.reason === 'rate_limited'));
+  t.ok(d.audits('dashboard_refused').some((l) => l.reason === 'rate_limited'));
   t.equal((await d.request('/gateway/health')).status, 200, 'health needs no login and is never limited');
 });
 
@@ -172,7 +172,7 @@ t.test('an unreachable upstream gives a clear 502 page quickly, not a hang', asy
 t.test('the dashboard link template is logged at start', async (t) => {
   const up = await startFakeUpstream(t);
   const d = await startTestDashboard({ upstreamPort: up.port, t });
-  const line = d.lines.find((l) => l.event === 'dashboard.listening');
+  const line = d.lines.find((l) => l.event === 'dashboard_listening');
   t.equal(line?.dashboard_link, `https://{host}:${d.port}/status`);
   t.equal(d.component.linkTemplate, `https://{host}:${d.port}/status`);
 });

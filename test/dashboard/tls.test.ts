@@ -42,7 +42,7 @@ t.test('the certificate is swapped in place when the cluster material reloads', 
   const someone = await d.cluster.issue('client', 'someone');
   await d.cluster.revoke(someone.serial);
   await d.ctx.trust.reload('test');
-  await waitFor(() => d.lines.find((l) => l.event === 'dashboard.tls.reloaded'), { what: 'reload logged' });
+  await waitFor(() => d.lines.find((l) => l.event === 'dashboard_tls_reloaded'), { what: 'reload logged' });
   t.match(await handshake(d.port, { ca: d.cluster.caPem }), /^TLSv1\.3/, 'still serving after the swap');
 });
 

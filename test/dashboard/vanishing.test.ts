@@ -148,7 +148,7 @@ while True:
     t.equal(rounds, ROUNDS, `${rounds} rounds within ${TIME_BOUND_MS / 1000} s (${Math.round((Date.now() - started) / 1000)} s)`);
     t.notOk(gw.exited(), 'the gateway process is alive');
     t.same(gw.errors(), [], 'no error line and nothing on stderr');
-    t.same(gw.lines.filter((l) => l.level === 'warn' || l.event === 'dashboard.refused'), [], 'no warning and no refusal: a vanishing browser is not an incident');
+    t.same(gw.lines.filter((l) => l.level === 'warn' || l.event === 'dashboard_refused'), [], 'no warning and no refusal: a vanishing browser is not an incident');
     const done = batches();
     await waitFor(() => batches() >= done + 2, { timeoutMs: 30_000, what: 'the busy client still computing' });
     t.pass(`the busy client computed ${done} batches through 8786 during the rounds and carries on`);

@@ -46,7 +46,7 @@ t.test('revoking the token closes its open WebSockets within 2 seconds', async (
   await Promise.all([closed(a, 5000), closed(b, 5000)]);
   const took = Date.now() - started;
   t.ok(took < 2000, `closed after ${took} ms`);
-  t.ok(d.audits('dashboard.token.invalidated').some((l) => l.token_id === id && l.reason === 'revoked'));
+  t.ok(d.audits('dashboard_token_invalidated').some((l) => l.token_id === id && l.reason === 'revoked'));
   t.equal(await refusedWith(d.websocket('/stream', { headers: { authorization: `Bearer ${token}` } })), 401, 'and cannot reconnect');
 });
 

@@ -95,7 +95,7 @@ t.test('the quick start: `run --dev`, then the printed worker and client command
   const clientCmd = lines.slice(clientAt + 1, clientAt + 5).join('\n');
   t.match(workerCmd, /--tls-cert '[^']*certs\/issued\/worker-1\/worker-1\.pem'/, 'the worker command names its bundle');
   t.ok(workerCmd.includes(dask.python) && clientCmd.includes(dask.python), `the printed commands run Dask ${dask.id} (${dask.python})`);
-  const dashboardPort = (await waitFor(() => /"event":"dashboard\.listening".*?"address":"127\.0\.0\.1:(\d+)"/.exec(stdout), { what: 'dashboard.listening' }))[1];
+  const dashboardPort = (await waitFor(() => /"event":"dashboard_listening".*?"address":"127\.0\.0\.1:(\d+)"/.exec(stdout), { what: 'dashboard_listening' }))[1];
   t.match(readFileSync(join(cwd, 'certs', 'issued', 'client-1', 'client-1-distributed.yaml'), 'utf8'), `link: https://{host}:${dashboardPort}/status`, 'the client bundle\'s dashboard link names the port 8787 really listens on');
 
   const worker = spawn('bash', ['-c', `exec ${workerCmd}`], { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });

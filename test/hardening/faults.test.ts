@@ -248,7 +248,7 @@ t.test('disk full under the telemetry spool: batches are refused and counted, st
   const filler = fill(mnt);
   await waitFor(async () => (await counter(metrics, 'spoolDroppedTotal', { reason: 'write_failed' })) >= 3, { timeoutMs: 30_000, what: 'write failures counted' });
   t.pass('batches that do not fit are counted in telemetry_spool_dropped_total{reason="write_failed"}');
-  t.ok(log.count('telemetry.batch.failed') >= 1, 'and logged (telemetry.batch.failed)');
+  t.ok(log.count('telemetry_batch_failed') >= 1, 'and logged (telemetry_batch_failed)');
   const stored = new Map(readdirSync(spoolDir).filter((n) => n.endsWith('.batch')).map((n) => [n, readFileSync(join(spoolDir, n))]));
   const corrupt = [...stored].filter(([n, b]) => typeof verifySpoolRecord(b, Number(n.slice(0, 20))) === 'string').map(([n]) => n);
   t.same(corrupt, [], `all ${stored.size} stored batches are whole (header and CRC)`);
@@ -291,8 +291,8 @@ t.test('disk full under the token store: creating fails cleanly, logins keep wor
   t.equal(await get(operator.token), 200, 'an existing token still logs in on a full disk');
   await waitFor(async () => (await counter(gw.gw.context.metrics, 'tokenStoreErrorsTotal')) > 0 || undefined, { timeoutMs: 15_000, what: 'token store error counted' }).catch(() => undefined);
   const counted = await counter(gw.gw.context.metrics, 'tokenStoreErrorsTotal');
-  const logged = gw.lines.some((l) => l.event === 'dashboard.tokens.store_error');
-  t.ok(counted > 0 && logged, `the failed last-use write is logged (dashboard.tokens.store_error) and counted (token_store_errors_total = ${counted})`);
+  const logged = gw.lines.some((l) => l.event === 'dashboard_tokens_store_error');
+  t.ok(counted > 0 && logged, `the failed last-use write is logged (dashboard_tokens_store_error) and counted (token_store_errors_total = ${counted})`);
   rmSync(join(mnt, 'filler'));
   t.ok(store.create({ name: 'after', scope: 'view' }).token, 'with space back, tokens can be created again');
   t.same(store.list({ includeRevoked: true }).map((r) => r.id).filter((id) => idsBefore.includes(id)).sort(), idsBefore, 'every token from before is still there');

@@ -98,7 +98,7 @@ t.test('control plane unreachable, then the gateway SIGKILLed mid-traffic and re
   // The control plane is down: batches pile up in the spool, failures are counted, both ports serve.
   await waitFor(() => spoolFiles(cluster.dir).size >= 10, { timeoutMs: 60_000, what: 'ten batches spooled while the control plane is down' });
   t.ok(await metricValue(first.ports.metrics, 'scheduler_gateway_telemetry_stream_errors_total', { reason: 'network' }) > 0, 'control-plane connection failures counted (stream_errors_total{reason="network"})');
-  t.ok(first.lines.some((l) => l.event === 'telemetry.stream.failed'), 'and logged (telemetry.stream.failed)');
+  t.ok(first.lines.some((l) => l.event === 'telemetry_stream_failed'), 'and logged (telemetry_stream_failed)');
   t.equal(await echoOnce(first.ports.p8786, cluster, alice), 'ping', '8786 serves while the control plane is down');
   t.equal(await dashboardGet(first.ports.p8787, cluster, viewToken), 200, '8787 serves while the control plane is down');
 

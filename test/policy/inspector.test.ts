@@ -169,7 +169,7 @@ t.test('unknown ops are labelled "(unknown)" so hostile names cannot grow metric
   t.match(run(harness('client'), HANDSHAKE, { op: 'x'.repeat(500) }), { op: '(unknown)', code: 'GW_POLICY_UNKNOWN_OP', detail: /^op "x{64}\.\.\."/ });
   const h = harness('client', { settings: { unknownOps: 'audit' } });
   t.equal(run(h, HANDSHAKE, { op: 'new-op' }, { op: 'new-op' }, { op: 'other-op' }), null);
-  const lines = h.audits.filter((a) => a.event === 'policy.unknown_op_allowed');
+  const lines = h.audits.filter((a) => a.event === 'policy_unknown_op_allowed');
   t.same(lines.map((l) => l.op), ['new-op', 'other-op']);
   t.match(lines[0], { level: 'audit', role: 'client', serial: 'ab', connection: 'conn-1' });
 });

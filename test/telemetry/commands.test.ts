@@ -29,7 +29,7 @@ t.test('a signed, fresh command is applied once, audited and acknowledged', asyn
   const p = await f.make();
   t.same(await p.handle(cmd()), { type: 'command-result', id: 'cmd-00000001', ok: true });
   t.same(f.applied, ['cert 0a1b keyCompromise']);
-  t.ok(f.lines().some((l) => l['level'] === 'audit' && l['event'] === 'telemetry.command.applied'));
+  t.ok(f.lines().some((l) => l['level'] === 'audit' && l['event'] === 'telemetry_command_applied'));
   t.equal(await metricValue(f.metrics.controlCommandsTotal, { type: 'revoke-certificate', result: 'applied' }), 1);
 });
 
@@ -59,7 +59,7 @@ for (const [what, make, msg, result] of REFUSALS) {
     t.equal(r.ok, false);
     t.match(r.error, msg);
     t.same(f.applied, []);
-    t.ok(f.lines().some((l) => l['level'] === 'audit' && l['event'] === 'telemetry.command.refused'));
+    t.ok(f.lines().some((l) => l['level'] === 'audit' && l['event'] === 'telemetry_command_refused'));
     t.ok((await metricValue(f.metrics.controlCommandsTotal, { result })) >= 1);
   });
 }

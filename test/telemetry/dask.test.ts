@@ -113,7 +113,7 @@ while True:
     t.ok(elapsed < 2000, `mallory's connection closed ${elapsed} ms after the receiver queued the command`);
     t.ok(gw.gw.context.sessions.serials().includes(normalizeSerial(bob.serial)), "bob's connection stays open");
     await waitFor('the command result', () => rx.db.command(id)?.status === 'applied', 10_000);
-    t.ok(gw.audits('telemetry.command.applied').length >= 1, 'the command is audited');
+    t.ok(gw.audits('telemetry_command_applied').length >= 1, 'the command is audited');
   });
 
   t.test('a token revocation sent by the receiver closes the matching dashboard WebSocket within 2 s', async (t) => {

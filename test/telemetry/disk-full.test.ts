@@ -28,7 +28,7 @@ t.test('a full disk loses the batches it cannot write, counts and logs them, and
   await waitFor('a first batch stored', () => storedSeqs(rx.db, 'disk-full').length >= 1);
   full = true;
   await waitFor('three failed writes', async () => (await metricValue(ctx.metrics.spoolDroppedTotal, { reason: 'write_failed' })) >= 3);
-  t.ok(cap.lines().some((l) => l['event'] === 'telemetry.batch.failed' && l['level'] === 'error' && /ENOSPC/.test(String(l['problem']))), 'logged with the cause');
+  t.ok(cap.lines().some((l) => l['event'] === 'telemetry_batch_failed' && l['level'] === 'error' && /ENOSPC/.test(String(l['problem']))), 'logged with the cause');
   full = false;
   const before = storedSeqs(rx.db, 'disk-full').length;
   await waitFor('batches flow again once there is space', () => storedSeqs(rx.db, 'disk-full').length >= before + 2);

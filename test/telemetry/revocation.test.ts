@@ -58,7 +58,7 @@ t.test('a certificate revocation sent by the receiver closes the live session wi
   t.equal(other.closedAt(), undefined, 'a session with another certificate stays open');
   t.ok(readRevokedSerials(cluster.dir).has(normalizeSerial(alice.serial)), 'revoked.json holds the serial');
   await waitFor('the receiver to record the result', () => rx.db.command(id)?.status === 'applied');
-  t.ok(lines().some((l) => l['level'] === 'audit' && l['event'] === 'revocation.certificate' && l['serial'] === normalizeSerial(alice.serial)), 'audited');
+  t.ok(lines().some((l) => l['level'] === 'audit' && l['event'] === 'revocation_certificate' && l['serial'] === normalizeSerial(alice.serial)), 'audited');
 });
 
 t.test('a token revocation by name closes the dashboard WebSocket of that token within 2 s', async (t) => {

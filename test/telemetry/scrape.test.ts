@@ -76,5 +76,5 @@ t.test('a hostile /metrics body is logged and counted, and the batch says the sc
   t.notOk(batch.samples.some((s) => s.source === 'scheduler'), 'nothing from a body that did not parse');
   t.ok(batch.samples.some((s) => s.source === 'gateway'), 'the gateway part still goes out');
   t.equal(await metricValue(metrics.scrapeErrorsTotal), 1);
-  t.ok(cap.lines().some((l) => l['event'] === 'telemetry.scrape.failed' && String(l['problem']).includes('unterminated label value')));
+  t.ok(cap.lines().some((l) => l['event'] === 'telemetry_scrape_failed' && String(l['problem']).includes('unterminated label value')));
 });

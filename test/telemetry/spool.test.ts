@@ -72,7 +72,7 @@ t.test('a corrupt seq file is logged and replaced from the clock and the files p
   writeFileSync(join(dir, 'seq'), 'garbage');
   const b = await open(dir, { now: () => new Date(10) });
   t.equal(await putBatch(b.spool, 'y'), seq + 1, 'never below a batch on disk');
-  t.ok(b.lines().some((l) => l['event'] === 'telemetry.spool.seq_file_corrupt'));
+  t.ok(b.lines().some((l) => l['event'] === 'telemetry_spool_seq_file_corrupt'));
 });
 
 t.test('a torn write (a .tmp file left by a crash) is removed with a log line and counted', async (t) => {
@@ -83,7 +83,7 @@ t.test('a torn write (a .tmp file left by a crash) is removed with a log line an
   const b = await open(dir);
   t.same(b.spool.entries().map((e) => e.seq), [seq]);
   t.same(readdirSync(dir).filter((n) => n.endsWith('.tmp')), []);
-  t.ok(b.lines().some((l) => l['event'] === 'telemetry.spool.torn_write_removed' && l['level'] === 'warn'));
+  t.ok(b.lines().some((l) => l['event'] === 'telemetry_spool_torn_write_removed' && l['level'] === 'warn'));
   t.equal(await metricValue(b.metrics.spoolRecoveredTotal, { kind: 'torn' }), 1);
 });
 
@@ -102,7 +102,7 @@ for (const [what, damage, problem] of [
     damage(join(dir, fileName(bad)));
     const b = await open(dir);
     t.same(b.spool.entries().map((e) => e.seq), [good1, good2], 'the damaged batch is gone, the others remain');
-    const line = b.lines().find((l) => l['event'] === 'telemetry.spool.corrupt_batch_removed');
+    const line = b.lines().find((l) => l['event'] === 'telemetry_spool_corrupt_batch_removed');
     t.ok(line, 'one log line says what happened');
     t.equal(line!['seq'], bad);
     t.match(String(line!['problem']), problem);
@@ -119,7 +119,7 @@ t.test('damage after startup is caught when the batch is read for sending', asyn
   t.equal(await spool.read(seq), undefined, 'never sent');
   t.equal(spool.size, 0);
   t.equal(await metricValue(metrics.spoolDroppedTotal, { reason: 'corrupt' }), 1);
-  t.ok(lines().some((l) => l['event'] === 'telemetry.spool.corrupt_batch_removed'));
+  t.ok(lines().some((l) => l['event'] === 'telemetry_spool_corrupt_batch_removed'));
 });
 
 t.test('at the byte cap the oldest batches are dropped, counted and logged', async (t) => {
@@ -130,7 +130,7 @@ t.test('at the byte cap the oldest batches are dropped, counted and logged', asy
   t.same(spool.entries().map((e) => e.seq), seqs.slice(2), 'the three newest remain');
   t.ok(spool.bytes <= 32 * 3 + 300);
   t.equal(await metricValue(metrics.spoolDroppedTotal, { reason: 'max_bytes' }), 2);
-  const drops = lines().filter((l) => l['event'] === 'telemetry.spool.dropped');
+  const drops = lines().filter((l) => l['event'] === 'telemetry_spool_dropped');
   t.equal(drops.length, 2);
   t.equal(drops[0]!['first_seq'], seqs[0]);
   t.same(readdirSync(dir).filter((n) => n.endsWith('.batch')).length, 3, 'the files are gone from disk too');

@@ -96,7 +96,7 @@ t.test('a control plane whose certificate is not trusted receives nothing', asyn
       await waitFor('a spooled batch', async () => (await metricValue(ctx.metrics.spoolBatches)) >= 2);
       t.equal(storedSeqs(rx.db, cluster).length, 0, 'the receiver stored nothing');
       t.equal(await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'sent' }), 0, 'no batch was sent');
-      t.ok(cap.lines().some((l) => l['event'] === 'telemetry.stream.failed' && l['reason'] === 'tls'), 'the refusal is logged');
+      t.ok(cap.lines().some((l) => l['event'] === 'telemetry_stream_failed' && l['reason'] === 'tls'), 'the refusal is logged');
     });
   }
 });
