@@ -43,11 +43,11 @@ t.test('a bad value stops the start with an error naming where it came from', as
   t.match(bad({ 'log-level': 'chatty' }), /--log-level: expected one of debug, info, warn, error/);
 });
 
-t.test('defaults: 0.0.0.0:8786, no idle timeout, the embedded scheduler when none is given', async (t) => {
+t.test('defaults: 0.0.0.0:8786, a 10-minute idle timeout, the embedded scheduler when none is given', async (t) => {
   const s = settingsFrom(resolveConfig(runKeys, { flags: {}, env: {} }), '/srv');
   t.same(s.listen, { host: '0.0.0.0', port: 8786 });
   t.equal(s.scheduler, undefined);
-  t.equal(s.idleTimeoutMs, 0);
+  t.equal(s.idleTimeoutMs, 600_000, 'longer than any Dask heartbeat interval');
   t.same(s.pki, { mode: 'dir', dir: '/srv/certs' });
 });
 

@@ -163,6 +163,8 @@ export function countingLog(): CountingLog {
     const ev = String(l.event);
     counts.set(ev, (counts.get(ev) ?? 0) + 1);
     if (l.reason !== undefined) counts.set(`${ev}:${String(l.reason)}`, (counts.get(`${ev}:${String(l.reason)}`) ?? 0) + 1);
+    // Repeated refusals from one source are summarized (src/log/coalesce.ts): count what each summary stands for.
+    if (ev === 'refusals_coalesced' && typeof l.count === 'number') counts.set('refusals_coalesced:count', (counts.get('refusals_coalesced:count') ?? 0) + l.count);
     if ((l.level === 'error' || l.level === 'warn') && problems.length < 200) problems.push(l);
     ring.push(l);
     if (ring.length > 500) ring.shift();
