@@ -28,7 +28,7 @@
  */
 import { GatewayError } from '../errors/base.js';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import type { Denial, InspectorFactory, InspectorHooks, PeerInfo, StreamInspector } from '../terminator/inspector.js';
 import { MessageBoundaries } from '../wire/boundaries.js';
 import { DROP, FrameParser, type Frame0Sink, type FrameLimits } from '../wire/frame-parser.js';

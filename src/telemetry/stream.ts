@@ -17,7 +17,7 @@
  */
 import WebSocket from 'ws';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import type { Spool } from './spool.js';
 import { FLAG_GZIP } from './spool.js';
 import { Backoff } from './backoff.js';

@@ -4,8 +4,8 @@
  * with its command channel. Everything here is asynchronous and bounded; no
  * failure in it stops the gateway once it has started.
  *
- * Folder map, in the path of a sample: metrics.ts (the one declaration of the
- * gateway's metrics), scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
+ * Folder map, in the path of a sample (the gateway's metrics are declared
+ * once, in runtime/metrics.ts): scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
  * text-format parser), allowlist.ts + privacy.ts (what may leave), collector.ts
  * (a batch's samples), spool.ts (durable queue), backoff.ts + stream.ts (WSS to
  * the control plane), protocol.ts + commands.ts (messages, signed commands),
@@ -18,7 +18,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { Component, GatewayContext, RevocationSink } from '../gateway/context.js';
+import type { Component, GatewayContext, RevocationSink } from '../runtime/context.js';
 import type { Endpoint } from '../config/spec.js';
 import type { Resolved } from '../config/load.js';
 import { isGatewayError } from '../errors/base.js';

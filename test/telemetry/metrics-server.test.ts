@@ -1,7 +1,7 @@
 import t from 'tap';
 import { request } from 'node:http';
 import { startMetricsServer, isLoopbackHost, renderMetrics } from '../../src/telemetry/metrics-server.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { parsePrometheusText } from '../../src/telemetry/prom-parse.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { GatewayError } from '../../src/errors/base.js';
