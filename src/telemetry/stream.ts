@@ -40,7 +40,6 @@ export interface StreamOptions {
   readonly connectTimeoutMs?: number;
   /** An ack slower than this closes the connection (the batch is resent). */
   readonly ackTimeoutMs?: number;
-  readonly now: () => Date;
 }
 
 const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|ERR_TLS|ERR_SSL|EPROTO/;

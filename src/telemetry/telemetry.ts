@@ -179,7 +179,6 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
       backoff: new Backoff(deps.backoff ?? { baseMs: 1000, capMs: 5 * 60_000 }),
       ackTimeoutMs: deps.ackTimeoutMs ?? 30_000,
       connectTimeoutMs: deps.connectTimeoutMs ?? 10_000,
-      now: ctx.now,
     });
   }
   // Everything that can refuse the configuration has run: only now listen and connect.

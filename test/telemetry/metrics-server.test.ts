@@ -34,7 +34,7 @@ t.test('serves the registry in Prometheus text format on loopback', async (t) =>
   t.equal((await get(server.address.port, '/metrics', 'HEAD')).status, 200);
 });
 
-t.test('renderMetrics gives the dashboard the same text and content type', async (t) => {
+t.test('renderMetrics gives the registry\'s text and its content type', async (t) => {
   const metrics = createMetrics({ defaultMetrics: false });
   const r = await renderMetrics(metrics.registry);
   t.match(r.contentType, /text\/plain/);
