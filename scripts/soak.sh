@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long load run in one command (issue 8): a 10-minute soak of 1,000
+# The long load run in one command: a 10-minute soak of 1,000
 # churning plus 200 long-lived mutual-TLS connections through a gateway
 # process, then 10,000 concurrent connections held by one gateway with the
 # excess refused. The CI suite runs the same file for 60 s and 5,000 held.

@@ -1,5 +1,5 @@
 /**
- * Short-lived cloud credentials for workers (issue 9, docs/credentials.md).
+ * Short-lived cloud credentials for workers (docs/credentials.md).
  *
  * Owns: the in-memory holder, the self-hosted sources (file, command), the
  * `push-credentials` control-plane command handler, and the mTLS listener

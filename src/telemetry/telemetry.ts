@@ -132,7 +132,7 @@ function readCaFile(file: string): string {
 export interface TelemetryDeps {
   /** Applies revocation commands; without it commands are refused. */
   readonly revocations?: RevocationSink;
-  /** Extra command handlers (issue 9: credential pushes). */
+  /** Extra command handlers (the credentials component's push-credentials). */
   readonly commands?: ReadonlyMap<string, CommandHandler>;
   /** Backoff and timeouts; tests shorten them. */
   readonly backoff?: { baseMs: number; capMs: number };

@@ -210,7 +210,7 @@ class TerminatorServer implements Terminator {
   #sniff(p: Pending): void {
     let seen: Buffer | undefined;
     let probed = false;
-    // A Dask connector reads before it writes (dask-wire.md §2.1), so a plaintext tcp:// client is silent
+    // A Dask connector reads the listener's handshake before it writes, so a plaintext tcp:// client is silent
     // while a TLS client speaks at once: to a silent peer we say what a Dask listener says first.
     // Timers run before pending reads in a loop turn: on a lagging event loop a ClientHello that already arrived
     // would get the plaintext probe written into it. setImmediate lets the poll phase read it first.
