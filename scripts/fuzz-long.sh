@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fuzz targets of the CI suite, run much longer (issue 8). Same files,
+# The fuzz targets of the CI suite, run much longer. Same files,
 # same generators, more cases per target:
 #
 #   scripts/fuzz-long.sh                         # 2,000,000 cases per target

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long load run in one command (issue 8): a 10-minute soak of 1,000
+# The long load run in one command: a 10-minute soak of 1,000
 # churning plus 200 long-lived mutual-TLS connections through a gateway
 # process, then 10,000 concurrent connections held by one gateway with the
 # excess refused. The CI suite runs the same file for 60 s and 5,000 held.
@@ -8,7 +8,7 @@
 #   SOAK_SECONDS=1800 scripts/soak.sh    # longer
 #
 # Each forwarded connection costs the gateway two descriptors (peer and
-# scheduler), and it keeps 256 for everything else (src/gateway/descriptor-budget.ts):
+# scheduler), and it keeps 256 for everything else (src/limits/descriptor-budget.ts):
 # holding N needs `ulimit -n` of at least 2*N+256. The hard limit is
 # raised when we may; otherwise N is lowered to fit, and this script says so.
 # End-state numbers: test/artifacts/soak-<seconds>s.json, test/artifacts/hold-<N>.json.

@@ -24,7 +24,7 @@ const { createInspectorFactory } = await import(join(root, 'dist/policy/inspecto
 const { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS } = await import(join(root, 'dist/policy/rules.js'));
 const { createLogger } = await import(join(root, 'dist/log/logger.js'));
 const { pipeBoth } = await import(join(root, 'dist/terminator/pipe.js'));
-const { createMetrics } = await import(join(root, 'dist/telemetry/metrics.js'));
+const { createMetrics } = await import(join(root, 'dist/runtime/metrics.js'));
 
 const SECONDS = Number(process.argv[process.argv.indexOf('--seconds') + 1]) || 2;
 const LIMITS = { maxFrames: 1_000_000, maxFrame0Bytes: 64 * 1024 * 1024, maxMessageBytes: 16 * 2 ** 30 };

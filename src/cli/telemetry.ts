@@ -13,7 +13,7 @@ import { runKeys } from '../config/keys/index.js';
 import { formatEndpoint, type Endpoint } from '../config/spec.js';
 import { silentLogger } from '../log/logger.js';
 import { readState } from '../pki/records.js';
-import { createMetrics } from '../telemetry/metrics.js';
+import { createMetrics } from '../runtime/metrics.js';
 import { Collector, batchMessage, encodeBatch } from '../telemetry/collector.js';
 import { scrapeText } from '../telemetry/scrape.js';
 import { peekNextSeq } from '../telemetry/spool.js';

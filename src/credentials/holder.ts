@@ -6,7 +6,7 @@
  * expired value is never handed out even if a timer runs late.
  */
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import { describeSet, type CredentialSet } from './credential.js';
 
 export type Lookup =

@@ -1,5 +1,5 @@
 /**
- * Short-lived cloud credentials for workers (issue 9, docs/credentials.md).
+ * Short-lived cloud credentials for workers (docs/credentials.md).
  *
  * Owns: the in-memory holder, the self-hosted sources (file, command), the
  * `push-credentials` control-plane command handler, and the mTLS listener
@@ -11,7 +11,7 @@
  * holder and in the response body, nowhere else.
  */
 import type { AddressInfo } from 'node:net';
-import type { Component, GatewayContext } from '../gateway/context.js';
+import type { Component, GatewayContext } from '../runtime/context.js';
 import type { Endpoint } from '../config/spec.js';
 import type { CommandHandler } from '../telemetry/commands.js';
 import { credentialsError } from './errors.js';
@@ -20,7 +20,7 @@ import { startFileSource, type Source } from './file-source.js';
 import { startCommandSource } from './command-source.js';
 import { startCredentialsServer } from './server.js';
 import { PUSH_COMMAND, pushCredentialsCommand } from './push-command.js';
-import { DEFAULT_CREDENTIALS_PORT } from './aws-config.js';
+import { DEFAULT_CREDENTIALS_PORT } from '../pki/aws-config.js';
 
 export interface CredentialsSettings {
   readonly listen: Endpoint | undefined;

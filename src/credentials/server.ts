@@ -16,7 +16,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { GatewayContext } from '../gateway/context.js';
+import type { GatewayContext } from '../runtime/context.js';
 import type { Endpoint } from '../config/spec.js';
 import { secureContextOptions } from '../pki/tls-policy.js';
 import { peerCertificateDer } from '../pki/peer-certificate.js';
@@ -24,8 +24,8 @@ import { checkAccess, type Access } from './access.js';
 import { awsProcessJson, genericJson } from './credential.js';
 import type { CredentialHolder } from './holder.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
-import { guardConnections } from '../gateway/connection-guard.js';
-import { sourceOf } from '../gateway/source-counts.js';
+import { guardConnections } from '../limits/connection-guard.js';
+import { sourceOf } from '../limits/source-counts.js';
 
 export interface CredentialsServerOptions {
   readonly listen: Endpoint;

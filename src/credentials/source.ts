@@ -4,7 +4,7 @@
  * The log line names the source and the broken rule, never a value.
  */
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import { isGatewayError } from '../errors/base.js';
 import { parseCredentialDocument, type CredentialSet } from './credential.js';
 import type { CredentialHolder } from './holder.js';

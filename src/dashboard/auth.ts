@@ -13,7 +13,7 @@ import { checkPeerCertificate, peerLeafCertificate, reasonFromOpenSSL } from '..
 import { formatSpiffe } from '../pki/identity.js';
 import type { TokenCache, TokenVerdict } from '../tokens/cache.js';
 import type { Scope } from '../tokens/store.js';
-import type { TrustSource } from '../gateway/context.js';
+import type { TrustSource } from '../runtime/context.js';
 import { readCookie, SESSION_COOKIE, type SessionCookies } from './session-cookie.js';
 
 export type Method = 'certificate' | 'bearer' | 'link' | 'cookie' | 'login';

@@ -9,7 +9,7 @@
  * its client socket and reported once.
  */
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import { loggablePath } from './request-target.js';
 
 export type Peer = 'browser' | 'upstream';

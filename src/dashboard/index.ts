@@ -13,7 +13,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
-import type { Component, GatewayContext } from '../gateway/context.js';
+import type { Component, GatewayContext } from '../runtime/context.js';
 import type { Endpoint } from '../config/spec.js';
 import { TokenStore } from '../tokens/store.js';
 import { TokenCache } from '../tokens/cache.js';
@@ -26,7 +26,7 @@ import { CrlFile } from './crl.js';
 import { linkTemplate } from '../pki/dashboard-link.js';
 import { statePath } from '../pki/state-dir.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
-import { guardConnections } from '../gateway/connection-guard.js';
+import { guardConnections } from '../limits/connection-guard.js';
 import { Refusals } from './refusals.js';
 
 export interface DashboardDeps {

@@ -8,8 +8,8 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import type { RefusalCoalescer } from '../log/coalesce.js';
-import { sourceOf } from '../gateway/source-counts.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import { sourceOf } from '../limits/source-counts.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import { loggablePath } from './request-target.js';
 import { SECURITY_HEADERS } from './security-headers.js';
 

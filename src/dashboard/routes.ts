@@ -18,8 +18,8 @@ export type Route =
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
 /**
- * Scheduler routes that change state even on GET (dask-wire.md §6:
- * /api/v1/retire_workers, adaptive_target; opt-in on the scheduler).
+ * Scheduler routes that change state even on GET (the scheduler's opt-in
+ * /api/v1/retire_workers and adaptive_target).
  */
 const ADMIN_PREFIXES = ['/api/'];
 

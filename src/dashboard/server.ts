@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { connect } from 'node:net';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import { Authenticator, describePrincipal, type AuthResult, type Principal } from './auth.js';
 import { checkTarget, safeNext, withoutToken } from './request-target.js';
 import { allows, routeFor } from './routes.js';
@@ -25,7 +25,7 @@ import { Refusals, abortHandshake } from './refusals.js';
 import { loginPage, messagePage, sendPage } from './pages.js';
 import { applySecurityHeaders, PROXIED_CSP, OWN_PAGE_CSP } from './security-headers.js';
 import { CLEAR_SESSION_COOKIE } from './session-cookie.js';
-import type { SessionRegistry } from '../gateway/sessions.js';
+import type { SessionRegistry } from '../runtime/sessions.js';
 import type { CrlFile } from './crl.js';
 import type { RefusalCoalescer } from '../log/coalesce.js';
 

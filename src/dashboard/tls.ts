@@ -7,7 +7,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
-import type { TrustMaterial } from '../gateway/context.js';
+import type { TrustMaterial } from '../runtime/context.js';
 import { dashboardError } from './errors.js';
 import { TLS_POLICY } from '../pki/tls-policy.js';
 

@@ -5,8 +5,8 @@
  * session cookie, certificate) also closes them.
  */
 import type { Socket } from 'node:net';
-import type { SessionRegistry } from '../gateway/sessions.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { SessionRegistry } from '../runtime/sessions.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import type { Logger } from '../log/logger.js';
 import { describePrincipal, principalKey, type Principal } from './auth.js';
 import { peerCertificateDer } from '../pki/peer-certificate.js';

@@ -6,12 +6,12 @@
  */
 import type { AddressInfo } from 'node:net';
 import { createLogger, type Logger } from '../log/logger.js';
-import { createMetrics } from '../telemetry/metrics.js';
+import { createMetrics } from '../runtime/metrics.js';
 import type { Resolved } from '../config/load.js';
-import type { Component, GatewayContext } from './context.js';
-import { SessionRegistry } from './sessions.js';
+import type { Component, GatewayContext } from '../runtime/context.js';
+import { SessionRegistry } from '../runtime/sessions.js';
 import { settingsFrom, type GatewaySettings } from './settings.js';
-import { openTrust } from './material.js';
+import { openTrust } from '../runtime/material.js';
 import { ensurePrivateDir } from '../pki/state-dir.js';
 import { issuedByAny } from '../pki/x509.js';
 import { startTerminator } from '../terminator/terminator.js';
@@ -21,10 +21,10 @@ import { GatewayError } from '../errors/base.js';
 import { policyForTerminator } from '../policy/setup.js';
 import { credentialsSettings, startCredentials } from '../credentials/index.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
-import { revocationSinkFor } from './revocation-sink.js';
-import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, planConnectionCaps, readOpenFilesLimit, type ConnectionCaps, type Listener } from './descriptor-budget.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
-import { MemoryBudget } from './memory-budget.js';
+import { revocationSinkFor } from '../runtime/revocation-sink.js';
+import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, planConnectionCaps, readOpenFilesLimit, type ConnectionCaps, type Listener } from '../limits/descriptor-budget.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
+import { MemoryBudget } from '../limits/memory-budget.js';
 import { configError } from '../config/spec.js';
 
 export interface GatewayDeps {
@@ -150,7 +150,7 @@ const CAP_KEYS: Readonly<Record<Listener, string>> = {
 const PORT_LABEL: Readonly<Record<Listener, string>> = { terminator: '8786', dashboard: '8787', credentials: 'credentials' };
 
 /**
- * The connection caps in force on every listener (descriptor-budget.ts),
+ * The connection caps in force on every listener (limits/descriptor-budget.ts),
  * written back into the configuration the components read; each lowered cap
  * is logged (naming its key, both numbers and the limit) and every cap in
  * force is exported as scheduler_gateway_connection_limit{port}.

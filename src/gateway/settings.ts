@@ -9,10 +9,7 @@ import { GatewayError } from '../errors/base.js';
 import type { Endpoint, KeySpec } from '../config/spec.js';
 import type { Flags, Resolved } from '../config/load.js';
 import type { ShareLimits } from '../terminator/fair-shares.js';
-
-export type PkiSource =
-  | { readonly mode: 'dir'; readonly dir: string; readonly passphraseFile?: string }
-  | { readonly mode: 'pem'; readonly caPath: string; readonly certPath: string; readonly keyPath: string; readonly crlPath?: string; readonly clusterId: string };
+import type { PkiSource } from '../runtime/material.js';
 
 export interface GatewaySettings {
   readonly pki: PkiSource;
@@ -28,7 +25,7 @@ export interface GatewaySettings {
   readonly upstreamConnectTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly idleTimeoutMs: number;
-  /** 8786 fair shares; the connection cap comes from the descriptor budget (compose.ts). */
+  /** 8786 fair shares; the connection cap comes from the descriptor budget (limits/descriptor-budget.ts). */
   readonly shares: Omit<ShareLimits, 'maxConnections'>;
   readonly memoryBudgetBytes: number;
   /** Accept peer certificates without any EKU extension (bring-your-own PKI). */

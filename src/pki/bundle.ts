@@ -14,7 +14,7 @@ import type { IssuedCertificate } from './issue.js';
 import { buildPkcs12 } from './p12.js';
 import { writeFileAtomic } from './state-dir.js';
 import { errnoText } from './keystore.js';
-import { awsConfigSnippet, AWS_PROFILE, DEFAULT_CREDENTIALS_PORT } from '../credentials/aws-config.js';
+import { awsConfigSnippet, AWS_PROFILE, DEFAULT_CREDENTIALS_PORT } from './aws-config.js';
 import { TLS_RELOAD_FILE, TLS_RELOAD_PRELOAD } from './dask-preload.js';
 import { splitPemCertificates } from './x509.js';
 import { linkTemplate } from './dashboard-link.js';

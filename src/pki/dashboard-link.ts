@@ -3,9 +3,9 @@
  * with str.format: {host} is the host the client connected to (the gateway),
  * {port} the scheduler's own dashboard port (loopback behind the gateway,
  * never one to show), {scheme} "https" only with a dashboard TLS certificate
- * in the client's config, and every environment variable by name
- * (dask-wire.md §7). So the template spells out scheme and port, and a
- * --dashboard-url may use no placeholder but {host}.
+ * in the client's config, and every environment variable by name. So the
+ * template spells out scheme and port, and a --dashboard-url may use no
+ * placeholder but {host}.
  */
 export function linkTemplate(port: number): string {
   return `https://{host}:${port}/status`;

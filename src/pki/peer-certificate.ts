@@ -47,7 +47,7 @@ export function peerLeafCertificate(socket: TLSSocket): CertificateFacts | undef
 
 /**
  * The peer's leaf certificate as DER, for re-checking a live session when a
- * CA leaves the trust store (gateway/sessions.ts): read then, never per
+ * CA leaves the trust store (runtime/sessions.ts): read then, never per
  * connection. Undefined for a socket without a peer certificate.
  */
 export function peerCertificateDer(socket: object): Buffer | undefined {

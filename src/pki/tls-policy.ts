@@ -6,7 +6,6 @@
  */
 import { constants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
-import type { TrustMaterial } from '../gateway/context.js';
 
 const TLS13_SUITES = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
 const TLS12_SUITES = [
@@ -31,6 +30,6 @@ export const TLS_POLICY = {
 } as const satisfies SecureContextOptions;
 
 /** The cluster's own certificate, key and CA under the policy: what a reload swaps in. */
-export function secureContextOptions(m: TrustMaterial): SecureContextOptions {
+export function secureContextOptions(m: { readonly keyPem: string; readonly certPem: string; readonly caPem: string }): SecureContextOptions {
   return { key: m.keyPem, cert: m.certPem, ca: m.caPem, ...TLS_POLICY };
 }

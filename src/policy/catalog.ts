@@ -1,14 +1,15 @@
 /**
- * Every scheduler operation the gateway knows, by group (shared/dask-wire.md
- * §4.1-4.6, 2022.12.1 and HEAD). An op may sit in several groups. Policy
- * files name ops and groups from here; any other name is a validation error,
- * and an op seen on the wire that is not here is "unknown" (see rules.ts).
+ * Every scheduler operation the gateway knows, by group (the scheduler's
+ * handlers in 2022.12.1 and in the newest distributed). An op may sit in
+ * several groups. Policy files name ops and groups from here; any other name
+ * is a validation error, and an op seen on the wire that is not here is
+ * "unknown" (see rules.ts).
  */
 
 /** Ends a connection or a stream; harmless for everyone. */
 const CONTROL = ['close', 'close-stream'] as const;
 
-/** §4.3 and §4.7: what a data scientist's Client sends. */
+/** What a data scientist's Client sends. */
 const CLIENT = [
   // registration and queries
   'register-client', 'identity', 'versions', 'ncores', 'ncores_running', 'has_what', 'who_has', 'processing', 'nbytes',
@@ -47,14 +48,14 @@ const CLIENT = [
 const CLIENT_CODE = ['feed'] as const;
 
 /**
- * Ops that make the scheduler dial workers and forward a message (§4.5):
+ * Ops that make the scheduler dial workers and forward a message:
  * `broadcast` (Client.run, Client.get_versions) and `proxy` (Actors). The
  * scheduler dials whatever addresses it is given, so for every role but
  * admin they pass only through the guard in forward-guard.ts.
  */
 const CLIENT_RUN = ['broadcast', 'proxy'] as const;
 
-/** §4.2: nanny and worker ops, including the worker batched stream. */
+/** Nanny and worker ops, including the worker batched stream. */
 const WORKER = [
   'register-worker', 'register_nanny', 'heartbeat_worker', 'unregister', 'add_keys', 'set_resources',
   'retire_workers', 'log_event', 'identity',
@@ -67,7 +68,7 @@ const WORKER = [
 ] as const;
 
 /**
- * §4.4-4.6: code in the scheduler process (run_function, scheduler plugins;
+ * Code in the scheduler process (run_function, scheduler plugins;
  * feed is in @client-code), the scheduler writing to a URL of the caller's
  * choice, shutting the cluster down (its lifecycle is the platform's), raw
  * internal state, and unbound streams.
@@ -90,12 +91,12 @@ export type OpGroup = keyof typeof OP_GROUPS;
 
 export const KNOWN_OPS: ReadonlySet<string> = new Set(Object.values(OP_GROUPS).flat());
 
-/** Ops that bind a connection to a declared identity (§2.4). */
+/** Ops that bind a connection to a declared identity. */
 export const STREAM_OPENERS = { client: 'register-client', worker: 'register-worker' } as const;
 
 /**
  * Stream handlers take their identity from the stream (`worker=` or `client=`)
- * unless the message overrides it (§2.4), and the scheduler dispatches both
+ * unless the message overrides it, and the scheduler dispatches both
  * kinds on any stream. So each kind is valid only on its own kind of stream:
  * a task-finished on a client stream would name any worker it likes.
  */
@@ -113,7 +114,7 @@ export const UNPICKLED_ARGUMENTS: Readonly<Record<string, { readonly argument: s
   retire_workers: { argument: 'key', why: 'the scheduler passes key to workers_to_close, which unpickles it' },
 };
 
-/** Ops whose `address` the scheduler trusts as declared (§4.2 "Pinning"). */
+/** Ops whose `address` the scheduler trusts as declared (and later dials). */
 export const ADDRESS_PINNED_OPS: ReadonlySet<string> = new Set(['register-worker', 'heartbeat_worker', 'unregister', 'register_nanny']);
 /** Worker rpc ops that name the worker they speak for in `worker` (add_keys, add_resources, shuffle register_complete). */
 export const WORKER_FIELD_PINNED_OPS: ReadonlySet<string> = new Set(['add_keys', 'set_resources', 'shuffle_register_complete']);

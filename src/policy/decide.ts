@@ -30,7 +30,7 @@ export function decide(policy: CompiledPolicy, role: Role, op: string, facts: Op
   const own = policy.roles[role];
   const granted = grant(policy, role, own, op);
   if (granted.effect === 'deny' || !facts.pickled) return granted;
-  // §4.4: the scheduler unpickles while decoding, before any handler runs.
+  // The scheduler unpickles while decoding, before any handler runs.
   const by = granted.rule.startsWith('rules.client.') && role !== 'client' ? policy.roles.client : own;
   const pickledRule = match(by.pickled, op);
   if (pickledRule === null) return deny(`rules.${by === own ? role : 'client'}.pickled`, DENIAL_CODES.pickled, `${op} carries a __Pickled__ placeholder`);

@@ -1,6 +1,6 @@
 /**
  * The forward guard, for every role but admin. `Scheduler.broadcast` and
- * `Scheduler.proxy` forward `msg` to the addresses they are given (§4.5)
+ * `Scheduler.proxy` forward `msg` to the addresses they are given
  * and, unlike most handlers, dial any address without checking it is a
  * worker; so a non-admin one must look like what the Client API sends:
  *   - broadcast: inner op `run` / `run_coroutine` (Client.run), `versions`

@@ -4,11 +4,11 @@
  * (wire/frame-parser.ts: canonical framing, messages held until decided), the
  * frame-0 scanner (wire/ops.ts: fields read as Python reads them) and the
  * pure decide() (decide.ts), and adds what needs connection state:
- *   - the first message from the peer must be the handshake map (§2.1);
+ *   - the first message from the peer must be the handshake map;
  *   - after register-client / register-worker the connection is a stream bound
  *     to the declared client id / worker address; later messages naming
- *     another one are refused (§2.4);
- *   - worker address and name pinning (§4.2; pinning.ts);
+ *     another one are refused;
+ *   - worker address and name pinning (pinning.ts);
  *   - the forward guard on broadcast and proxy (forward-guard.ts);
  *   - a nanny's `{"status": ...}` answer after register_nanny (2023.9+).
  *
@@ -28,7 +28,7 @@
  */
 import { GatewayError } from '../errors/base.js';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import type { Denial, InspectorFactory, InspectorHooks, PeerInfo, StreamInspector } from '../terminator/inspector.js';
 import { MessageBoundaries } from '../wire/boundaries.js';
 import { DROP, FrameParser, type Frame0Sink, type FrameLimits } from '../wire/frame-parser.js';
@@ -189,10 +189,10 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
       case Mode.Handshake:
         return shape === 'map' ? null : this.#close(this.#wireDenial(wireError('badHandshake', { why: `got a ${shape}` })));
       case Mode.Rpc:
-        // §2.3: a request must be a map with "op"; the scheduler closes on anything else.
+        // A request must be a map with "op"; the scheduler closes on anything else.
         return shape === 'map' ? null : this.#close(this.#wireDenial(wireError('notAnOp', { why: `a ${shape} on a request connection` })));
       default:
-        return null; // §2.4: streams carry lists of op-maps, a single map, or a bare "OK".
+        return null; // Streams carry lists of op-maps, a single map, or a bare "OK".
     }
   }
 
@@ -290,7 +290,7 @@ export class ConnectionInspector implements StreamInspector, Frame0Sink<Denial>,
     return null;
   }
 
-  /** §2.4: a stream's identity is the one it registered; stream ops only on their own kind of stream. */
+  /** A stream's identity is the one it registered; stream ops only on their own kind of stream. */
   #streamProblem(op: string, m: OpMap): string | null {
     switch (this.#mode) {
       case Mode.ClientStream:

@@ -1,5 +1,5 @@
 /**
- * Identity pinning helpers (dask-wire.md §4.2 "Pinning", §2.4): the scheduler
+ * Identity pinning helpers: the scheduler
  * trusts a worker's declared address and later dials it, so the host part of
  * that address must be where the connection really comes from, or a name the
  * peer's certificate vouches for.

@@ -18,7 +18,7 @@
  *   deny     same entries; checked first, so deny wins over allow.
  *   pickled  same entries; a message whose frame 0 holds a `__Pickled__`
  *            placeholder is refused unless its op matches here, because the
- *            scheduler unpickles it while decoding (dask-wire.md §4.4).
+ *            scheduler unpickles it while decoding.
  * A role that is absent may send nothing but @control ops.
  *
  * Combining rule (decide.ts): a pickled frame 0 needs a `pickled` match; then

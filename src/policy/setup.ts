@@ -5,7 +5,7 @@
  */
 import type { Resolved } from '../config/load.js';
 import { statSync } from 'node:fs';
-import type { Component, GatewayContext } from '../gateway/context.js';
+import type { Component, GatewayContext } from '../runtime/context.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import type { FrameLimits } from '../wire/frame-parser.js';
 import { PolicyHolder } from './holder.js';

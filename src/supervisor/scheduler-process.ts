@@ -1,7 +1,7 @@
 /**
  * Runs `dask scheduler` (Debian's python3-distributed, /usr/bin/python3)
  * bound to 127.0.0.1 on plain tcp://, holding a scheduler certificate so it
- * can dial tls:// workers (dask-wire.md §5.3-5.4: the CLI turns TLS flags
+ * can dial tls:// workers (the dask CLI turns TLS flags
  * into require_encryption=True, so the environment overrides it).
  * Supervised: if it dies it is restarted on the same port with exponential
  * backoff, so the gateway's upstream address never changes.

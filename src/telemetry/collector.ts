@@ -8,7 +8,7 @@
 import { gzipSync } from 'node:zlib';
 import type { Logger } from '../log/logger.js';
 import { isGatewayError } from '../errors/base.js';
-import type { GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import type { Allowlist, Source } from './allowlist.js';
 import { parsePrometheusText, type Sample } from './prom-parse.js';
 import { filterSamples, type ShippedSample } from './privacy.js';

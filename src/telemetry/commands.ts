@@ -11,9 +11,9 @@
  */
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
-import type { RevocationSink } from '../gateway/context.js';
+import type { RevocationSink } from '../runtime/context.js';
 import { isGatewayError } from '../errors/base.js';
-import type { GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import { telemetryError } from './errors.js';
 import { COMMAND_WINDOW_MS, verifyCommandSignature, type CommandMessage, type CommandResultMessage } from './protocol.js';
 

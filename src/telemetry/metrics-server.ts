@@ -1,8 +1,7 @@
 /**
  * The gateway's Prometheus endpoint (default 127.0.0.1:9464). It has no
  * authentication, so it binds loopback unless the operator opts in with
- * --metrics-listen-unsafe-public. renderMetrics() is also what the dashboard
- * mounts for admin tokens.
+ * --metrics-listen-unsafe-public.
  */
 import { createServer, type Server } from 'node:http';
 import { isIP, type AddressInfo } from 'node:net';

@@ -25,7 +25,7 @@ import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import { telemetryError } from './errors.js';
 
 const MAGIC = Buffer.from('DGSB');

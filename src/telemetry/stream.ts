@@ -17,7 +17,7 @@
  */
 import WebSocket from 'ws';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
 import type { Spool } from './spool.js';
 import { FLAG_GZIP } from './spool.js';
 import { Backoff } from './backoff.js';
@@ -40,7 +40,6 @@ export interface StreamOptions {
   readonly connectTimeoutMs?: number;
   /** An ack slower than this closes the connection (the batch is resent). */
   readonly ackTimeoutMs?: number;
-  readonly now: () => Date;
 }
 
 const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|ERR_TLS|ERR_SSL|EPROTO/;

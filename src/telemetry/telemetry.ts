@@ -4,8 +4,8 @@
  * with its command channel. Everything here is asynchronous and bounded; no
  * failure in it stops the gateway once it has started.
  *
- * Folder map, in the path of a sample: metrics.ts (the one declaration of the
- * gateway's metrics), scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
+ * Folder map, in the path of a sample (the gateway's metrics are declared
+ * once, in runtime/metrics.ts): scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
  * text-format parser), allowlist.ts + privacy.ts (what may leave), collector.ts
  * (a batch's samples), spool.ts (durable queue), backoff.ts + stream.ts (WSS to
  * the control plane), protocol.ts + commands.ts (messages, signed commands),
@@ -18,7 +18,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { Component, GatewayContext, RevocationSink } from '../gateway/context.js';
+import type { Component, GatewayContext, RevocationSink } from '../runtime/context.js';
 import type { Endpoint } from '../config/spec.js';
 import type { Resolved } from '../config/load.js';
 import { isGatewayError } from '../errors/base.js';
@@ -132,7 +132,7 @@ function readCaFile(file: string): string {
 export interface TelemetryDeps {
   /** Applies revocation commands; without it commands are refused. */
   readonly revocations?: RevocationSink;
-  /** Extra command handlers (issue 9: credential pushes). */
+  /** Extra command handlers (the credentials component's push-credentials). */
   readonly commands?: ReadonlyMap<string, CommandHandler>;
   /** Backoff and timeouts; tests shorten them. */
   readonly backoff?: { baseMs: number; capMs: number };
@@ -179,7 +179,6 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
       backoff: new Backoff(deps.backoff ?? { baseMs: 1000, capMs: 5 * 60_000 }),
       ackTimeoutMs: deps.ackTimeoutMs ?? 30_000,
       connectTimeoutMs: deps.connectTimeoutMs ?? 10_000,
-      now: ctx.now,
     });
   }
   // Everything that can refuse the configuration has run: only now listen and connect.

@@ -5,8 +5,8 @@
  */
 import type { Logger } from '../log/logger.js';
 import type { RefusalCoalescer } from '../log/coalesce.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
-import { sourceOf } from '../gateway/source-counts.js';
+import type { GatewayMetrics } from '../runtime/metrics.js';
+import { sourceOf } from '../limits/source-counts.js';
 import type { Denial } from './inspector.js';
 
 export interface ConnectionFacts {

@@ -17,7 +17,7 @@
  * certificate with few connections take an idle one from the certificate
  * with the most. Pure bookkeeping: no sockets, no clock.
  */
-import { Counts, sourceOf } from '../gateway/source-counts.js';
+import { Counts, sourceOf } from '../limits/source-counts.js';
 import type { Role } from '../pki/identity.js';
 
 export interface ShareLimits {

@@ -1,6 +1,6 @@
 /**
  * What kind of Dask connection a peer opened, from the first request it sends
- * after its handshake (dask-wire.md §2.4, §3): a stream (`register-worker`,
+ * after its handshake: a stream (`register-worker`,
  * `register-client`, `connection_stream`) or a request connection (an rpc,
  * usually pooled). The idle timeout needs to know: a worker's stream is
  * silent for as long as its cluster is idle and the worker exits when the

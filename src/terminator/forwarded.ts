@@ -6,12 +6,12 @@
  */
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { GatewayContext } from '../gateway/context.js';
-import type { LiveSession } from '../gateway/sessions.js';
+import type { GatewayContext } from '../runtime/context.js';
+import type { LiveSession } from '../runtime/sessions.js';
 import type { ConnectionAudit, ConnectionFacts } from './audit.js';
 import type { Denial, InspectorFactory, PeerInfo } from './inspector.js';
 import { pipeBoth } from './pipe.js';
-import type { BudgetAccount, MemoryBudget } from '../gateway/memory-budget.js';
+import type { BudgetAccount, MemoryBudget } from '../limits/memory-budget.js';
 import { FirstOp, type ConnectionKind } from './first-op.js';
 import type { ReclaimCandidate, Slot } from './fair-shares.js';
 import { peerCertificateDer } from '../pki/peer-certificate.js';

@@ -44,7 +44,7 @@ function httpMatch(buf: Buffer): 'http' | 'need_more' | 'no' {
 }
 
 /**
- * dask-wire.md §1.1: a message starts with L (u64 LE, bytes that follow,
+ * Dask's framing: a message starts with L (u64 LE, bytes that follow,
  * at least 8 + 8n) and n (u64 LE frame count, >= 1).
  */
 function daskMatch(buf: Buffer): Sniffed | 'need_more' {

@@ -18,7 +18,7 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Component, GatewayContext } from '../gateway/context.js';
+import type { Component, GatewayContext } from '../runtime/context.js';
 import { formatEndpoint, type Endpoint } from '../config/spec.js';
 import { ConnectionAudit, type ConnectionFacts } from './audit.js';
 import { authenticatePeer } from './authenticate.js';
@@ -30,7 +30,7 @@ import { FailedHandshakeLimiter } from './rate-limit.js';
 import { FairShares, chooseVictim, isRefusal, type ShareLimits, type ShareRefusal, type Slot } from './fair-shares.js';
 import { refuseDaskPeer } from './dask-refusal.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
-import type { MemoryBudget } from '../gateway/memory-budget.js';
+import type { MemoryBudget } from '../limits/memory-budget.js';
 import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
 import { LISTENER_HANDSHAKE } from '../wire/reply.js';
 import { secureContextOptions, serverOptions } from './tls-options.js';
@@ -51,7 +51,7 @@ export interface TerminatorOptions extends ShareLimits {
   readonly inspector?: InspectorFactory;
   /** Accept client certificates without any EKU extension (--allow-missing-eku). */
   readonly allowMissingEku?: boolean;
-  /** What every connection buffers counts against this (gateway/memory-budget.ts). */
+  /** What every connection buffers counts against this (limits/memory-budget.ts). */
   readonly memoryBudget?: MemoryBudget;
 }
 
@@ -210,7 +210,7 @@ class TerminatorServer implements Terminator {
   #sniff(p: Pending): void {
     let seen: Buffer | undefined;
     let probed = false;
-    // A Dask connector reads before it writes (dask-wire.md §2.1), so a plaintext tcp:// client is silent
+    // A Dask connector reads the listener's handshake before it writes, so a plaintext tcp:// client is silent
     // while a TLS client speaks at once: to a silent peer we say what a Dask listener says first.
     // Timers run before pending reads in a loop turn: on a lagging event loop a ClientHello that already arrived
     // would get the plaintext probe written into it. setImmediate lets the poll phase read it first.

@@ -5,7 +5,7 @@
  * before it destroys the socket; nothing is forwarded before that check.
  */
 import type { TlsOptions } from 'node:tls';
-import type { TrustMaterial } from '../gateway/context.js';
+import type { TrustMaterial } from '../runtime/context.js';
 import { secureContextOptions } from '../pki/tls-policy.js';
 
 export { secureContextOptions };

@@ -1,6 +1,6 @@
 /**
  * Finds where messages end in a Dask byte stream without looking inside
- * them (shared/dask-wire.md §1): a message is 16 + 8n + sum(len_i) bytes,
+ * them: a message is 16 + 8n + sum(len_i) bytes,
  * whatever its leading length says. Used on the scheduler's side of a
  * connection, which is trusted and forwarded unchanged, so that an answer
  * the gateway gives in the scheduler's place is never spliced into the

@@ -1,12 +1,11 @@
 /**
- * Incremental parser and canonicalizer of Dask's TCP/TLS framing
- * (shared/dask-wire.md §1):
+ * Incremental parser and canonicalizer of Dask's TCP/TLS framing:
  *
  *   u64 L | u64 n | u64 len_0 .. len_{n-1} | frame_0 .. frame_{n-1}      (all LE)
  *
  * The guarantee it gives the policy: every message the scheduler reads is a
  * message this parser delimited, with the same frame 0. Readers of different
- * Dask versions split the same bytes differently (§1.2): 2022.12 reads exactly
+ * Dask versions split the same bytes differently: 2022.12 reads exactly
  * L bytes and takes what follows as the next message; since 2023.11 the
  * reader takes the frames inside L and then reads the missing ones by their
  * lengths. They agree only when L = 8 + 8n + sum(len_i). So the parser
@@ -161,7 +160,7 @@ export class FrameParser<R> {
           const n = this.#readU64();
           if (n === NEED_MORE) return null;
           if (n === OVERFLOW) return this.#fail(wireError('lengthOverflow', { field: 'frame count' }));
-          // §1.1: n is always >= 1 because frame 0 carries the message itself.
+          // n is always >= 1 because frame 0 carries the message itself.
           if (n === 0) return this.#fail(wireError('noFrames'));
           if (n > this.#limits.maxFrames) return this.#fail(wireError('tooManyFrames', { frames: n, limit: this.#limits.maxFrames }));
           if (16 + 8 * n > this.#limits.maxMessageBytes) return this.#fail(wireError('messageTooLarge', { bytes: 16 + 8 * n, limit: this.#limits.maxMessageBytes }));
@@ -181,7 +180,7 @@ export class FrameParser<R> {
           this.#sum += len;
           const total = 16 + 8 * this.#frames + this.#sum;
           if (total > this.#limits.maxMessageBytes) return this.#fail(wireError('messageTooLarge', { bytes: total, limit: this.#limits.maxMessageBytes }));
-          // §1.2: a writer's L - 8 - 8n is the length of a leading run of frames, frame 0 included.
+          // A writer's L - 8 - 8n is the length of a leading run of frames, frame 0 included.
           const run = this.#declaredL - 8 - 8 * this.#frames;
           if (this.#sum === run) this.#runMatched = true;
           else if (!this.#runMatched && this.#sum > run) return this.#fail(wireError('lengthMismatch', { declared: this.#declaredL }));

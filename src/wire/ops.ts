@@ -1,6 +1,6 @@
 /**
  * Reads the operations in a Dask frame 0 exactly as the scheduler will
- * (shared/dask-wire.md §1.1, §2.3-2.4): Python's msgpack with
+ * (a request's map, or a stream's batch of maps): Python's msgpack with
  * `raw=False, strict_map_key=False, use_list=False` and Dask's object_hook.
  * A bounded walker written for this job rather than a general decoder: frame
  * 0 of an update-graph can be megabytes, and policy needs a handful of fields
@@ -18,8 +18,8 @@
  *     formed, no map key may be or contain a map (unhashable): Python fails
  *     on those, so the gateway refuses rather than guess;
  *   - Dask's object_hook turns `{"__Pickled__": k}` into the unpickled object
- *     (at any depth, for any op: §4.4) and `{"__Serialized__": k}` into the
- *     opaque frames k..; both are accepted only as Dask writes them: one
+ *     while decoding (at any depth, for any op) and `{"__Serialized__": k}`
+ *     into the opaque frames k..; both are accepted only as Dask writes them: one
  *     entry, an integer 1 <= k < frames. `__Enum__`/`__Set__` maps are
  *     decoded into other values, so none of the four may stand where policy
  *     reads a field, or be an op-map;
@@ -210,7 +210,7 @@ export class Frame0Scanner {
       if (result !== null) return result;
       const count = this.#count;
       pos = this.#body;
-      // A batch (§2.4): each element is decided on its own; the first objection ends the scan.
+      // A batch (a stream's list of op-maps): each element is decided on its own; the first objection ends the scan.
       for (let i = 0; i < count && result === null; i++) {
         if (this.#header(pos) === FAIL) return this.#takeError();
         if (this.#kind === Kind.Map) {

@@ -1,9 +1,8 @@
 /**
- * What the gateway itself says to a Dask peer, in Dask's own framing
- * (shared/dask-wire.md §1.1), so that Python shows why it was refused instead
- * of a bare `CommClosedError`:
- *   - the listener handshake (§2.1), for a peer the gateway answers itself;
- *   - an error reply to a request (§2.3.1): Dask's `send_recv` raises
+ * What the gateway itself says to a Dask peer, in Dask's own framing, so
+ * that Python shows why it was refused instead of a bare `CommClosedError`:
+ *   - the listener handshake, for a peer the gateway answers itself;
+ *   - an error reply to a request: Dask's `send_recv` raises
  *     `Exception(text)` from `{"status": "uncaught-error", "exception": text}`
  *     on both supported versions. A str, not a pickled exception: the gateway
  *     never produces pickles, and an OSError subclass would be swallowed as a
@@ -97,7 +96,7 @@ function head(count: number, fix: number, sixteen: number): Buffer {
 }
 
 /**
- * The handshake a Dask listener writes first (§2.1). No compression: the
+ * The handshake a Dask listener writes first. No compression: the
  * gateway answers only to refuse, and offers nothing to negotiate.
  */
 export const LISTENER_HANDSHAKE: Buffer = frameMessage(
@@ -111,7 +110,7 @@ function clipText(text: string): string {
   return text.length > MAX_TEXT ? `${text.slice(0, MAX_TEXT)}...` : text;
 }
 
-/** A reply that the peer's `send_recv` raises as `Exception(text)` (§2.3.1). */
+/** A reply that the peer's `send_recv` raises as `Exception(text)`. */
 export function errorReply(text: string): Buffer {
   const t = clipText(text);
   return frameMessage(

@@ -31,7 +31,7 @@ const tlsOpts = (port: number, c: Creds, localAddress?: string): ConnectionOptio
   host: '127.0.0.1', port, ca: c.ca, cert: c.cert, key: c.key, checkServerIdentity: () => undefined, ...(localAddress ? { localAddress } : {}),
 });
 
-/** `identity`, the first request a Client's pool sends (dask-wire.md §3). */
+/** `identity`, the first request a Client's pool sends. */
 const IDENTITY = msg({ op: 'identity', reply: true });
 
 export interface Held {

@@ -5,10 +5,10 @@
  */
 import t from 'tap';
 import { FairShares, chooseVictim, isRefusal, shareCaps, type ShareLimits, type Slot } from '../../src/terminator/fair-shares.js';
-import { MemoryBudget, type BudgetHolder } from '../../src/gateway/memory-budget.js';
+import { MemoryBudget, type BudgetHolder } from '../../src/limits/memory-budget.js';
 import { RefusalCoalescer } from '../../src/log/coalesce.js';
 import { createLogger } from '../../src/log/logger.js';
-import { sourceOf } from '../../src/gateway/source-counts.js';
+import { sourceOf } from '../../src/limits/source-counts.js';
 import { FirstOp } from '../../src/terminator/first-op.js';
 import { LISTENER_HANDSHAKE } from '../../src/wire/reply.js';
 import { msg } from '../wire/wire-helpers.js';
@@ -17,7 +17,7 @@ import { waitFor } from '../helpers/dask.js';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { pipeBoth } from '../../src/terminator/pipe.js';
 import { ConnectionAudit } from '../../src/terminator/audit.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 
 const LIMITS: ShareLimits = { maxConnections: 100, maxHandshakes: 20, maxHandshakesPerAddress: 5, maxPerAddress: 30, maxPerIdentity: 10, reserveWorkersPercent: 25, reserveClientsPercent: 10 };
 

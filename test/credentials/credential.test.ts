@@ -1,6 +1,6 @@
 import t from 'tap';
 import { credentialSetFromArgs, parseCredentialDocument, awsProcessJson, genericJson, MAX_DOCUMENT_BYTES } from '../../src/credentials/credential.js';
-import { awsConfigSnippet } from '../../src/credentials/aws-config.js';
+import { awsConfigSnippet } from '../../src/pki/aws-config.js';
 import { isGatewayError } from '../../src/errors/base.js';
 
 const NOW = new Date('2026-11-26T06:00:00Z');

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { CredentialHolder } from '../../src/credentials/holder.js';
 import { pushCredentialsCommand } from '../../src/credentials/push-command.js';
 import { credentialSet } from '../../src/credentials/credential.js';

@@ -3,7 +3,7 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { CredentialHolder } from '../../src/credentials/holder.js';
 import { startFileSource } from '../../src/credentials/file-source.js';
 import { startCommandSource } from '../../src/credentials/command-source.js';

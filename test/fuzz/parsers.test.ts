@@ -22,7 +22,7 @@ import { stringify as yamlStringify } from 'yaml';
 import { pack } from 'msgpackr';
 import { GatewayError } from '../../src/errors/base.js';
 import { createLogger } from '../../src/log/logger.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { parsePolicyText } from '../../src/policy/holder.js';
 import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS } from '../../src/policy/rules.js';
 import { decide } from '../../src/policy/decide.js';

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { LISTENER_HANDSHAKE } from '../../src/wire/reply.js';
 import type { TestIssued } from '../helpers/pki.js';
-import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, openFilesLimit, planConnectionCaps } from '../../src/gateway/descriptor-budget.js';
+import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, openFilesLimit, planConnectionCaps } from '../../src/limits/descriptor-budget.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { startEcho } from '../hardening/harness.js';
@@ -36,7 +36,7 @@ t.test('the caps stand while the limit backs them all; otherwise the side ports 
 });
 
 t.test('the real limit of a process started under prlimit is what is read', async (t) => {
-  const mod = new URL('../../src/gateway/descriptor-budget.ts', import.meta.url).href;
+  const mod = new URL('../../src/limits/descriptor-budget.ts', import.meta.url).href;
   const script = `import { readOpenFilesLimit } from ${JSON.stringify(mod)}; console.log(readOpenFilesLimit());`;
   const p = spawnSync('prlimit', ['--nofile=600:600', '--', process.execPath, ...process.execArgv, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
   t.equal(p.status, 0, p.stderr.slice(-500));

@@ -18,7 +18,7 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/dask.js';
 import { renewCertificate } from '../../src/pki/renew.js';
 import { beginRotation, finishRotation, switchRotation } from '../../src/pki/rotation.js';
-import { SessionRegistry } from '../../src/gateway/sessions.js';
+import { SessionRegistry } from '../../src/runtime/sessions.js';
 import { changePassphrase } from '../../src/pki/passphrase-change.js';
 import { issueCertificate } from '../../src/pki/issue.js';
 import { revokeCertificate } from '../../src/pki/revocation.js';

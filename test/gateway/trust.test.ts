@@ -1,8 +1,8 @@
 import t from 'tap';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { makeTestCluster } from '../helpers/pki.js';
-import { openTrust } from '../../src/gateway/material.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { openTrust } from '../../src/runtime/material.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { createLogger } from '../../src/log/logger.js';
 import { Writable } from 'node:stream';
 import { encryptPrivateKeyPem } from '../../src/pki/keystore.js';

@@ -1,5 +1,5 @@
 /**
- * The 14 certificate cases of issue 8, in one table against one gateway on
+ * The 14 ways a peer certificate can be wrong, in one table against one gateway on
  * 8786: each is refused, audited with its own reason, counted in
  * refusals_total{port="8786",reason}, and never reaches the upstream. A
  * loopback echo stands in for the scheduler (test/terminator/refusals.test.ts

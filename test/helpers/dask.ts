@@ -16,7 +16,7 @@
  *   waitFor(pred, {timeoutMs, intervalMs, what}) poll a (sync or async) predicate until truthy
  *   startScheduler(opts): DaskProcess & {port, address, dashboardPort}
  *       plain tcp:// on 127.0.0.1; with opts.tls (ca/cert/key) it also holds a
- *       scheduler certificate so it can dial tls:// workers (dask-wire.md §5.3-5.4)
+ *       scheduler certificate so it can dial tls:// workers
  *   startWorker(opts): DaskProcess  `dask worker` on tls://127.0.0.1:<random>,
  *       resolves once "Registered to" is logged
  *   runClient(script, opts): Promise<T>  runs a Python script, returns the JSON
@@ -40,7 +40,7 @@ export interface DaskVersion {
   readonly python: string;
   /** Has the Bokeh dashboard. */
   readonly bokeh: boolean;
-  /** Frames since 2023.11 may have a leading length shorter than the message (dask-wire.md §1.2). */
+  /** Frames since 2023.11 may have a leading length shorter than the message. */
   readonly splitFraming: boolean;
   /** How to install it when missing. */
   readonly hint: string;
@@ -213,7 +213,7 @@ export async function startScheduler(opts: SchedulerOptions = {}): Promise<DaskP
   const env: NodeJS.ProcessEnv = { ...opts.env };
   if (opts.tls) {
     args.push('--tls-ca-file', opts.tls.ca, '--tls-cert', opts.tls.cert, '--tls-key', opts.tls.key);
-    env.DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION = 'False'; // dask-wire.md §5.3
+    env.DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION = 'False'; // the dask CLI turns TLS flags into require_encryption=True
   }
   const p = spawnDask(args, env, opts.t, opts.version);
   try {

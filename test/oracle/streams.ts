@@ -80,7 +80,7 @@ export class StreamGenerator {
     return this.#frame([frame0, ...m.frames]);
   }
 
-  /** The prelude with L at a chosen place relative to the frame boundaries (dask-wire.md §1.2). */
+  /** The prelude with L at a chosen place relative to the frame boundaries (2023.11+ writers end it after a leading run). */
   #frame(frames: Buffer[]): Buffer {
     const n = frames.length;
     const lens = frames.map((f) => f.length);

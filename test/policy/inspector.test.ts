@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { ConnectionInspector, createInspectorFactory, type PolicySource } from '../../src/policy/inspector.js';
 import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS, type PolicySettings } from '../../src/policy/rules.js';
 import { createLogger } from '../../src/log/logger.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import type { Denial } from '../../src/terminator/inspector.js';
 import type { PeerRole } from '../../src/pki/identity.js';
 import { unpack } from 'msgpackr';

@@ -50,7 +50,7 @@ t.test('control-plane-dev: enroll, serve with a generated CA, receive batches, r
   let closed = false;
   const alice = await cluster.issue('client', 'alice');
   ctx.sessions.add({ kind: 'dask', serial: normalizeSerial(alice.serial), close: () => { closed = true; } });
-  const { createRevocationSink, pkiCertificatePersister } = await import('../../src/gateway/revocation-sink.js');
+  const { createRevocationSink, pkiCertificatePersister } = await import('../../src/runtime/revocation-sink.js');
   const sink = createRevocationSink({ sessions: ctx.sessions, log: ctx.log, persistCertificate: pkiCertificatePersister(cluster.dir, cluster.passphrase), persistToken: undefined });
   const tel = await startTelemetry(ctx, { revocations: sink, backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());

@@ -2,8 +2,8 @@ import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { CommandProcessor, revocationCommands } from '../../src/telemetry/commands.js';
 import { commandKey, parseInbound, signCommand, type CommandMessage } from '../../src/telemetry/protocol.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
-import type { RevocationSink } from '../../src/gateway/context.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
+import type { RevocationSink } from '../../src/runtime/context.js';
 import { captureLogger, metricValue, tempDir } from './helpers.js';
 
 const CRED = 'c'.repeat(43);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_ALLOWLIST, SOURCES } from '../../src/telemetry/allowlist.js';
 import { telemetryKeys } from '../../src/config/keys/telemetry.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 
 const DOC = readFileSync(fileURLToPath(new URL('../../docs/telemetry-protocol.md', import.meta.url)), 'utf8');
 

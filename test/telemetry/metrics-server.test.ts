@@ -1,7 +1,7 @@
 import t from 'tap';
 import { request } from 'node:http';
 import { startMetricsServer, isLoopbackHost, renderMetrics } from '../../src/telemetry/metrics-server.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { parsePrometheusText } from '../../src/telemetry/prom-parse.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { GatewayError } from '../../src/errors/base.js';
@@ -34,7 +34,7 @@ t.test('serves the registry in Prometheus text format on loopback', async (t) =>
   t.equal((await get(server.address.port, '/metrics', 'HEAD')).status, 200);
 });
 
-t.test('renderMetrics gives the dashboard the same text and content type', async (t) => {
+t.test('renderMetrics gives the registry\'s text and its content type', async (t) => {
   const metrics = createMetrics({ defaultMetrics: false });
   const r = await renderMetrics(metrics.registry);
   t.match(r.contentType, /text\/plain/);

@@ -2,7 +2,7 @@ import t from 'tap';
 import { parsePrometheusText } from '../../src/telemetry/prom-parse.js';
 import { GatewayError } from '../../src/errors/base.js';
 
-// Lines from the 2022.12.1 scheduler's /metrics (shared/dask-wire.md, Appendix B).
+// Lines from the 2022.12.1 scheduler's /metrics, as curl captured them.
 const DASK = `# HELP python_gc_objects_collected_total Objects collected during gc
 # TYPE python_gc_objects_collected_total counter
 python_gc_objects_collected_total{generation="0"} 288.0

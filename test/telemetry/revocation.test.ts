@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
-import { createRevocationSink, pkiCertificatePersister, tokenStorePersister } from '../../src/gateway/revocation-sink.js';
+import { createRevocationSink, pkiCertificatePersister, tokenStorePersister } from '../../src/runtime/revocation-sink.js';
 import { TokenStore } from '../../src/tokens/store.js';
 import { readRevokedSerials } from '../../src/pki/revocation.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';

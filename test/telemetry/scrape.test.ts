@@ -3,7 +3,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import { scrapeText } from '../../src/telemetry/scrape.js';
 import { Collector } from '../../src/telemetry/collector.js';
 import { DEFAULT_ALLOWLIST } from '../../src/telemetry/allowlist.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { GatewayError } from '../../src/errors/base.js';
 import { captureLogger, metricValue } from './helpers.js';
 

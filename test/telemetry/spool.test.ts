@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, existsS
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
 import { Spool, fileName, verify } from '../../src/telemetry/spool.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { captureLogger, metricValue, tempDir } from './helpers.js';
 
 async function open(dir: string, o: { maxBytes?: number; maxAgeMs?: number; now?: () => Date } = {}) {

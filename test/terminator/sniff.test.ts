@@ -3,7 +3,7 @@ import { HTTP_EXPLANATION, sniff } from '../../src/terminator/sniff.js';
 import { LISTENER_HANDSHAKE } from '../../src/wire/reply.js';
 
 const hex = (h: string) => Buffer.from(h.replace(/\s+/g, ''), 'hex');
-// dask-wire.md Appendix A.2: the nanny's handshake as captured (L=61, n=1, len_0=45).
+// The 2022.12.1 nanny's handshake as captured (L=61, n=1, len_0=45).
 const DASK_HANDSHAKE = hex('3d00000000000000 0100000000000000 2d00000000000000 83ab636f6d7072657373696f6ea36c7a34');
 const CLIENT_HELLO_START = hex('16 0301 0200 01 0001fc 0303');
 

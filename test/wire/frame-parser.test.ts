@@ -64,7 +64,7 @@ t.test('newest framing (2023.11+): L covers only a leading run, the parser still
   const sub = Buffer.alloc(40, 1);
   const bigA = Buffer.alloc(800_000, 2);
   const bigB = Buffer.alloc(400_000, 3);
-  // dask-wire.md §1.2: [30B, 40B, 800 kB, 40B, 400 kB] with L covering the first three.
+  // A 2023.11+ writer's layout: [30B, 40B, 800 kB, 40B, 400 kB] with L covering the first three.
   const vectors: [string, Buffer[], number][] = [
     ['run ends before the second buffer', [f0, sub, bigA, sub, bigB], 3],
     ['run is frame 0 only', [f0, Buffer.alloc(3000, 9), sub], 1],

@@ -11,7 +11,7 @@ import { GatewayError } from '../../src/errors/base.js';
 import { ConnectionInspector } from '../../src/policy/inspector.js';
 import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS } from '../../src/policy/rules.js';
 import { createLogger } from '../../src/log/logger.js';
-import { createMetrics } from '../../src/telemetry/metrics.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
 import { Writable } from 'node:stream';
 import { message, prng, recordedConnections } from './wire-helpers.js';
 

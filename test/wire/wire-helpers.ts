@@ -18,8 +18,8 @@ function u64(n: number): Buffer {
 }
 
 /**
- * One Dask message. leadingRun = how many frames L covers (2023.11+ layout,
- * dask-wire.md §1.2); default all of them (2022.12 layout).
+ * One Dask message. leadingRun = how many frames L covers (2023.11+ layout);
+ * default all of them (2022.12 layout).
  */
 export function message(frames: Buffer[], leadingRun = frames.length): Buffer {
   const run = frames.slice(0, leadingRun).reduce((s, f) => s + f.length, 0);

@@ -4,7 +4,7 @@
  * and the scheduler's dashboard), a credentials connection one. Caps that the
  * process's open-files limit cannot back turn the excess into EMFILE at
  * accept or at an upstream dial (libuv then closes connections unaudited),
- * and a flood on one port would starve the others. So compose.ts splits the
+ * and a flood on one port would starve the others. So gateway/compose.ts splits the
  * limit: a fixed reserve for everything else, then, when the configured caps
  * do not all fit, the dashboard and credentials ports are held to a small
  * share and 8786 (whose worker reserve fair-shares.ts protects) keeps the

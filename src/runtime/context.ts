@@ -1,10 +1,11 @@
 /**
  * What every component of a running gateway shares. Built once by the
- * composition root (compose.ts) and passed down; no module reaches for
- * globals. Owned here so components never import each other.
+ * composition root (gateway/compose.ts) and passed down; no module reaches
+ * for globals. Declared below every component, so that no component imports
+ * another or the root.
  */
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from './metrics.js';
 import type { SessionRegistry } from './sessions.js';
 import type { Resolved } from '../config/load.js';
 

@@ -15,7 +15,7 @@ import { X509Certificate, createHash } from 'node:crypto';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from './metrics.js';
 import type { TrustMaterial, TrustSource } from './context.js';
 import { GatewayError } from '../errors/base.js';
 import { issuedByAny, splitPemCertificates } from '../pki/x509.js';

@@ -4,11 +4,15 @@
  * optional CRL. The pki/ loaders read, check and name the files to watch.
  */
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from '../telemetry/metrics.js';
+import type { GatewayMetrics } from './metrics.js';
 import { loadPemMaterial, loadServerMaterial, type ServerMaterial } from '../pki/server-material.js';
 import { resolvePassphrase } from '../pki/passphrase.js';
 import { ReloadingTrustSource } from './trust.js';
-import type { PkiSource } from './settings.js';
+
+/** Where the cluster's TLS material comes from: a managed state directory, or bring-your-own PEM files. */
+export type PkiSource =
+  | { readonly mode: 'dir'; readonly dir: string; readonly passphraseFile?: string }
+  | { readonly mode: 'pem'; readonly caPath: string; readonly certPath: string; readonly keyPath: string; readonly crlPath?: string; readonly clusterId: string };
 
 export async function openTrust(pki: PkiSource, deps: { env: NodeJS.ProcessEnv; log: Logger; metrics: GatewayMetrics; pollMs?: number }): Promise<ReloadingTrustSource> {
   const common = { log: deps.log, metrics: deps.metrics, ...(deps.pollMs !== undefined ? { pollMs: deps.pollMs } : {}) };

@@ -17,7 +17,7 @@ import { isCrlReason } from '../pki/x509.js';
 import { TokenStore } from '../tokens/store.js';
 import { resolvePassphrase } from '../pki/passphrase.js';
 import type { GatewayContext } from './context.js';
-import type { GatewaySettings } from './settings.js';
+import type { PkiSource } from './material.js';
 
 /** Persists a certificate revocation; resolves when it is on disk. */
 export type CertificatePersister = (serial: string, reason: string) => Promise<void>;
@@ -40,7 +40,7 @@ export function createRevocationSink(o: RevocationSinkOptions): RevocationSink {
       if (!o.persistCertificate) throw sinkError('certificate revocation needs a managed state directory (--dir)');
       await o.persistCertificate(normalized, reason);
       if (o.trust) await o.trust.reload(`revocation from ${source}`).catch((e: unknown) => o.log.error('revocation_trust_reload_failed', { err: e }));
-      // Usually zero here: the trust reload above already cut them (compose.ts). Sessions count their own closes.
+      // Usually zero here: the trust reload above already cut them (gateway/compose.ts). Sessions count their own closes.
       const closed = o.sessions.revokeSerial(normalized);
       o.log.audit('revocation_certificate', { serial: normalized, reason, source, sessions_closed: closed });
     },
@@ -58,7 +58,7 @@ export function createRevocationSink(o: RevocationSinkOptions): RevocationSink {
  * persist through the PKI library and the token store; with bring-your-own
  * PEM files there is nothing the gateway may write, and commands are refused.
  */
-export function revocationSinkFor(ctx: GatewayContext, pki: GatewaySettings['pki'], env: NodeJS.ProcessEnv): RevocationSink {
+export function revocationSinkFor(ctx: GatewayContext, pki: PkiSource, env: NodeJS.ProcessEnv): RevocationSink {
   let persistCertificate: CertificatePersister | undefined;
   let persistToken: TokenPersister | undefined;
   if (pki.mode === 'dir') {
