@@ -14,7 +14,7 @@ import { createLogger } from '../log/logger.js';
 import { ReceiverDb } from '../telemetry/receiver-db.js';
 import { startReceiver } from '../telemetry/receiver.js';
 import { devTls } from '../telemetry/dev-cert.js';
-import { isLoopbackHost } from '../telemetry/metrics-server.js';
+import { isLoopbackHost } from '../config/loopback.js';
 import { parseCredentialDocument } from '../credentials/credential.js';
 import { PUSH_COMMAND } from '../credentials/push-command.js';
 

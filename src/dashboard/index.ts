@@ -25,6 +25,7 @@ import { dashboardError } from './errors.js';
 import { CrlFile } from './crl.js';
 import { linkTemplate } from '../pki/dashboard-link.js';
 import { statePath } from '../pki/state-dir.js';
+import { isLoopbackHost } from '../config/loopback.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
 import { guardConnections } from '../limits/connection-guard.js';
 import { Refusals } from './refusals.js';
@@ -52,7 +53,7 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
   }
   const listen = cfg['dashboard.listen'] as Endpoint;
   const upstream = cfg['dashboard.upstream'] as { host: string; port: number };
-  if (!isLoopback(upstream.host)) throw dashboardError('upstreamNotLoopback', { address: `${upstream.host}:${upstream.port}` });
+  if (!isLoopbackHost(upstream.host)) throw dashboardError('upstreamNotLoopback', { address: `${upstream.host}:${upstream.port}` });
   const files = certificateFiles(cfg['dashboard.tls-cert'] as string | undefined, cfg['dashboard.tls-key'] as string | undefined);
   const clientCertAuth = cfg['dashboard.client-cert-auth'] === true;
 
@@ -177,8 +178,4 @@ export function crlPathFor(cfg: GatewayContext['config'], stateDir: string | und
 
 function connections(dash: DashboardServer): Promise<number> {
   return new Promise((resolve) => dash.server.getConnections((_e, n) => resolve(n ?? 0)));
-}
-
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

@@ -4,22 +4,16 @@
  * --metrics-listen-unsafe-public.
  */
 import { createServer, type Server } from 'node:http';
-import { isIP, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../config/spec.js';
 import { formatEndpoint } from '../config/spec.js';
 import { telemetryError } from './errors.js';
+import { isLoopbackHost } from '../config/loopback.js';
 
 export async function renderMetrics(registry: Registry): Promise<{ contentType: string; body: string }> {
   return { contentType: registry.contentType, body: await registry.metrics() };
-}
-
-export function isLoopbackHost(host: string): boolean {
-  if (host === 'localhost') return true;
-  if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1' || /^::ffff:127\./i.test(host);
-  return false;
 }
 
 export interface MetricsServer {

@@ -6,7 +6,7 @@
  */
 import { request } from 'node:http';
 import { telemetryError } from './errors.js';
-import { isLoopbackHost } from './metrics-server.js';
+import { isLoopbackHost } from '../config/loopback.js';
 
 export interface ScrapeOptions {
   readonly timeoutMs: number;
@@ -16,7 +16,7 @@ export interface ScrapeOptions {
 export function scrapeText(url: URL, o: ScrapeOptions): Promise<string> {
   const failed = (reason: string) => telemetryError('scrapeFailed', { url: url.href, reason });
   // The scheduler's dashboard is plain HTTP: it is only ever read over loopback.
-  if (url.protocol !== 'http:' || !isLoopbackHost(url.hostname.replace(/^\[|\]$/g, ''))) return Promise.reject(failed('only http:// on a loopback address is scraped'));
+  if (url.protocol !== 'http:' || !isLoopbackHost(url.hostname)) return Promise.reject(failed('only http:// on a loopback address is scraped'));
   return new Promise((resolve, reject) => {
     let settled = false;
     const done = (err: Error | undefined, text?: string) => {
