@@ -34,7 +34,8 @@ import type { MemoryBudget } from '../limits/memory-budget.js';
 import { HTTP_EXPLANATION, SNIFF_MAX_BYTES, sniff } from './sniff.js';
 import { LISTENER_HANDSHAKE } from '../wire/reply.js';
 import { secureContextOptions, serverOptions } from './tls-options.js';
-import { dialUpstream, UpstreamUnavailable } from './upstream.js';
+import { dialUpstream } from './upstream.js';
+import { isGatewayError } from '../errors/base.js';
 
 export interface TerminatorOptions extends ShareLimits {
   readonly listen: Endpoint;
@@ -298,10 +299,10 @@ class TerminatorServer implements Terminator {
     try {
       upstream = await dialUpstream(this.#opts.scheduler, this.#opts.upstreamConnectTimeoutMs, abort.signal);
     } catch (e) {
-      const err = e as UpstreamUnavailable;
+      const details = isGatewayError(e) ? e.details : {};
       if (!abort.signal.aborted) {
-        this.#ctx.metrics.upstreamErrorsTotal.inc({ upstream: 'scheduler', kind: err.kind ?? 'error' });
-        this.#audit.refused(p.facts, 'upstream_unavailable', err.cause_ ?? String(e));
+        this.#ctx.metrics.upstreamErrorsTotal.inc({ upstream: 'scheduler', kind: String(details.kind ?? 'error') });
+        this.#audit.refused(p.facts, 'upstream_unavailable', String(details.cause ?? e));
       } else {
         this.#ctx.log.info('connection_closed', { port: 8786, conn: p.facts.conn, peer: p.facts.peer, reason: 'peer_closed_while_dialing' });
       }
