@@ -77,6 +77,8 @@ export class DashboardServer {
   readonly #gone: Disconnects;
   /** Connections past the TLS handshake. */
   readonly #secured = new WeakSet<Socket>();
+  // Requests of each connection not yet answered: an upgrade behind them is refused (see #onUpgrade).
+  readonly #unanswered = new WeakMap<Socket, number>();
   #health: { at: number; reachable: boolean } = { at: -Infinity, reachable: false };
 
   constructor(o: DashboardServerOptions) {
@@ -123,6 +125,9 @@ export class DashboardServer {
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = Date.now();
+    const socket = req.socket;
+    this.#unanswered.set(socket, (this.#unanswered.get(socket) ?? 0) + 1);
+    res.once('close', () => this.#unanswered.set(socket, (this.#unanswered.get(socket) ?? 1) - 1));
     res.on('finish', () => {
       this.#o.metrics.dashboardRequestsTotal.inc({ status: String(res.statusCode) });
       this.#o.log.debug('dashboard_request', { method: req.method, path: withoutQuery(req.url), status: res.statusCode, ms: Date.now() - started });
@@ -266,6 +271,9 @@ export class DashboardServer {
       this.#o.metrics.dashboardRequestsTotal.inc({ status: String(status) });
       abortHandshake(socket, status, message, status === 401 ? { 'www-authenticate': 'Bearer realm="dask-dashboard"' } : {});
     };
+    // Node hands over a pipelined upgrade while earlier responses on the same socket are still being written, so
+    // the WebSocket and those responses would share it. No browser pipelines; refuse rather than mix them.
+    if ((this.#unanswered.get(socket) ?? 0) > 0) return refuse(400, 'ws_pipelined', 'A WebSocket upgrade must not follow unanswered requests on its connection');
     // Fixed order, as ws's handleUpgrade: method, Upgrade header, key, target, Origin, then who and how many.
     if (req.method !== 'GET') return refuse(405, 'ws_method', 'WebSocket upgrades use GET');
     if (String(req.headers.upgrade).toLowerCase() !== 'websocket') return refuse(400, 'ws_bad_upgrade', 'Only WebSocket upgrades are supported');

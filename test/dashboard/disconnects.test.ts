@@ -145,6 +145,17 @@ t.test('a browser that half-closes before the upstream answers its upgrade: clos
   await waitFor(async () => (await d.metrics.websocketsOpen.get()).values[0]?.value === 0, { timeoutMs: 10_000, what: 'websockets_open back to 0' });
 });
 
+t.test('an upgrade pipelined behind an unanswered request is refused, not mixed into its response', async (t) => {
+  const { d, auth, client } = await setup(t);
+  const c = await client();
+  // /big streams for ever: the upgrade arrives while its response is still being written on the same socket.
+  c.tls.write(getRequest('/big', d.port, auth) + upgradeRequest('/ws', d.port, auth));
+  await c.closed();
+  t.notMatch(c.received().toString('latin1'), 'HTTP/1.1 101', 'no WebSocket answer in the middle of a download');
+  t.equal(await d.refusals('ws_pipelined'), 1, 'refused and counted as ws_pipelined');
+  await waitFor(async () => (await d.metrics.websocketsOpen.get()).values[0]?.value === 0, { what: 'no WebSocket open' });
+});
+
 t.test('an upgrade upstream never answers fails with a status after the response timeout', async (t) => {
   const { d, auth, client, upstreamClosed } = await setup(t);
   const c = await client();
