@@ -9,8 +9,8 @@
  * text-format parser), allowlist.ts + privacy.ts (what may leave), collector.ts
  * (a batch's samples), spool.ts (durable queue), backoff.ts + stream.ts (WSS to
  * the control plane), protocol.ts + commands.ts (messages, signed commands),
- * metrics-server.ts (/metrics). The reference receiver: receiver.ts,
- * receiver-db.ts, dev-cert.ts. Protocol and reasons: docs/telemetry-protocol.md.
+ * metrics-server.ts (/metrics). The development receiver lives in
+ * control-plane-dev/. Protocol and reasons: docs/telemetry-protocol.md.
  * Nothing here imports terminator/, dashboard/ or policy/; revocations reach
  * sessions only through the injected RevocationSink.
  */

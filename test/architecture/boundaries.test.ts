@@ -54,7 +54,7 @@ t.test('policy never touches TLS or sockets, and reaches the terminator only thr
 /** Top floor first. A folder imports only from floors below its own (or, for components, through a declared seam). */
 const FLOORS: readonly (readonly string[])[] = [
   ['cli'],
-  ['gateway'], // the composition root
+  ['gateway', 'control-plane-dev'], // the composition root; the development receiver, a root of its own
   ['terminator', 'dashboard', 'telemetry', 'credentials', 'policy', 'supervisor'], // the components
   ['runtime', 'limits'], // services the components share
   ['pki', 'config', 'wire', 'tokens'],
@@ -78,6 +78,13 @@ t.test('components never import the composition root; only the CLI does', async 
   const bad = all.filter((e) => !e.builtin && folderOf(e.to) === 'gateway' && e.from !== 'gateway' && e.from !== 'cli');
   t.same(bad.map((e) => `${e.file} -> ${e.to}`), []);
   t.ok(all.some((e) => e.from === 'terminator' && folderOf(e.to) === 'runtime'), 'components reach shared services in runtime/');
+});
+
+t.test('the daemon never imports the development receiver; only the CLI does', async (t) => {
+  const bad = all.filter((e) => !e.builtin && folderOf(e.to) === 'control-plane-dev' && e.from !== 'control-plane-dev' && e.from !== 'cli');
+  t.same(bad.map((e) => `${e.file} -> ${e.to}`), []);
+  t.ok(all.some((e) => e.file === 'cli/control-plane-dev.ts' && folderOf(e.to) === 'control-plane-dev'), 'the scanner sees the CLI start it');
+  t.ok(all.some((e) => e.from === 'control-plane-dev' && e.to === 'telemetry/protocol.ts'), 'it shares the protocol from below');
 });
 
 t.test('the shared services import no component and not the composition root', async (t) => {

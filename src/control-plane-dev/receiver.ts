@@ -14,7 +14,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../config/spec.js';
 import { ReceiverDb, type StoredSample } from './receiver-db.js';
-import { CLUSTER_HEADER, STREAM_PATH, SUBPROTOCOL, signCommand } from './protocol.js';
+import { CLUSTER_HEADER, STREAM_PATH, SUBPROTOCOL, signCommand } from '../telemetry/protocol.js';
 
 export interface ReceiverFaults {
   /** Answer the n-th, 2n-th... batch with a nack. */
