@@ -5,7 +5,8 @@
  * failure in it stops the gateway once it has started.
  *
  * Folder map, in the path of a sample (the gateway's metrics are declared
- * once, in runtime/metrics.ts): scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
+ * once, in runtime/metrics.ts): registry-samples.ts (the gateway's own
+ * samples), scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
  * text-format parser), allowlist.ts + privacy.ts (what may leave), collector.ts
  * (a batch's samples), spool.ts (durable queue), backoff.ts + stream.ts (WSS to
  * the control plane), protocol.ts + commands.ts (messages, signed commands),
@@ -25,6 +26,7 @@ import { isGatewayError } from '../errors/base.js';
 import { telemetryError } from './errors.js';
 import { loadAllowlist, type Allowlist } from './allowlist.js';
 import { Collector, batchMessage, encodeBatch } from './collector.js';
+import { registrySamples } from './registry-samples.js';
 import { Spool, FLAG_GZIP } from './spool.js';
 import { TelemetryStream } from './stream.js';
 import { Backoff } from './backoff.js';
@@ -149,7 +151,7 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
   if (s.hashLabels && !hashKey) throw telemetryError('badEndpoint', { key: '--telemetry-hash-labels', reason: 'needs a state directory or --spool-dir for its key' });
 
   const collector = new Collector({
-    gatewayText: () => ctx.metrics.registry.metrics(),
+    gatewaySamples: () => registrySamples(ctx.metrics.registry),
     schedulerUrl: s.schedulerUrl,
     scrapeIntervalMs: s.scrapeIntervalMs,
     scrapeTimeoutMs: deps.scrapeTimeoutMs ?? Math.min(10_000, Math.max(100, s.scrapeIntervalMs)),
