@@ -15,7 +15,7 @@
  * Nothing here imports terminator/, dashboard/ or policy/; revocations reach
  * sessions only through the injected RevocationSink.
  */
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +24,7 @@ import type { Endpoint } from '../config/spec.js';
 import type { Resolved } from '../config/load.js';
 import { isGatewayError } from '../errors/base.js';
 import { telemetryError } from './errors.js';
+import { parseCertificatePem } from '../pki/certificate.js';
 import { loadAllowlist, type Allowlist } from './allowlist.js';
 import { Collector, batchMessage, encodeBatch } from './collector.js';
 import { registrySamples } from './registry-samples.js';
@@ -124,7 +125,7 @@ function readCaFile(file: string): string {
     throw bad(`cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
-    new X509Certificate(pem);
+    parseCertificatePem(pem);
   } catch {
     throw bad('not a PEM certificate');
   }

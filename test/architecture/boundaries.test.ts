@@ -121,3 +121,13 @@ t.test('peer certificates are read through pki/peer-certificate.ts only (Node 20
   const readers = walk(SRC).filter((f) => /\.getPeerCertificate\s*\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(SRC, f));
   t.same(readers, ['pki/peer-certificate.ts'], 'one place reads the peer certificate (the scanner sees it there)');
 });
+
+t.test('each X.509 stack has one job in one place', async (t) => {
+  const files = walk(SRC).map((f) => ({ file: relative(SRC, f), text: readFileSync(f, 'utf8') }));
+  const importing = (pkg: string) => files.filter((f) => new RegExp(`^import\\s[^;]*from\\s+'${pkg}'`, 'm').test(f.text)).map((f) => f.file);
+  t.same(importing('@peculiar/x509'), ['pki/x509.ts'], '@peculiar/x509: making and signing certificates and CRLs');
+  t.same(importing('node-forge'), ['pki/p12.ts'], 'node-forge: PKCS#12');
+  // Types may be named anywhere; only certificate.ts parses with Node's X509Certificate.
+  const nodeX509 = files.filter((f) => /^import\s+\{[^}]*(?<!type )\bX509Certificate\b[^}]*\}\s+from\s+'node:crypto'/m.test(f.text) || /^(?!\s*(\*|\/\/)).*new X509Certificate\(/m.test(f.text));
+  t.same(nodeX509.map((f) => f.file), ['pki/certificate.ts'], "Node's X509Certificate: reading and checking certificates");
+});
