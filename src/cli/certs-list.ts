@@ -17,7 +17,7 @@ import { crlFreshness, readRevokedSerials, type CrlFreshness } from '../pki/revo
 import { stillOnPreviousCa } from '../pki/rotation.js';
 import { readText, statePath, withLock, type StateFile } from '../pki/state-dir.js';
 import { daysLeft, DEFAULT_LEAF_DAYS, parseDays } from '../pki/validity.js';
-import { parseCertificatePem, splitPemCertificates } from '../pki/x509.js';
+import { parseCertificatePem, splitPemCertificates } from '../pki/certificate.js';
 
 const DEFAULT_WARN_DAYS = 30;
 const KEY_FILES: readonly StateFile[] = ['caKey', 'caPreviousKey', 'gatewayKey'];

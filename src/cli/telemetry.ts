@@ -15,6 +15,8 @@ import { silentLogger } from '../log/logger.js';
 import { readState } from '../pki/records.js';
 import { createMetrics } from '../runtime/metrics.js';
 import { Collector, batchMessage, encodeBatch } from '../telemetry/collector.js';
+import { parsePrometheusText, type Sample } from '../telemetry/prom-parse.js';
+import { registrySamples } from '../telemetry/registry-samples.js';
 import { scrapeText } from '../telemetry/scrape.js';
 import { peekNextSeq } from '../telemetry/spool.js';
 import { loadHashKey, telemetrySettings } from '../telemetry/telemetry.js';
@@ -39,9 +41,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   const clusterId = (config['cluster'] as string | undefined) ?? readState(dir).clusterId;
   const s = telemetrySettings(config, dir);
   const now = new Date();
-  const gatewayText = await ownMetricsText(s.metricsListen, io);
+  const gatewaySamples = await ownSamples(s.metricsListen, io);
   const collector = new Collector({
-    gatewayText: async () => gatewayText,
+    gatewaySamples: async () => gatewaySamples,
     schedulerUrl: s.schedulerUrl,
     scrapeIntervalMs: s.scrapeIntervalMs,
     scrapeTimeoutMs: 5000,
@@ -61,15 +63,18 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   return 0;
 }
 
-async function ownMetricsText(listen: Endpoint | undefined, io: CliIo): Promise<string> {
+async function ownSamples(listen: Endpoint | undefined, io: CliIo): Promise<readonly Sample[]> {
   if (listen?.host !== undefined) {
     const host = listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host;
+    let text: string | undefined;
     try {
-      return await scrapeText(new URL(`http://${formatEndpoint({ host, port: listen.port })}/metrics`), { timeoutMs: 3000, maxBytes: 4 * 1024 * 1024 });
+      text = await scrapeText(new URL(`http://${formatEndpoint({ host, port: listen.port })}/metrics`), { timeoutMs: 3000, maxBytes: 4 * 1024 * 1024 });
     } catch {
       // fall through: no gateway running there
     }
+    // Another process's text: the strict parser reads it, as it reads the scheduler's.
+    if (text !== undefined) return parsePrometheusText(text).samples;
   }
   io.stderr.write(`telemetry preview: no gateway answering on ${listen ? formatEndpoint(listen) : '(metrics endpoint off)'}; its own counters are shown as a fresh gateway's\n`);
-  return createMetrics().registry.metrics();
+  return registrySamples(createMetrics().registry);
 }

@@ -7,8 +7,8 @@
  * routes.ts (which scope a route needs), request-target.ts (path sanity),
  * server.ts (the pipeline), proxy.ts (upstream leg), disconnects.ts (peers
  * going away), websockets.ts (open WebSockets, limits, revocation),
- * refusals.ts (audit + count), link.ts (client.dashboard_link), pages.ts,
- * security-headers.ts, tls.ts, rate-limit.ts. Nothing here imports
+ * refusals.ts (audit + count), pages.ts, security-headers.ts, tls.ts; failed
+ * logins are limited by limits/failure-limiter.ts. Nothing here imports
  * terminator/ or telemetry/ code other than the injected metrics.
  */
 import type { AddressInfo } from 'node:net';

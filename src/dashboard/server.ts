@@ -17,7 +17,7 @@ import type { GatewayMetrics } from '../runtime/metrics.js';
 import { Authenticator, describePrincipal, type AuthResult, type Principal } from './auth.js';
 import { checkTarget, safeNext, withoutToken } from './request-target.js';
 import { allows, routeFor } from './routes.js';
-import { FailureLimiter } from './rate-limit.js';
+import { FailureLimiter } from '../limits/failure-limiter.js';
 import { Upstream } from './proxy.js';
 import { Disconnects, isPeerGone } from './disconnects.js';
 import { WebSocketTracker } from './websockets.js';
@@ -85,7 +85,7 @@ export class DashboardServer {
     this.#o = o;
     this.#limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.#refusals = new Refusals(o.log, o.metrics, o.coalescer);
-    this.#failures = new FailureLimiter({ maxFailures: this.#limits.loginFailuresPerWindow, windowMs: this.#limits.loginWindowMs, now: () => o.now().getTime() });
+    this.#failures = new FailureLimiter({ failures: this.#limits.loginFailuresPerWindow, perMs: this.#limits.loginWindowMs, now: () => o.now().getTime() });
     this.#gone = new Disconnects(o.log, o.metrics);
     this.#upstream = new Upstream({ ...o.upstream, responseTimeoutMs: this.#limits.responseTimeoutMs, disconnects: this.#gone });
     this.websockets = new WebSocketTracker({ maxPerIdentity: o.maxWebSocketsPerIdentity, sessions: o.sessions, metrics: o.metrics, log: o.log });

@@ -13,7 +13,7 @@ import { SessionRegistry } from '../runtime/sessions.js';
 import { settingsFrom, type GatewaySettings } from './settings.js';
 import { openTrust } from '../runtime/material.js';
 import { ensurePrivateDir } from '../pki/state-dir.js';
-import { issuedByAny } from '../pki/x509.js';
+import { issuedByAny } from '../pki/certificate.js';
 import { startTerminator } from '../terminator/terminator.js';
 import { startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';

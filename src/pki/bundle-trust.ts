@@ -21,7 +21,7 @@ import { normalizeSerial } from './peer-certificate.js';
 import { readIndex, statusOf } from './records.js';
 import { writeFileAtomic } from './state-dir.js';
 import { errnoText } from './keystore.js';
-import { parseCertificatePem } from './x509.js';
+import { parseCertificatePem } from './certificate.js';
 
 export interface BundleTrustResult {
   updated: string[];

@@ -16,7 +16,7 @@ import { writeFileAtomic } from './state-dir.js';
 import { errnoText } from './keystore.js';
 import { awsConfigSnippet, AWS_PROFILE, DEFAULT_CREDENTIALS_PORT } from './aws-config.js';
 import { TLS_RELOAD_FILE, TLS_RELOAD_PRELOAD } from './dask-preload.js';
-import { splitPemCertificates } from './x509.js';
+import { splitPemCertificates } from './certificate.js';
 import { linkTemplate } from './dashboard-link.js';
 import { DASHBOARD_DEFAULT_PORT } from './validity.js';
 

@@ -12,7 +12,8 @@ import { pkiError } from './errors.js';
 import { normalizeSerial } from './peer-certificate.js';
 import { readState } from './records.js';
 import { statePath, readText, withLock, type StateFile } from './state-dir.js';
-import { createCertificate, importPrivateKeyPem, keyMatchesCertificate, KeyUsage, parseCertificatePem, splitPemCertificates, type KeyPair } from './x509.js';
+import { createCertificate, importPrivateKeyPem, KeyUsage, type KeyPair } from './x509.js';
+import { keyMatchesCertificate, parseCertificatePem, splitPemCertificates } from './certificate.js';
 
 const ORGANIZATION = 'dask-scheduler-gateway';
 

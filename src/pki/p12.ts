@@ -1,13 +1,15 @@
 /**
- * PKCS#12 for browsers, built with node-forge's ASN.1 and PBE primitives.
- * forge's own toPkcs12Asn1 only takes RSA keys (it re-encodes the key and
+ * The one place node-forge is used. Its job: PKCS#12 for browsers, built with
+ * forge's ASN.1 and PBE primitives (the PKCS#12 key derivation for the MAC is
+ * not in Node's crypto). The key files' own DER is der.ts's. forge's own toPkcs12Asn1 only takes RSA keys (it re-encodes the key and
  * parses certificates into its RSA-only model), so the PFX is assembled here
  * from DER: certificates as they are, the key as Node's PKCS#8, shrouded with
  * PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC), integrity by the PKCS#12 HMAC-SHA1 MAC
  * every importer understands.
  */
 import forge from 'node-forge';
-import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
+import { parseCertificatePem } from './certificate.js';
 
 const { asn1, pki } = forge;
 const ITERATIONS = 10_000; // forge encodes the MAC count as a 16-bit-safe INTEGER: stay < 65536
@@ -21,7 +23,7 @@ export interface P12Input {
 }
 
 export function buildPkcs12(input: P12Input): Buffer {
-  const certDers = input.certPems.map((p) => new X509Certificate(p).raw);
+  const certDers = input.certPems.map((p) => parseCertificatePem(p).raw);
   const keyId = createHash('sha1').update(certDers[0]!).digest().toString('binary');
   const attrs = bagAttributes(keyId, input.friendlyName);
 

@@ -8,9 +8,7 @@
  * thread pool, off the event loop; only commands encrypt, synchronously.
  */
 import { createCipheriv, createDecipheriv, pbkdf2, randomBytes, scrypt, scryptSync } from 'node:crypto';
-import forge from 'node-forge';
-
-const { asn1 } = forge;
+import { TAG, decodeDer, derInteger, derOctets, derOid, derSequence, oidToString, type DerNode } from './der.js';
 
 /**
  * scrypt N=2^14, r=8, p=5: OWASP's Password Storage Cheat Sheet lists it as
@@ -86,7 +84,7 @@ export async function pbes2Decrypt(der: Buffer, passphrase: string): Promise<Buf
 
 export function parseEncryptedKeyInfo(der: Buffer): EncryptedKeyInfo {
   try {
-    const top = asn1.fromDer(der.toString('binary'), true);
+    const top = decodeDer(der);
     const [alg, data] = children(top, 2);
     const [algOid, params] = children(alg!, 2);
     if (oid(algOid!) !== OID.pbes2) throw new Pbes2FormatError('not PBES2');
@@ -103,7 +101,7 @@ export function parseEncryptedKeyInfo(der: Buffer): EncryptedKeyInfo {
   }
 }
 
-function parseKdf(node: forge.asn1.Asn1): KdfParams {
+function parseKdf(node: DerNode): KdfParams {
   const [kdfOid, params] = children(node, 2);
   const p = children(params!);
   if (oid(kdfOid!) === OID.scrypt) {
@@ -119,7 +117,7 @@ function parseKdf(node: forge.asn1.Asn1): KdfParams {
     const [salt, count, ...rest] = p;
     if (!salt || !count) throw new Pbes2FormatError('short PBKDF2 parameters');
     // keyLength (an INTEGER) may precede the PRF; the PRF defaults to HMAC-SHA1.
-    const prfNode = rest.find((x) => x.type === asn1.Type.SEQUENCE);
+    const prfNode = rest.find((x) => x.tag === TAG.SEQUENCE);
     const prf = prfNode ? PRFS[oid(children(prfNode)[0]!)] : 'sha1';
     if (!prf) throw new Pbes2FormatError('unsupported PRF');
     const iterations = int(count);
@@ -140,34 +138,28 @@ function deriveKey(passphrase: string, kdf: KdfParams, keyBytes: number): Promis
 function encode(info: EncryptedKeyInfo): Buffer {
   if (info.kdf.kdf !== 'scrypt') throw new Error('only scrypt is written');
   const { salt, N, r, p } = info.kdf;
-  const scryptParams = seq([octetString(salt), integer(N), integer(r), integer(p)]);
+  const scryptParams = derSequence([derOctets(salt), derInteger(N), derInteger(r), derInteger(p)]);
   const cipherOid = Object.entries(CIPHERS).find(([, c]) => c.name === info.cipher)![0];
-  const pbes2Params = seq([seq([objectId(OID.scrypt), scryptParams]), seq([objectId(cipherOid), octetString(info.iv)])]);
-  const top = seq([seq([objectId(OID.pbes2), pbes2Params]), octetString(info.encrypted)]);
-  return Buffer.from(asn1.toDer(top).getBytes(), 'binary');
+  const pbes2Params = derSequence([derSequence([derOid(OID.scrypt), scryptParams]), derSequence([derOid(cipherOid), derOctets(info.iv)])]);
+  return derSequence([derSequence([derOid(OID.pbes2), pbes2Params]), derOctets(info.encrypted)]);
 }
 
-function children(node: forge.asn1.Asn1, atLeast = 0): forge.asn1.Asn1[] {
-  if (!node.constructed || !Array.isArray(node.value) || node.value.length < atLeast) throw new Pbes2FormatError('expected a SEQUENCE');
-  return node.value;
+function children(node: DerNode, atLeast = 0): readonly DerNode[] {
+  if (node.tag !== TAG.SEQUENCE || node.children.length < atLeast) throw new Pbes2FormatError('expected a SEQUENCE');
+  return node.children;
 }
 
-function oid(node: forge.asn1.Asn1): string {
-  if (node.type !== asn1.Type.OID || typeof node.value !== 'string') throw new Pbes2FormatError('expected an OID');
-  return asn1.derToOid(node.value);
+function oid(node: DerNode): string {
+  if (node.tag !== TAG.OID) throw new Pbes2FormatError('expected an OID');
+  return oidToString(node.content);
 }
 
-function octets(node: forge.asn1.Asn1): Buffer {
-  if (node.type !== asn1.Type.OCTETSTRING || typeof node.value !== 'string') throw new Pbes2FormatError('expected an OCTET STRING');
-  return Buffer.from(node.value, 'binary');
+function octets(node: DerNode): Buffer {
+  if (node.tag !== TAG.OCTET_STRING) throw new Pbes2FormatError('expected an OCTET STRING');
+  return Buffer.from(node.content);
 }
 
-function int(node: forge.asn1.Asn1): number {
-  if (node.type !== asn1.Type.INTEGER || typeof node.value !== 'string' || node.value.length > 6) throw new Pbes2FormatError('expected a small INTEGER');
-  return parseInt(Buffer.from(node.value, 'binary').toString('hex') || '0', 16);
+function int(node: DerNode): number {
+  if (node.tag !== TAG.INTEGER || node.content.length > 6) throw new Pbes2FormatError('expected a small INTEGER');
+  return node.content.length === 0 ? 0 : node.content.readUIntBE(0, node.content.length);
 }
-
-const seq = (v: forge.asn1.Asn1[]) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, v);
-const objectId = (o: string) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer(o).getBytes());
-const octetString = (b: Buffer) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OCTETSTRING, false, b.toString('binary'));
-const integer = (n: number) => asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, asn1.integerToDer(n).getBytes());

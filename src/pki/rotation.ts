@@ -22,7 +22,8 @@ import { currentEntry, readIndex, readRevocationList, readState, requireInitiali
 import { signCrl } from './revocation.js';
 import { commitFiles, jsonText, readText, statePath, withLock } from './state-dir.js';
 import { DEFAULT_CA_DAYS, validityWindow } from './validity.js';
-import { generateKeyPair, parseCertificatePem, privateKeyToPem, randomSerial, serverNames, splitPemCertificates } from './x509.js';
+import { generateKeyPair, privateKeyToPem, randomSerial, serverNames } from './x509.js';
+import { parseCertificatePem, splitPemCertificates } from './certificate.js';
 
 export interface StepOptions {
   dir: string;

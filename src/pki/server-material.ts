@@ -15,7 +15,8 @@ import { normalizeSerial } from './peer-certificate.js';
 import { requireInitialized } from './records.js';
 import { readRevokedSerials } from './revocation.js';
 import { readText, statePath, withLock } from './state-dir.js';
-import { keyMatchesCertificate, parseCertificatePem, parseCrl, crlSignedBy, splitPemCertificates } from './x509.js';
+import { parseCrl, crlSignedBy } from './x509.js';
+import { keyMatchesCertificate, parseCertificatePem, splitPemCertificates } from './certificate.js';
 
 export interface ServerMaterial {
   clusterId: string;

@@ -1,11 +1,16 @@
 /**
- * Certificate and CRL construction on @peculiar/x509 over Node's WebCrypto.
- * This module knows DER and algorithms, nothing about clusters or files:
- * ca.ts, issue.ts and the test forger decide what goes into a certificate.
+ * The one place @peculiar/x509 is used. Its job: making and signing
+ * certificates and CRLs (over Node's WebCrypto), and reading the structures
+ * Node's X509Certificate does not expose (CRLs, CRL distribution points).
+ * Reading and checking certificates is certificate.ts's (Node's parser, what
+ * TLS sees); PKCS#12 is p12.ts's (node-forge). This module knows DER and
+ * algorithms, nothing about clusters or files: ca.ts, issue.ts and the test
+ * forger decide what goes into a certificate.
  */
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { createPrivateKey, createPublicKey, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
+import { derInteger } from './der.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 type Algorithm = webcrypto.Algorithm;
@@ -220,15 +225,6 @@ export function pemEncode(label: string, der: Buffer): string {
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }
 
-/** DER INTEGER for a non-negative safe integer (the CRL number). */
-function derInteger(n: number): Uint8Array {
-  let hex = n.toString(16);
-  if (hex.length % 2) hex = '0' + hex;
-  if (parseInt(hex.slice(0, 2), 16) & 0x80) hex = '00' + hex;
-  const body = Buffer.from(hex, 'hex');
-  return Uint8Array.from([0x02, body.length, ...body]);
-}
-
 export interface ParsedCrl {
   crlNumber: number | undefined;
   thisUpdate: Date;
@@ -263,35 +259,4 @@ export function serverNames(pem: string): { dns: string[]; ip: string[]; crlUrls
     ip: names.filter((n) => n.type === 'ip').map((n) => n.value),
     crlUrls: points.flatMap((p) => p.distributionPoint?.fullName ?? []).flatMap((g) => (g.uniformResourceIdentifier ? [g.uniformResourceIdentifier] : [])),
   };
-}
-
-/** Node's parser, used wherever we only read: it is what TLS sees. */
-export function parseCertificatePem(pem: string): NodeX509 {
-  return new NodeX509(pem);
-}
-
-/** True when one of the CAs in caPem issued and signed the certificate (DER or PEM); false for anything unparsable. */
-export function issuedByAny(cert: Buffer | string, caPem: string): boolean {
-  try {
-    const leaf = new NodeX509(cert);
-    return splitPemCertificates(caPem).some((pem) => {
-      const ca = new NodeX509(pem);
-      return leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
-    });
-  } catch {
-    return false;
-  }
-}
-
-/** Every PEM CERTIFICATE block in a string, in order. */
-export function splitPemCertificates(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((b) => b + '\n') ?? [];
-}
-
-/** True when the private key belongs to the certificate's public key. */
-export function keyMatchesCertificate(keyPem: string, certPem: string): boolean {
-  const cert = new NodeX509(certPem);
-  const fromKey = createPublicKey(createPrivateKey(keyPem)).export({ type: 'spki', format: 'der' });
-  const fromCert = cert.publicKey.export({ type: 'spki', format: 'der' });
-  return Buffer.compare(fromKey, fromCert) === 0;
 }

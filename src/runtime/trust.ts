@@ -11,14 +11,14 @@
  * validates, swaps and notifies.
  */
 import { createSecureContext } from 'node:tls';
-import { X509Certificate, createHash } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { TrustMaterial, TrustSource } from './context.js';
 import { GatewayError } from '../errors/base.js';
-import { issuedByAny, splitPemCertificates } from '../pki/x509.js';
+import { issuedByAny, parseCertificatePem, splitPemCertificates } from '../pki/certificate.js';
 import { normalizeSerial } from '../pki/peer-certificate.js';
 
 export type LoadedTrust = Omit<TrustMaterial, 'version'> & { readonly watchPaths?: readonly string[] };
@@ -167,8 +167,8 @@ export class ReloadingTrustSource implements TrustSource {
     const m = this.#material;
     const now = (this.#opts.now ?? (() => new Date()))().getTime();
     const left = (c: X509Certificate) => (new Date(c.validTo).getTime() - now) / 1000;
-    const cas = splitPemCertificates(m.caPem).map((pem) => new X509Certificate(pem));
-    const values = new Map<string, number>([['gateway', left(new X509Certificate(m.certPem))], ['ca', Math.min(...cas.map(left))]]);
+    const cas = splitPemCertificates(m.caPem).map(parseCertificatePem);
+    const values = new Map<string, number>([['gateway', left(parseCertificatePem(m.certPem))], ['ca', Math.min(...cas.map(left))]]);
     for (const ca of cas) values.set(`ca:${normalizeSerial(ca.serialNumber)}`, left(ca));
     const g = this.#opts.metrics.certificateExpirySeconds;
     for (const label of this.#expiryLabels) if (!values.has(label)) g.remove({ certificate: label });
@@ -235,8 +235,8 @@ function material(l: LoadedTrust, version: number): TrustMaterial {
 function validate(m: LoadedTrust): void {
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(m.certPem);
-    new X509Certificate(m.caPem);
+    cert = parseCertificatePem(m.certPem);
+    parseCertificatePem(m.caPem);
   } catch (e) {
     throw new GatewayError('GW_TRUST_INVALID', `a certificate does not parse: ${errorText(e)}`);
   }
@@ -263,5 +263,5 @@ function errorText(e: unknown): string {
 }
 
 function caSerialsOf(caPem: string): string[] {
-  return splitPemCertificates(caPem).map((pem) => normalizeSerial(new X509Certificate(pem).serialNumber));
+  return splitPemCertificates(caPem).map((pem) => normalizeSerial(parseCertificatePem(pem).serialNumber));
 }

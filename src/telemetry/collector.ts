@@ -1,7 +1,8 @@
 /**
- * Gathers what a batch holds: the gateway's own registry and the latest
- * scrape of the scheduler's /metrics, both parsed by the same strict parser
- * and passed through the same privacy filter. The sender and
+ * Gathers what a batch holds: the gateway's own samples (read from its
+ * registry's structures, registry-samples.ts) and the latest scrape of the
+ * scheduler's /metrics (text from another process, through the strict
+ * parser), both passed through the same privacy filter. The sender and
  * `telemetry preview` both call collect() and encodeBatch(), so the preview
  * is the batch.
  */
@@ -16,8 +17,8 @@ import { scrapeText } from './scrape.js';
 import type { BatchMessage } from './protocol.js';
 
 export interface CollectorOptions {
-  /** The gateway's own metrics in text format (the registry, or a running gateway's endpoint). */
-  readonly gatewayText: () => Promise<string>;
+  /** The gateway's own samples (its registry, or a running gateway's endpoint parsed). */
+  readonly gatewaySamples: () => Promise<readonly Sample[]>;
   readonly schedulerUrl: URL | undefined;
   readonly scrapeIntervalMs: number;
   readonly scrapeTimeoutMs: number;
@@ -84,8 +85,7 @@ export class Collector {
 
   /** The samples of the next batch. A scrape older than two intervals counts as failed. */
   async collect(): Promise<Collected> {
-    const own = parsePrometheusText(await this.#o.gatewayText());
-    const samples = this.#filter('gateway', own.samples);
+    const samples = this.#filter('gateway', await this.#o.gatewaySamples());
     if (!this.#o.schedulerUrl) return { samples, scheduler: { ok: false, error: 'not configured' } };
     const latest = this.#latest;
     const fresh = latest && this.#o.now().getTime() - latest.at <= 2 * this.#o.scrapeIntervalMs;

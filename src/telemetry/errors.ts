@@ -21,6 +21,4 @@ export const telemetryError = defineErrors({
   badEndpoint: { code: 'GW_TELEMETRY_BAD_ENDPOINT', message: '{key}: {reason}' },
   /** A command from the control plane that fails verification or cannot be applied. */
   commandRejected: { code: 'GW_TELEMETRY_COMMAND_REJECTED', message: 'control-plane command rejected: {reason}' },
-  /** The reference receiver's database or arguments are unusable. */
-  receiver: { code: 'GW_TELEMETRY_RECEIVER', message: 'control-plane-dev: {reason}' },
 });

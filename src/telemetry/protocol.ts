@@ -1,8 +1,9 @@
 /**
  * The telemetry stream protocol, version 1, shared by the gateway (sender)
- * and the reference receiver: message shapes, their validation, and the
- * signature over control-plane commands. docs/telemetry-protocol.md is the
- * prose version of this file.
+ * and the reference receiver (control-plane-dev/ imports it from above; the
+ * daemon never imports the receiver): message shapes, their validation, and
+ * the signature over control-plane commands. docs/telemetry-protocol.md is
+ * the prose version of this file.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 

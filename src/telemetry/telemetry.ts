@@ -5,16 +5,17 @@
  * failure in it stops the gateway once it has started.
  *
  * Folder map, in the path of a sample (the gateway's metrics are declared
- * once, in runtime/metrics.ts): scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
+ * once, in runtime/metrics.ts): registry-samples.ts (the gateway's own
+ * samples), scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
  * text-format parser), allowlist.ts + privacy.ts (what may leave), collector.ts
  * (a batch's samples), spool.ts (durable queue), backoff.ts + stream.ts (WSS to
  * the control plane), protocol.ts + commands.ts (messages, signed commands),
- * metrics-server.ts (/metrics). The reference receiver: receiver.ts,
- * receiver-db.ts, dev-cert.ts. Protocol and reasons: docs/telemetry-protocol.md.
+ * metrics-server.ts (/metrics). The development receiver lives in
+ * control-plane-dev/. Protocol and reasons: docs/telemetry-protocol.md.
  * Nothing here imports terminator/, dashboard/ or policy/; revocations reach
  * sessions only through the injected RevocationSink.
  */
-import { randomBytes, X509Certificate } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -23,8 +24,10 @@ import type { Endpoint } from '../config/spec.js';
 import type { Resolved } from '../config/load.js';
 import { isGatewayError } from '../errors/base.js';
 import { telemetryError } from './errors.js';
+import { parseCertificatePem } from '../pki/certificate.js';
 import { loadAllowlist, type Allowlist } from './allowlist.js';
 import { Collector, batchMessage, encodeBatch } from './collector.js';
+import { registrySamples } from './registry-samples.js';
 import { Spool, FLAG_GZIP } from './spool.js';
 import { TelemetryStream } from './stream.js';
 import { Backoff } from './backoff.js';
@@ -122,7 +125,7 @@ function readCaFile(file: string): string {
     throw bad(`cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
-    new X509Certificate(pem);
+    parseCertificatePem(pem);
   } catch {
     throw bad('not a PEM certificate');
   }
@@ -149,7 +152,7 @@ export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = 
   if (s.hashLabels && !hashKey) throw telemetryError('badEndpoint', { key: '--telemetry-hash-labels', reason: 'needs a state directory or --spool-dir for its key' });
 
   const collector = new Collector({
-    gatewayText: () => ctx.metrics.registry.metrics(),
+    gatewaySamples: () => registrySamples(ctx.metrics.registry),
     schedulerUrl: s.schedulerUrl,
     scrapeIntervalMs: s.scrapeIntervalMs,
     scrapeTimeoutMs: deps.scrapeTimeoutMs ?? Math.min(10_000, Math.max(100, s.scrapeIntervalMs)),

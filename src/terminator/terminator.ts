@@ -2,7 +2,6 @@
  * Port 8786: accept, sniff, TLS handshake under a deadline, authenticate,
  * dial the scheduler, forward. Each step is one module of this folder:
  *   sniff.ts         what the first bytes are (TLS, HTTP, plaintext Dask, garbage)
- *   rate-limit.ts    per-address budget of failed handshakes
  *   fair-shares.ts   slots per address, per certificate, per role class
  *   tls-options.ts   the TLS policy (versions, suites, client certificates)
  *   authenticate.ts  chain verdict + identity (cluster, role, revocation, EKU)
@@ -10,6 +9,7 @@
  *   pipe.ts          the byte copy, both ways, half-close, errors
  *   forwarded.ts     a live, authenticated connection (session, metrics, end)
  *   audit.ts         one line per decision
+ * The per-address budget of failed handshakes is limits/failure-limiter.ts.
  * This folder knows nothing about Dask framing: wire-aware policy plugs in
  * through inspector.ts. It must not import dashboard/, telemetry/ internals
  * or policy/.
@@ -26,7 +26,7 @@ import { terminatorError } from './errors.js';
 import { ForwardedConnection } from './forwarded.js';
 import type { InspectorFactory } from './inspector.js';
 import type { Identity } from '../pki/identity.js';
-import { FailedHandshakeLimiter } from './rate-limit.js';
+import { FailureLimiter } from '../limits/failure-limiter.js';
 import { FairShares, chooseVictim, isRefusal, type ShareLimits, type ShareRefusal, type Slot } from './fair-shares.js';
 import { refuseDaskPeer } from './dask-refusal.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
@@ -107,7 +107,7 @@ class TerminatorServer implements Terminator {
   readonly #ctx: GatewayContext;
   readonly #opts: TerminatorOptions;
   readonly #audit: ConnectionAudit;
-  readonly #limiter: FailedHandshakeLimiter;
+  readonly #limiter: FailureLimiter;
   readonly #shares: FairShares;
   readonly #coalescer: RefusalCoalescer;
   readonly #front: NetServer;
@@ -130,7 +130,7 @@ class TerminatorServer implements Terminator {
     this.#opts = opts;
     this.#coalescer = new RefusalCoalescer(ctx.log, { port: '8786', onCoalesced: () => ctx.metrics.logLinesCoalescedTotal.inc({ port: '8786' }) });
     this.#audit = new ConnectionAudit(ctx.log, ctx.metrics, this.#coalescer);
-    this.#limiter = new FailedHandshakeLimiter({ perMinute: opts.failedHandshakesPerMinute });
+    this.#limiter = new FailureLimiter({ failures: opts.failedHandshakesPerMinute, perMs: 60_000 });
     this.#shares = new FairShares(opts);
     // Not half-open while handshaking: a peer that sends FIN mid-handshake has
     // given up and is refused at once. Authenticated sockets switch to
@@ -174,7 +174,7 @@ class TerminatorServer implements Terminator {
     const facts: ConnectionFacts = { conn: `${this.#idPrefix}-${(++this.#seq).toString(36)}`, peer: `${remote}:${raw.remotePort ?? 0}`, address: remote };
     raw.on('error', () => {}); // resets before or during the handshake are normal; the close path audits them
     if (this.#draining) return void raw.destroy();
-    if (this.#limiter.isLimited(remote)) {
+    if (this.#limiter.blocked(remote)) {
       this.#audit.refused(facts, 'rate_limited', `more than ${this.#opts.failedHandshakesPerMinute} failed handshakes per minute`);
       return void raw.destroy();
     }
@@ -243,7 +243,7 @@ class TerminatorServer implements Terminator {
       const spoke = kind === 'need_more' ? 'garbage' : kind;
       this.#settle(p);
       this.#audit.protocolMismatch(p.facts, spoke);
-      this.#limiter.recordFailure(p.raw.remoteAddress ?? 'unknown');
+      this.#limiter.fail(p.raw.remoteAddress ?? 'unknown');
       if (spoke === 'http') {
         p.raw.end(HTTP_EXPLANATION);
         setTimeout(() => p.raw.destroy(), 1_000).unref();
@@ -381,7 +381,7 @@ class TerminatorServer implements Terminator {
   #refuse(p: Pending, reason: string, detail?: string): void {
     if (p.settled) return;
     this.#settle(p);
-    if (reason !== 'upstream_unavailable') this.#limiter.recordFailure(p.raw.remoteAddress ?? p.facts.peer.replace(/:\d+$/, ''));
+    if (reason !== 'upstream_unavailable') this.#limiter.fail(p.raw.remoteAddress ?? p.facts.peer.replace(/:\d+$/, ''));
     this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
     this.#audit.refused(p.facts, reason, detail);
     // Destroy exactly one of the raw socket and the TLSSocket wrapping its

@@ -54,7 +54,7 @@ t.test('policy never touches TLS or sockets, and reaches the terminator only thr
 /** Top floor first. A folder imports only from floors below its own (or, for components, through a declared seam). */
 const FLOORS: readonly (readonly string[])[] = [
   ['cli'],
-  ['gateway'], // the composition root
+  ['gateway', 'control-plane-dev'], // the composition root; the development receiver, a root of its own
   ['terminator', 'dashboard', 'telemetry', 'credentials', 'policy', 'supervisor'], // the components
   ['runtime', 'limits'], // services the components share
   ['pki', 'config', 'wire', 'tokens'],
@@ -78,6 +78,13 @@ t.test('components never import the composition root; only the CLI does', async 
   const bad = all.filter((e) => !e.builtin && folderOf(e.to) === 'gateway' && e.from !== 'gateway' && e.from !== 'cli');
   t.same(bad.map((e) => `${e.file} -> ${e.to}`), []);
   t.ok(all.some((e) => e.from === 'terminator' && folderOf(e.to) === 'runtime'), 'components reach shared services in runtime/');
+});
+
+t.test('the daemon never imports the development receiver; only the CLI does', async (t) => {
+  const bad = all.filter((e) => !e.builtin && folderOf(e.to) === 'control-plane-dev' && e.from !== 'control-plane-dev' && e.from !== 'cli');
+  t.same(bad.map((e) => `${e.file} -> ${e.to}`), []);
+  t.ok(all.some((e) => e.file === 'cli/control-plane-dev.ts' && folderOf(e.to) === 'control-plane-dev'), 'the scanner sees the CLI start it');
+  t.ok(all.some((e) => e.from === 'control-plane-dev' && e.to === 'telemetry/protocol.ts'), 'it shares the protocol from below');
 });
 
 t.test('the shared services import no component and not the composition root', async (t) => {
@@ -113,4 +120,14 @@ t.test('peer certificates are read through pki/peer-certificate.ts only (Node 20
   t.same(callers, [], 'nobody calls TLSSocket#getPeerX509Certificate()');
   const readers = walk(SRC).filter((f) => /\.getPeerCertificate\s*\(/.test(readFileSync(f, 'utf8'))).map((f) => relative(SRC, f));
   t.same(readers, ['pki/peer-certificate.ts'], 'one place reads the peer certificate (the scanner sees it there)');
+});
+
+t.test('each X.509 stack has one job in one place', async (t) => {
+  const files = walk(SRC).map((f) => ({ file: relative(SRC, f), text: readFileSync(f, 'utf8') }));
+  const importing = (pkg: string) => files.filter((f) => new RegExp(`^import\\s[^;]*from\\s+'${pkg}'`, 'm').test(f.text)).map((f) => f.file);
+  t.same(importing('@peculiar/x509'), ['pki/x509.ts'], '@peculiar/x509: making and signing certificates and CRLs');
+  t.same(importing('node-forge'), ['pki/p12.ts'], 'node-forge: PKCS#12');
+  // Types may be named anywhere; only certificate.ts parses with Node's X509Certificate.
+  const nodeX509 = files.filter((f) => /^import\s+\{[^}]*(?<!type )\bX509Certificate\b[^}]*\}\s+from\s+'node:crypto'/m.test(f.text) || /^(?!\s*(\*|\/\/)).*new X509Certificate\(/m.test(f.text));
+  t.same(nodeX509.map((f) => f.file), ['pki/certificate.ts'], "Node's X509Certificate: reading and checking certificates");
 });

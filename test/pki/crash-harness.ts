@@ -18,7 +18,7 @@ import { beginRotation, switchRotation } from '../../src/pki/rotation.js';
 import { loadCa } from '../../src/pki/ca.js';
 import { loadServerMaterial } from '../../src/pki/server-material.js';
 import { readIndex, readState } from '../../src/pki/records.js';
-import { splitPemCertificates } from '../../src/pki/x509.js';
+import { splitPemCertificates } from '../../src/pki/certificate.js';
 import { spawnTs } from '../hardening/child.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { freePort } from '../helpers/dask.js';

@@ -111,7 +111,7 @@ t.test('the forger produces the hostile shapes other suites rely on', async (t) 
   const twoUris = await c.forge({ uris: ['spiffe://forge/client/a', 'spiffe://forge/admin/b'] });
   t.equal(parseSubjectAltName(new X509Certificate(twoUris.certPem).subjectAltName).length, 2);
   const mismatched = await c.forge({ uris: ['spiffe://forge/client/a'], mismatchedKey: true });
-  const { keyMatchesCertificate } = await import('../../src/pki/x509.js');
+  const { keyMatchesCertificate } = await import('../../src/pki/certificate.js');
   t.notOk(keyMatchesCertificate(mismatched.keyPem, mismatched.certPem));
   const self = await forgeCertificate({ uris: ['spiffe://forge/client/a'] });
   const sx = new X509Certificate(self.certPem);

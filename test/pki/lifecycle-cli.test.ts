@@ -14,7 +14,8 @@ import { runCerts, type CliResult } from './cli-harness.js';
 import { keyEncryption } from '../../src/pki/keystore.js';
 import { loadServerMaterial } from '../../src/pki/server-material.js';
 import { refreshCrl } from '../../src/pki/revocation.js';
-import { serverNames, splitPemCertificates } from '../../src/pki/x509.js';
+import { serverNames } from '../../src/pki/x509.js';
+import { splitPemCertificates } from '../../src/pki/certificate.js';
 
 const PASS = 'lifecycle-passphrase-1';
 const NEW_PASS = 'lifecycle-passphrase-2';

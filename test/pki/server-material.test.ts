@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { makeTestCluster, forgeCertificate, EKU } from '../helpers/pki.js';
 import { loadPemMaterial, loadServerMaterial } from '../../src/pki/server-material.js';
-import { keyMatchesCertificate } from '../../src/pki/x509.js';
+import { keyMatchesCertificate } from '../../src/pki/certificate.js';
 
 t.test('managed material: CA, gateway certificate, decrypted key, revoked serials, watch paths', async (t) => {
   const c = await makeTestCluster({ cluster: 'mat' });

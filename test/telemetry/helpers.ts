@@ -11,9 +11,9 @@ import { createLogger, type Logger } from '../../src/log/logger.js';
 import { createMetrics, type GatewayMetrics } from '../../src/runtime/metrics.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import type { GatewayContext, TrustSource } from '../../src/runtime/context.js';
-import { ReceiverDb } from '../../src/telemetry/receiver-db.js';
-import { startReceiver, type Receiver, type ReceiverFaults } from '../../src/telemetry/receiver.js';
-import { devTls } from '../../src/telemetry/dev-cert.js';
+import { ReceiverDb } from '../../src/control-plane-dev/receiver-db.js';
+import { startReceiver, type Receiver, type ReceiverFaults } from '../../src/control-plane-dev/receiver.js';
+import { devTls } from '../../src/control-plane-dev/dev-cert.js';
 
 export interface Teardown { teardown(fn: () => unknown): void }
 

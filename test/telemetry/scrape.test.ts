@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { createServer, type ServerResponse } from 'node:http';
 import { scrapeText } from '../../src/telemetry/scrape.js';
 import { Collector } from '../../src/telemetry/collector.js';
+import { registrySamples } from '../../src/telemetry/registry-samples.js';
 import { DEFAULT_ALLOWLIST } from '../../src/telemetry/allowlist.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
 import { GatewayError } from '../../src/errors/base.js';
@@ -62,7 +63,7 @@ t.test('a hostile /metrics body is logged and counted, and the batch says the sc
   const metrics = createMetrics({ defaultMetrics: false });
   const cap = captureLogger();
   const c = new Collector({
-    gatewayText: () => metrics.registry.metrics(), schedulerUrl: url, scrapeIntervalMs: 60_000, scrapeTimeoutMs: 1000, scrapeMaxBytes: 1 << 20,
+    gatewaySamples: () => registrySamples(metrics.registry), schedulerUrl: url, scrapeIntervalMs: 60_000, scrapeTimeoutMs: 1000, scrapeMaxBytes: 1 << 20,
     allowlist: DEFAULT_ALLOWLIST, hashKey: undefined, metrics, log: cap.log, now: () => new Date(),
   });
   await c.scrapeOnce();

@@ -5,10 +5,10 @@ import { createServer as createHttpsServer } from 'node:https';
 import { WebSocketServer } from 'ws';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
-import { devTls } from '../../src/telemetry/dev-cert.js';
+import { devTls } from '../../src/control-plane-dev/dev-cert.js';
 import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger } from './helpers.js';
 import type { GatewayContext } from '../../src/runtime/context.js';
-import type { ReceiverDb } from '../../src/telemetry/receiver-db.js';
+import type { ReceiverDb } from '../../src/control-plane-dev/receiver-db.js';
 
 const FAST = { backoff: { baseMs: 50, capMs: 300 }, ackTimeoutMs: 2000 };
 

@@ -6,6 +6,11 @@
  * transaction has committed. Commands queued in the database are signed and
  * delivered to the connected cluster, re-signed on every delivery attempt,
  * until the gateway reports a result.
+ *
+ * This folder is the development control plane, not part of the daemon:
+ * receiver.ts (the server), receiver-db.ts (its SQLite database), dev-cert.ts
+ * (its development CA and certificate). Only cli/control-plane-dev.ts imports
+ * it; it shares telemetry/protocol.ts with the gateway.
  */
 import { createServer, type Server } from 'node:https';
 import { gunzipSync } from 'node:zlib';
@@ -14,7 +19,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../config/spec.js';
 import { ReceiverDb, type StoredSample } from './receiver-db.js';
-import { CLUSTER_HEADER, STREAM_PATH, SUBPROTOCOL, signCommand } from './protocol.js';
+import { CLUSTER_HEADER, STREAM_PATH, SUBPROTOCOL, signCommand } from '../telemetry/protocol.js';
 
 export interface ReceiverFaults {
   /** Answer the n-th, 2n-th... batch with a nack. */

@@ -8,7 +8,7 @@
 import Database from 'better-sqlite3';
 import { chmodSync, closeSync, openSync } from 'node:fs';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { telemetryError } from './errors.js';
+import { receiverError } from './errors.js';
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS clusters (
@@ -71,13 +71,13 @@ export class ReceiverDb {
       this.#db.pragma('synchronous = FULL');
       this.#db.exec(SCHEMA);
     } catch (e) {
-      throw telemetryError('receiver', { reason: `cannot open database ${path}: ${(e as Error).message}` });
+      throw receiverError('unusable', { reason: `cannot open database ${path}: ${(e as Error).message}` });
     }
   }
 
   /** Creates or replaces a cluster's credential; returns the new secret. */
   enroll(cluster: string): string {
-    if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(cluster)) throw telemetryError('receiver', { reason: `invalid cluster id ${JSON.stringify(cluster)}` });
+    if (!/^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/.test(cluster)) throw receiverError('unusable', { reason: `invalid cluster id ${JSON.stringify(cluster)}` });
     const credential = randomBytes(32).toString('base64url');
     this.#db.prepare('INSERT INTO clusters (cluster, credential, enrolled_at) VALUES (?, ?, ?) ON CONFLICT (cluster) DO UPDATE SET credential = excluded.credential, enrolled_at = excluded.enrolled_at')
       .run(cluster, credential, Date.now());

@@ -1,15 +1,18 @@
 /**
- * Per-source-IP token bucket for failed TLS handshakes: each failure takes a
- * token, tokens refill at a steady rate, and an address with an empty bucket
- * is refused before any TLS work. The table is bounded so a scan from many
- * addresses cannot grow memory without limit. Pure apart from the clock.
+ * Failures per source address, as a token bucket: each failure takes a
+ * token, tokens refill steadily (`failures` per `perMs`, which is also the
+ * burst), and an address with an empty bucket is refused before any work is
+ * done for it. One limiter for failed TLS handshakes on 8786 and failed
+ * logins on 8787. The table is bounded, so a scan from many addresses cannot
+ * grow memory without limit. Pure apart from the clock.
  */
 
-export interface RateLimiterOptions {
-  /** Failed handshakes allowed per minute per address (also the burst). */
-  readonly perMinute: number;
+export interface FailureLimiterOptions {
+  /** Failures allowed per address in `perMs` (also the burst). */
+  readonly failures: number;
+  readonly perMs: number;
   /** Most addresses tracked at once. */
-  readonly maxAddresses?: number;
+  readonly maxTracked?: number;
   readonly now?: () => number;
 }
 
@@ -18,30 +21,30 @@ interface Bucket {
   at: number;
 }
 
-export class FailedHandshakeLimiter {
+export class FailureLimiter {
   readonly #capacity: number;
   readonly #refillPerMs: number;
   readonly #max: number;
   readonly #now: () => number;
   readonly #buckets = new Map<string, Bucket>();
 
-  constructor(opts: RateLimiterOptions) {
-    this.#capacity = Math.max(1, opts.perMinute);
-    this.#refillPerMs = this.#capacity / 60_000;
-    this.#max = opts.maxAddresses ?? 10_000;
+  constructor(opts: FailureLimiterOptions) {
+    this.#capacity = Math.max(1, opts.failures);
+    this.#refillPerMs = this.#capacity / opts.perMs;
+    this.#max = opts.maxTracked ?? 10_000;
     this.#now = opts.now ?? Date.now;
   }
 
-  /** True when this address has used up its failures and must be refused now. */
-  isLimited(address: string): boolean {
+  /** True while this address has used up its failures and must be refused now. */
+  blocked(address: string): boolean {
     const b = this.#buckets.get(address);
     if (!b) return false;
     this.#refill(b);
     return b.tokens < 1;
   }
 
-  /** Records one failed handshake from this address. */
-  recordFailure(address: string): void {
+  /** Records one failure from this address. */
+  fail(address: string): void {
     let b = this.#buckets.get(address);
     if (!b) {
       if (this.#buckets.size >= this.#max) this.#evict();
@@ -63,7 +66,8 @@ export class FailedHandshakeLimiter {
     b.at = t;
   }
 
-  // Full buckets carry no information; drop them first, then the oldest entries.
+  // Full buckets carry no information: drop them first, then the oldest entries
+  // (an attacker spraying addresses loses their own counters before anyone else's).
   #evict(): void {
     for (const [k, b] of this.#buckets) {
       this.#refill(b);
