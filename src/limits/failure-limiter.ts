@@ -4,8 +4,11 @@
  * burst), and an address with an empty bucket is refused before any work is
  * done for it. One limiter for failed TLS handshakes on 8786 and failed
  * logins on 8787. The table is bounded, so a scan from many addresses cannot
- * grow memory without limit. Pure apart from the clock.
+ * grow memory without limit. Addresses are keyed as every per-address limit
+ * keys them (source-counts.ts): an IPv6 peer by its /64, or rotating through
+ * its own /64 would reset its budget. Pure apart from the clock.
  */
+import { sourceOf } from './source-counts.js';
 
 export interface FailureLimiterOptions {
   /** Failures allowed per address in `perMs` (also the burst). */
@@ -37,7 +40,7 @@ export class FailureLimiter {
 
   /** True while this address has used up its failures and must be refused now. */
   blocked(address: string): boolean {
-    const b = this.#buckets.get(address);
+    const b = this.#buckets.get(sourceOf(address));
     if (!b) return false;
     this.#refill(b);
     return b.tokens < 1;
@@ -45,11 +48,12 @@ export class FailureLimiter {
 
   /** Records one failure from this address. */
   fail(address: string): void {
-    let b = this.#buckets.get(address);
+    const key = sourceOf(address);
+    let b = this.#buckets.get(key);
     if (!b) {
       if (this.#buckets.size >= this.#max) this.#evict();
       b = { tokens: this.#capacity, at: this.#now() };
-      this.#buckets.set(address, b);
+      this.#buckets.set(key, b);
     } else {
       this.#refill(b);
     }

@@ -62,3 +62,22 @@ t.test('when the table is full, the sprayer loses the oldest entries, not the ne
   t.ok(l.blocked('spray-999'), 'the newest stays blocked');
   t.notOk(l.blocked('victim-watch'), 'the oldest entry was evicted first');
 });
+
+t.test('an IPv6 peer is limited by its /64: rotating addresses inside it does not reset the budget', async (t) => {
+  const c = clock();
+  const l = new FailureLimiter({ failures: 3, perMs: 60_000, now: c.now });
+  l.fail('2001:db8:1:2::1');
+  l.fail('2001:db8:1:2:aaaa::7');
+  l.fail('2001:0db8:0001:0002:ffff:ffff:ffff:ffff');
+  t.equal(l.blocked('2001:db8:1:2::99'), true, 'a fourth address in the same /64 is refused');
+  t.equal(l.blocked('2001:db8:1:3::1'), false, 'the neighbouring /64 is not');
+  t.equal(l.size, 1, 'one bucket for the whole /64');
+});
+
+t.test('an IPv4-mapped IPv6 address shares the bucket of its IPv4 form', async (t) => {
+  const l = new FailureLimiter({ failures: 2, perMs: 60_000, now: clock().now });
+  l.fail('::ffff:192.0.2.7');
+  l.fail('192.0.2.7');
+  t.equal(l.blocked('192.0.2.7'), true);
+  t.equal(l.blocked('::ffff:192.0.2.7'), true);
+});
