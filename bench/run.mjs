@@ -115,6 +115,7 @@ async function main() {
   // Runs outer, then axes, then contenders in an order rotated per run: drift in background
   // load spreads over every contender instead of always hitting the one measured last.
   const samples = {};
+  let budgetSkips = 0;
   for (let run = 0; run < sz.runs; run++) {
     for (const axis of opts.only.filter((a) => a !== 'dask')) {
       samples[axis] ??= {};
@@ -135,7 +136,10 @@ async function main() {
     const avail = contender.available(env);
     if (avail !== true) return { error: avail };
     if (axis === 'memory' && !contender.tls) return null; // no terminator, nothing to measure
-    if (overBudget(daskReserveS)) return { error: `skipped: the run would pass its ${budgetS} s budget` };
+    if (overBudget(daskReserveS)) {
+      budgetSkips++;
+      return { error: `skipped: the run would pass its ${budgetS} s budget` };
+    }
     const tag = `${axis}-${name}-r${run + 1}`;
     let inst = null;
     const t0 = Date.now();
@@ -150,6 +154,10 @@ async function main() {
         await perf?.stop();
       }
       if (inst.threads) r.threads = inst.threads;
+      // A contender that refuses part of a step is measured at fewer connections than the others: say so.
+      for (const st of r.steps ?? []) {
+        if (st.held < st.target * 0.98) notes.push(`${name} held only ${st.held} of ${st.target} connections in run ${run + 1} (${st.failed} refused or failed)`);
+      }
       if (profileDir) profileWindows[`${name}-${tag}.cpuprofile`] = { from, to: monotonicMicros() };
       if (perf) perfRuns.push(tag);
       log(`run ${run + 1} ${axis} ${name}: ${brief(r)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -171,6 +179,7 @@ async function main() {
     const avail = await daskAvailable();
     axes.dask = {};
     for (const v of daskVariants(opts.contenders)) {
+      if (avail === true && overBudget()) budgetSkips++;
       if (avail !== true || overBudget()) {
         axes.dask[v] = { error: avail !== true ? avail : `skipped: the run passed its ${budgetS} s budget` };
         continue;
@@ -196,7 +205,8 @@ async function main() {
     ? `contenders negotiated ${JSON.stringify(meta.suites.per)}, not all ${PINNED_SUITE}: the run is void` : null;
   if (suiteFault) notes.push(suiteFault);
   // Only a complete default run may stand as bench/results/latest.md.
-  const complete = !opts.quick && sz.runs >= 3 && opts.only.length === ALL_AXES.length && DEFAULT_CONTENDERS.every((c) => opts.contenders.includes(c));
+  const complete = !opts.quick && sz.runs >= 3 && !budgetSkips && opts.only.length === ALL_AXES.length && DEFAULT_CONTENDERS.every((c) => opts.contenders.includes(c));
+  if (budgetSkips) notes.push(`${budgetSkips} measurement(s) skipped at the ${budgetS} s budget: a partial run, not written as latest.md`);
   if (profileDir) {
     writeFileSync(join(profileDir, 'windows.json'), JSON.stringify(profileWindows, null, 2));
     if (v8Dir) results.profiles = summarizeProfiles(profileDir, 25, profileWindows);

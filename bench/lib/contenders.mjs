@@ -65,6 +65,13 @@ export function gatewayArgs({ port, backendPort, certs, inspect, maxConns }) {
     `--inspect=${inspect ? 'true' : 'false'}`,
     // The default (4096) is below the 10,000-connection memory step; haproxy gets the same maxconn.
     '--max-connections', String(maxConns),
+    // One load generator is one address and one client identity: the per-source abuse limits (256 connections per
+    // identity, 1,024 per address, 32 handshakes in flight per address, a quarter of the slots kept for workers)
+    // would refuse the memory steps, so they are opened to the same cap (their checks still run on every connection).
+    '--max-connections-per-identity', String(maxConns),
+    '--max-connections-per-address', String(maxConns),
+    '--max-handshakes-per-address', '128',
+    '--reserve-workers-percent', '0',
     // Only port 8786 is under test: no dashboard, and /metrics on a free loopback port so runs never collide.
     '--dashboard=false',
     '--metrics-listen', '127.0.0.1:0',
