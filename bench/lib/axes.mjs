@@ -195,7 +195,8 @@ export function memoryFigures(base, steps, measured) {
     });
   }
   const first = out.steps[0];
-  const last = out.steps.at(-1);
+  // A run that held only the first step says nothing about the last one (see run.mjs: the big step runs once).
+  const last = out.steps.length > 1 ? out.steps.at(-1) : undefined;
   // The fd limit can keep the last step just under 10,000: extrapolate linearly and say so.
   out.rss_at_10k_mib = measured && last?.kib_per_conn !== null && last ? (base.rss + last.kib_per_conn * 1024 * 10000) / 2 ** 20 : null;
   out.first_kib_per_conn = first?.kib_per_conn ?? null;
@@ -203,7 +204,7 @@ export function memoryFigures(base, steps, measured) {
   out.last_kib_per_conn = last?.kib_per_conn ?? null;
   out.last_kib_per_conn_gc = last?.kib_per_conn_gc ?? null;
   out.first_held = first?.held ?? 0;
-  out.last_held = last?.held ?? 0;
+  out.last_held = last?.held ?? null;
   return out;
 }
 

@@ -79,4 +79,8 @@ test('memory figures: growth per held connection, settled and after GC, from the
   assert.equal(m.first_held, 2000);
   assert.ok(Math.abs(m.rss_at_10k_mib - (100 + (45 * 10000) / 1024)) < 1e-9);
   assert.equal(memoryFigures(base, steps, false).first_kib_per_conn, null, 'no process, no figure');
+  const one = memoryFigures(base, steps.slice(0, 1), true);
+  assert.equal(one.first_kib_per_conn, 50);
+  assert.equal(one.last_kib_per_conn, null, 'a run that held only the first step has no last-step figure');
+  assert.equal(one.rss_at_10k_mib, null);
 });
