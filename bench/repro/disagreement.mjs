@@ -4,8 +4,8 @@
 //   node bench/repro/disagreement.mjs suites    # the TLS 1.3 suite each contender picks when the
 //                                               # client offers OpenSSL's default list, and tickets sent
 //   node bench/repro/disagreement.mjs haproxy [ROUNDS]
-//       # interleaved A/B of haproxy as the old bench configured it (no suite list, tickets on)
-//       # against Debian's packaged TLS lines, and the same with nbthread 1: handshake CPU and
+//       # interleaved A/B of haproxy as the old bench configured it (no suite list, tickets on; also with
+//       # the client pinned to AES-128) against Debian's packaged TLS lines, and those with nbthread 1: handshake CPU and
 //       # rate, 64 B p50, bulk CPU per GiB (ROUNDS 3 by default, at most 10)
 // Loopback only; every load generator call is bounded by count and deadline.
 import { writeFileSync } from 'node:fs';
@@ -64,10 +64,14 @@ async function suites() {
 }
 
 const DEBIAN = ['ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256', 'ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets'];
+const OLD = ['ssl-default-bind-options ssl-min-ver TLSv1.3'];
+const PIN = ['--ciphersuites', 'TLS_AES_128_GCM_SHA256'];
+// The client offers OpenSSL's default list, as the old bench's did, except where pinned.
 const HAPROXY_VARIANTS = {
-  'old bench': ['ssl-default-bind-options ssl-min-ver TLSv1.3'],
-  debian: DEBIAN,
-  'debian nbthread 1': [...DEBIAN, 'nbthread 1'],
+  'old bench': { global: OLD, offer: [] },
+  'old bench, AES-128 client': { global: OLD, offer: PIN },
+  debian: { global: DEBIAN, offer: [] },
+  'debian nbthread 1': { global: [...DEBIAN, 'nbthread 1'], offer: [] },
 };
 
 function haproxyConfig(global, port) {
@@ -78,7 +82,7 @@ function haproxyConfig(global, port) {
 
 async function haproxyAB(rounds) {
   for (let i = 0; i < rounds; i++) {
-    for (const [name, global] of Object.entries(HAPROXY_VARIANTS)) {
+    for (const [name, { global, offer }] of Object.entries(HAPROXY_VARIANTS)) {
       const port = await freePort();
       const cfg = join(work, `repro-haproxy-${name.replace(/ /g, '-')}.cfg`);
       writeFileSync(cfg, haproxyConfig(global, port));
@@ -86,10 +90,9 @@ async function haproxyAB(rounds) {
       await waitForPort(port, { proc: h });
       const run = async (args) => {
         const c0 = cpuSeconds(h.pid);
-        const o = await loadgen(port, [...args, ...clientTls]);
+        const o = await loadgen(port, [...args, ...clientTls, ...offer]);
         return { o, cpu: cpuSeconds(h.pid) - c0 };
       };
-      // The client offers OpenSSL's default list, as the old bench's did.
       const hs = await run(['handshake', '--count', '3000', '--seconds', '4', '--parallel', '8', '--no-verify']);
       const pp = await run(['pingpong', '--count', '5000', '--warmup', '1000']);
       const bk = await run(['bulk', '--bytes', String(256 * 2 ** 20)]);
