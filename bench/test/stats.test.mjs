@@ -84,3 +84,17 @@ test('memory figures: growth per held connection, settled and after GC, from the
   assert.equal(one.last_kib_per_conn, null, 'a run that held only the first step has no last-step figure');
   assert.equal(one.rss_at_10k_mib, null);
 });
+
+test('a heap diff gives the growth per held connection by constructor', async () => {
+  const { diffHeap } = await import('../lib/heapsnapshot.mjs');
+  const snap = (nodes) => ({
+    snapshot: { meta: { node_fields: ['type', 'name', 'id', 'self_size', 'edge_count'], node_types: [['hidden', 'object', 'string']] } },
+    strings: ['TLSSocket', 'Timeout', 'x'],
+    nodes: nodes.flatMap(([type, name, size]) => [type, name, 0, size, 0]),
+  });
+  const before = snap([[1, 0, 400], [2, 2, 50]]);
+  const after = snap([[1, 0, 400], [1, 0, 400], [1, 0, 400], [1, 1, 120], [1, 1, 120], [2, 2, 50]]);
+  const d = diffHeap(before, after, 2);
+  assert.equal(d.per_conn_kib, (800 + 240) / 2 / 1024);
+  assert.deepEqual(d.top.map((r) => [r.name, r.per_conn, r.per_conn_bytes]).slice(0, 2), [['TLSSocket', 1, 400], ['Timeout', 1, 120]]);
+});
