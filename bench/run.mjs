@@ -22,7 +22,7 @@ import { daskAvailable, daskSizes, daskVariants, runDaskVariant } from './lib/da
 import { summarizeProfiles } from './lib/cpuprofile.mjs';
 import { startProcess, stopAll, waitForPort } from './lib/proc.mjs';
 import { markdown } from './lib/report.mjs';
-import { rotation, suiteCheck, summarizeRuns } from './lib/stats.mjs';
+import { parameterCheck, rotation, suiteCheck, summarizeRuns } from './lib/stats.mjs';
 import { perfAvailable, perfComparison, perfMarkdown, perfSummary, startPerf } from './lib/perf.mjs';
 import { buildGateway, buildTools, ensurePrereqs, machineInfo, nofileLimit, versions } from './lib/setup.mjs';
 
@@ -95,7 +95,8 @@ async function main() {
   // The whole run stays under 15 minutes (2 in --quick): whatever would start later is skipped and says so.
   // Time is kept back for the Dask workload, which runs last (5 variants × 3 passes); the budget leaves room
   // for the one Dask variant that may start just before it.
-  const budgetS = opts.quick ? 112 : 850;
+  // More runs than the default (--runs) stretch the budget in proportion.
+  const budgetS = (opts.quick ? 112 : 850) * Math.max(1, sz.runs / (opts.quick ? 1 : 3));
   const daskReserveS = opts.only.includes('dask') ? (opts.quick ? 55 : 200) : 0;
   const elapsedS = () => (Date.now() - started.getTime()) / 1000;
   const overBudget = (reserve = 0) => elapsedS() > budgetS - reserve;
@@ -205,6 +206,8 @@ async function main() {
   const results = { meta, axes };
   // One suite for everyone, or the comparison measures cipher choice instead of the terminators.
   meta.suites = suiteCheck(axes);
+  meta.parameters_differ = parameterCheck(axes);
+  for (const [axis, ps] of Object.entries(meta.parameters_differ)) notes.push(`${axis}: the TLS contenders were driven with different load generator parameters: ${ps.join(' | ')}`);
   const suiteFault = meta.suites.mixed || meta.suites.suites.some((x) => x !== PINNED_SUITE)
     ? `contenders negotiated ${JSON.stringify(meta.suites.per)}, not all ${PINNED_SUITE}: the run is void` : null;
   if (suiteFault) notes.push(suiteFault);

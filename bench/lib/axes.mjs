@@ -40,6 +40,8 @@ async function loadgen(ctx, args) {
     throw new Error(`loadgen ${args[0]} gave no result (code ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim().slice(0, 400)}`);
   }
   if (out.error) throw new Error(`loadgen ${args[0]}: ${out.error}: ${r.stderr.trim().slice(0, 400)}`);
+  // Everything but the port, so the report can check every contender got the same load.
+  out.params = args.filter((a, i) => a !== '--port' && args[i - 1] !== '--port').join(' ');
   return out;
 }
 
@@ -59,7 +61,7 @@ async function withCpu(ctx, inst, fn) {
   if (inst.proc?.exited) throw new Error(`${inst.proc.name} exited during the run: ${JSON.stringify(inst.proc.exited)}`);
   const backend = cpuSeconds(ctx.backendPid) - before.b;
   const shares = cpuShares({ wall, cores: ctx.cores, contender: cpu ?? 0, backend, loadgen: r.client_cpu_total_s ?? 0, machine: machineBusySeconds() - before.m });
-  return { r, cpu, extra: { wall_s: wall, backend_cpu_s: backend, loadgen_cpu_s: r.client_cpu_total_s ?? null, ...shares } };
+  return { r, cpu, extra: { params: r.params, wall_s: wall, backend_cpu_s: backend, loadgen_cpu_s: r.client_cpu_total_s ?? null, ...shares } };
 }
 
 /** Tickets the contender sent per TLS connection (a ticket is CPU and memory the contender spends). */

@@ -125,6 +125,10 @@ export function markdown(results) {
     'each started fresh for every axis of every run, the contender order rotated between runs. ' +
     'Each value is the median over the runs, with min–max; "vs haproxy" is the ratio of medians and, in brackets, the min–max of the per-run ratios ' +
     '(run i against haproxy\'s run i). "contender CPU" is utime+stime of the contender process tree from /proc during the axis.', '');
+  if (meta.parameters_differ) {
+    const bad = Object.keys(meta.parameters_differ);
+    L.push(bad.length ? `**Load generator parameters differed between TLS contenders on: ${bad.join(', ')}** (see Notes).` : 'Load generator parameters (port aside): checked identical for every TLS contender in every run of the bulk, round-trip and handshake axes (memory uses the same TLS arguments).', '');
+  }
   L.push('| metric | contender | median | min–max | vs haproxy | vs direct |', '|---|---|---:|---:|---:|---:|');
   for (const m of METRICS) {
     if (!axes[m.axis]) continue;

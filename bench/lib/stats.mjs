@@ -55,3 +55,18 @@ export function suiteCheck(axes) {
   const all = new Set(Object.values(per).flatMap((s) => [...s]));
   return { per: Object.fromEntries(Object.entries(per).map(([c, s]) => [c, [...s]])), suites: [...all], mixed: all.size > 1 };
 }
+
+/**
+ * Axes on which the TLS contenders were not all driven with the same load
+ * generator parameters (port aside): { axis: [distinct parameter strings] }.
+ */
+export function parameterCheck(axes) {
+  const out = {};
+  for (const [axis, byContender] of Object.entries(axes)) {
+    if (axis === 'dask') continue;
+    const seen = new Set();
+    for (const r of Object.values(byContender)) for (const run of r.runs ?? []) if (run.params && run.cipher && run.cipher !== 'none') seen.add(run.params);
+    if (seen.size > 1) out[axis] = [...seen];
+  }
+  return out;
+}

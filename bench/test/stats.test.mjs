@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { memoryFigures } from '../lib/axes.mjs';
 import { cpuShares } from '../lib/proc.mjs';
-import { median, rotation, spread, suiteCheck, summarizeRuns } from '../lib/stats.mjs';
+import { median, parameterCheck, rotation, spread, suiteCheck, summarizeRuns } from '../lib/stats.mjs';
 
 test('median of odd and even counts ignores missing values', () => {
   assert.equal(median([3, 1, 2]), 2);
@@ -97,4 +97,10 @@ test('a heap diff gives the growth per held connection by constructor', async ()
   const d = diffHeap(before, after, 2);
   assert.equal(d.per_conn_kib, (800 + 240) / 2 / 1024);
   assert.deepEqual(d.top.map((r) => [r.name, r.per_conn, r.per_conn_bytes]).slice(0, 2), [['TLSSocket', 1, 400], ['Timeout', 1, 120]]);
+});
+
+test('parameterCheck names the axes where TLS contenders got different load', () => {
+  const run = (params, cipher = 'X') => ({ runs: [{ params, cipher }] });
+  assert.deepEqual(parameterCheck({ bulk: { a: run('bulk --bytes 1'), b: run('bulk --bytes 1'), direct: run('bulk', 'none') } }), {});
+  assert.deepEqual(parameterCheck({ bulk: { a: run('bulk --bytes 1'), b: run('bulk --bytes 2') } }), { bulk: ['bulk --bytes 1', 'bulk --bytes 2'] });
 });
