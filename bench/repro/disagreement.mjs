@@ -8,8 +8,7 @@
 //       # the client pinned to AES-128) against Debian's packaged TLS lines, and those with nbthread 1: handshake CPU and
 //       # rate, 64 B p50, bulk CPU per GiB (ROUNDS 3 by default, at most 10)
 // Loopback only; every load generator call is bounded by count and deadline.
-import { writeFileSync } from 'node:fs';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureCerts } from '../lib/certs.mjs';
