@@ -5,7 +5,9 @@
 //
 //   node bench/run.mjs [--quick] [--only=bulk,pingpong,multi,handshake,memory,dask]
 //                      [--contenders=direct,haproxy,stunnel,node-baseline,gateway,gateway-inspect]
-//                      [--profile[=v8|perf]] [--no-build]
+//                      [--runs=N] [--profile[=v8|perf]] [--no-build]
+// Every axis runs N times (3; 1 with --quick) per contender, the contender order
+// rotated from run to run; the page gives each figure's median and min–max.
 // --profile runs the gateway under `node --cpu-prof` (v8: self time per JS function, heap
 // snapshot at the last memory step) and every contender under `perf record` (perf: whole
 // process, kernel and OpenSSL included); =v8 or =perf picks one, so neither perturbs the other.
@@ -13,13 +15,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AXES, sizes } from './lib/axes.mjs';
+import { AXES, PINNED_SUITE, sizes } from './lib/axes.mjs';
 import { ensureCerts } from './lib/certs.mjs';
 import { CONTENDERS, DEFAULT_CONTENDERS } from './lib/contenders.mjs';
 import { daskAvailable, daskSizes, daskVariants, runDaskVariant } from './lib/dask.mjs';
 import { summarizeProfiles } from './lib/cpuprofile.mjs';
 import { startProcess, stopAll, waitForPort } from './lib/proc.mjs';
 import { markdown } from './lib/report.mjs';
+import { parameterCheck, rotation, suiteCheck, summarizeRuns } from './lib/stats.mjs';
 import { perfAvailable, perfComparison, perfMarkdown, perfSummary, startPerf } from './lib/perf.mjs';
 import { buildGateway, buildTools, ensurePrereqs, machineInfo, nofileLimit, versions } from './lib/setup.mjs';
 
@@ -27,7 +30,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const ALL_AXES = [...Object.keys(AXES), 'dask'];
 
 function parseFlags(argv) {
-  const o = { quick: false, only: ALL_AXES, contenders: DEFAULT_CONTENDERS, profile: false, build: true };
+  const o = { quick: false, only: ALL_AXES, contenders: DEFAULT_CONTENDERS, profile: false, build: true, runs: undefined };
   for (const a of argv) {
     const [k, v] = a.split('=', 2);
     if (k === '--quick') o.quick = true;
@@ -35,7 +38,8 @@ function parseFlags(argv) {
     else if (k === '--no-build') o.build = false;
     else if (k === '--only' && v) o.only = v.split(',');
     else if (k === '--contenders' && v) o.contenders = v.split(',');
-    else throw new Error(`unknown flag ${a}\nusage: node bench/run.mjs [--quick] [--only=${ALL_AXES.join(',')}] [--contenders=${DEFAULT_CONTENDERS.join(',')}] [--profile[=v8|perf]] [--no-build]`);
+    else if (k === '--runs' && /^[1-9]\d?$/.test(v ?? '')) o.runs = Number(v);
+    else throw new Error(`unknown flag ${a}\nusage: node bench/run.mjs [--quick] [--only=${ALL_AXES.join(',')}] [--contenders=${DEFAULT_CONTENDERS.join(',')}] [--runs=N] [--profile[=v8|perf]] [--no-build]`);
   }
   if (o.profile && !['all', 'v8', 'perf'].includes(o.profile)) throw new Error(`--profile takes v8 or perf, not '${o.profile}'`);
   for (const x of o.only) if (!ALL_AXES.includes(x)) throw new Error(`unknown axis '${x}' (axes: ${ALL_AXES.join(', ')})`);
@@ -53,7 +57,6 @@ async function main() {
   const logs = join(work, 'logs', stamp);
   const resultsDir = join(root, 'bench/results');
   mkdirSync(logs, { recursive: true });
-  mkdirSync(resultsDir, { recursive: true });
   const notes = [];
 
   const bin = await ensurePrereqs(log);
@@ -66,13 +69,13 @@ async function main() {
   const nofile = nofileLimit();
   const holdMax = Math.min(10000, Math.floor((nofile - 300) / 2));
   if (holdMax < 10000 && !opts.quick && opts.only.includes('memory')) notes.push(`The open-files limit is ${nofile} and cannot be raised, so a proxy holding N client connections needs 2N descriptors: the last memory step holds ${holdMax.toLocaleString('en-US')} connections and the 10,000 figure is extrapolated linearly from it.`);
-  const sz = sizes(opts.quick, holdMax);
+  const sz = sizes(opts.quick, holdMax, opts.runs);
   const profileDir = opts.profile ? join(work, 'profiles', stamp) : null;
   if (profileDir) mkdirSync(profileDir, { recursive: true });
 
   const v8Dir = opts.profile === 'all' || opts.profile === 'v8' ? profileDir : null;
   const env = { root, work, logs, certs, bin, maxConns: holdMax + 20, profileDir: v8Dir, quick: opts.quick, daskSizes: daskSizes(opts.quick) };
-  const ctx = { loadgen: tools.loadgen, certs, sizes: sz, quick: opts.quick, profileDir: v8Dir };
+  const ctx = { loadgen: tools.loadgen, certs, sizes: sz, quick: opts.quick, profileDir: v8Dir, cores: os.cpus().length };
   const meta = {
     started: started.toISOString(),
     command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),
@@ -89,10 +92,12 @@ async function main() {
   const usePerf = (opts.profile === 'all' || opts.profile === 'perf') && perfAvailable();
   if ((opts.profile === 'all' || opts.profile === 'perf') && !usePerf) notes.push('perf is not installed or not permitted: no native profiles');
   const perfRuns = [];
-  // The whole run stays under 10 minutes (2 in --quick): whatever would start later is skipped and says so.
-  // Time is kept back for the Dask workload, which runs last.
-  const budgetS = opts.quick ? 112 : 570;
-  const daskReserveS = opts.only.includes('dask') ? (opts.quick ? 55 : 140) : 0;
+  // The whole run stays under 15 minutes (2 in --quick): whatever would start later is skipped and says so.
+  // Time is kept back for the Dask workload, which runs last (5 variants × 3 passes); the budget leaves room
+  // for the one Dask variant that may start just before it.
+  // More runs than the default (--runs) stretch the budget in proportion.
+  const budgetS = (opts.quick ? 112 : 850) * Math.max(1, sz.runs / (opts.quick ? 1 : 3));
+  const daskReserveS = opts.only.includes('dask') ? (opts.quick ? 55 : 200) : 0;
   const elapsedS = () => (Date.now() - started.getTime()) / 1000;
   const overBudget = (reserve = 0) => elapsedS() > budgetS - reserve;
   const backend = startProcess('backend', tools.backend, ['0'], { logDir: logs });
@@ -107,46 +112,69 @@ async function main() {
   });
   await waitForPort(port, { proc: backend });
   env.backendPort = port;
+  ctx.backendPid = backend.pid;
 
-  // Axes outer, contenders inner: a change in background load hits every contender alike.
-  for (const axis of opts.only.filter((a) => a !== 'dask')) {
+  // Runs outer, then axes, then contenders in an order rotated per run: drift in background
+  // load spreads over every contender instead of always hitting the one measured last.
+  const samples = {};
+  let budgetSkips = 0;
+  // The ~10,000-connection memory step runs in the first run only: it is a capacity check (< 1 GiB), it costs more
+  // than any other axis, and the idle-memory ratio is taken at the first step, which every run measures.
+  const laterRunCtx = { ...ctx, sizes: { ...sz, holdSteps: sz.holdSteps.slice(0, 1) } };
+  for (let run = 0; run < sz.runs; run++) {
+    for (const axis of opts.only.filter((a) => a !== 'dask')) {
+      samples[axis] ??= {};
+      for (const name of rotation(opts.contenders, run)) {
+        const r = await measure(axis, name, run);
+        if (r) (samples[axis][name] ??= []).push({ run: run + 1, ...r });
+      }
+    }
+  }
+  for (const [axis, per] of Object.entries(samples)) {
     axes[axis] = {};
-    for (const name of opts.contenders) {
-      const contender = CONTENDERS[name];
-      const avail = contender.available(env);
-      if (avail !== true) {
-        axes[axis][name] = { error: avail };
-        continue;
-      }
-      if (axis === 'memory' && !contender.tls) continue; // no terminator, nothing to measure
-      if (overBudget(daskReserveS)) {
-        axes[axis][name] = { error: `skipped: the run would pass its ${budgetS} s budget` };
-        continue;
-      }
-      const tag = `${axis}-${name}`;
-      let inst = null;
-      const t0 = Date.now();
+    for (const name of opts.contenders) if (per[name]) axes[axis][name] = summarizeRuns(per[name]);
+  }
+
+  /** One run of one axis on a freshly started contender; null when the axis does not apply. */
+  async function measure(axis, name, run) {
+    const contender = CONTENDERS[name];
+    const avail = contender.available(env);
+    if (avail !== true) return { error: avail };
+    if (axis === 'memory' && !contender.tls) return null; // no terminator, nothing to measure
+    if (overBudget(daskReserveS)) {
+      budgetSkips++;
+      return { error: `skipped: the run would pass its ${budgetS} s budget` };
+    }
+    const tag = `${axis}-${name}-r${run + 1}`;
+    let inst = null;
+    const t0 = Date.now();
+    try {
+      inst = await contender.start({ ...env, tag });
+      const from = monotonicMicros();
+      const perf = usePerf && inst.proc && axis !== 'memory' ? await startPerf(inst.proc.pid, join(profileDir, `perf-${tag}.data`), logs, `perf-${tag}`) : null;
+      let r;
       try {
-        inst = await contender.start({ ...env, tag });
-        const from = monotonicMicros();
-        const perf = usePerf && inst.proc && axis !== 'memory' ? await startPerf(inst.proc.pid, join(profileDir, `perf-${tag}.data`), logs, `perf-${tag}`) : null;
-        try {
-          axes[axis][name] = await AXES[axis].run(ctx, contender, inst);
-        } finally {
-          await perf?.stop();
-        }
-        if (profileDir) profileWindows[`${name}-${tag}.cpuprofile`] = { from, to: monotonicMicros() };
-        if (perf) perfRuns.push(tag);
-        log(`${axis} ${name}: ${brief(axes[axis][name])} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-      } catch (e) {
-        axes[axis][name] = { error: String(e.message ?? e) };
-        log(`${axis} ${name}: ERROR ${axes[axis][name].error}`);
+        r = await AXES[axis].run(run === 0 ? ctx : laterRunCtx, contender, inst);
       } finally {
-        // A profiled gateway writes its .cpuprofile only on a clean exit: give it time to drain.
-        const exit = await inst?.proc?.stop(profileDir ? 20000 : 5000);
-        if (exit && exit.code && exit.signal === null && exit.code !== 0 && exit.code !== 143) {
-          notes.push(`${name} exited with code ${exit.code} after ${axis}`);
-        }
+        await perf?.stop();
+      }
+      if (inst.threads) r.threads = inst.threads;
+      // A contender that refuses part of a step is measured at fewer connections than the others: say so.
+      for (const st of r.steps ?? []) {
+        if (st.held < st.target * 0.98) notes.push(`${name} held only ${st.held} of ${st.target} connections in run ${run + 1} (${st.failed} refused or failed)`);
+      }
+      if (profileDir) profileWindows[`${name}-${tag}.cpuprofile`] = { from, to: monotonicMicros() };
+      if (perf) perfRuns.push(tag);
+      log(`run ${run + 1} ${axis} ${name}: ${brief(r)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      return r;
+    } catch (e) {
+      log(`run ${run + 1} ${axis} ${name}: ERROR ${e.message ?? e}`);
+      return { error: String(e.message ?? e) };
+    } finally {
+      // A profiled gateway writes its .cpuprofile only on a clean exit: give it time to drain.
+      const exit = await inst?.proc?.stop(profileDir ? 20000 : 5000);
+      if (exit && exit.code && exit.signal === null && exit.code !== 0 && exit.code !== 143) {
+        notes.push(`${name} exited with code ${exit.code} after ${axis} (run ${run + 1})`);
       }
     }
   }
@@ -156,6 +184,7 @@ async function main() {
     const avail = await daskAvailable();
     axes.dask = {};
     for (const v of daskVariants(opts.contenders)) {
+      if (avail === true && overBudget()) budgetSkips++;
       if (avail !== true || overBudget()) {
         axes.dask[v] = { error: avail !== true ? avail : `skipped: the run passed its ${budgetS} s budget` };
         continue;
@@ -175,6 +204,16 @@ async function main() {
   meta.duration_s = (Date.now() - started.getTime()) / 1000;
   meta.machine['load average at end'] = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const results = { meta, axes };
+  // One suite for everyone, or the comparison measures cipher choice instead of the terminators.
+  meta.suites = suiteCheck(axes);
+  meta.parameters_differ = parameterCheck(axes);
+  for (const [axis, ps] of Object.entries(meta.parameters_differ)) notes.push(`${axis}: the TLS contenders were driven with different load generator parameters: ${ps.join(' | ')}`);
+  const suiteFault = meta.suites.mixed || meta.suites.suites.some((x) => x !== PINNED_SUITE)
+    ? `contenders negotiated ${JSON.stringify(meta.suites.per)}, not all ${PINNED_SUITE}: the run is void` : null;
+  if (suiteFault) notes.push(suiteFault);
+  // Only a complete default run may stand as bench/results/latest.md.
+  const complete = !opts.quick && sz.runs >= 3 && !budgetSkips && opts.only.length === ALL_AXES.length && DEFAULT_CONTENDERS.every((c) => opts.contenders.includes(c));
+  if (budgetSkips) notes.push(`${budgetSkips} measurement(s) skipped at the ${budgetS} s budget: a partial run, not written as latest.md`);
   if (profileDir) {
     writeFileSync(join(profileDir, 'windows.json'), JSON.stringify(profileWindows, null, 2));
     if (v8Dir) results.profiles = summarizeProfiles(profileDir, 25, profileWindows);
@@ -195,14 +234,17 @@ async function main() {
     }
   }
   // A profiled run is slowed by its profilers: its figures stay beside the profiles, never in bench/results.
-  const outDir = profileDir ?? resultsDir;
-  const jsonPath = join(outDir, profileDir ? 'results.json' : `${stamp}.json`);
-  const mdPath = join(outDir, profileDir ? 'results.md' : 'latest.md');
+  // A partial run (quick, subset, fewer runs, void) goes to bench/work/results, where it cannot be committed by mistake.
+  const outDir = profileDir ?? (complete && !suiteFault ? resultsDir : join(work, 'results'));
+  mkdirSync(outDir, { recursive: true });
+  const jsonPath = join(outDir, profileDir ? 'results.json' : `${stamp}${suiteFault ? '-void' : ''}.json`);
+  const mdPath = join(outDir, profileDir ? 'results.md' : complete && !suiteFault ? 'latest.md' : `${stamp}${suiteFault ? '-void' : ''}.md`);
   writeFileSync(jsonPath, JSON.stringify(results, null, 2) + '\n');
   const md = markdown(results);
   writeFileSync(mdPath, md + '\n');
   process.stdout.write('\n' + md + '\n');
   log(`wrote ${relative(root, jsonPath)} and ${relative(root, mdPath)} in ${meta.duration_s.toFixed(0)} s`);
+  if (suiteFault) throw new Error(suiteFault);
 }
 
 /** CLOCK_MONOTONIC in microseconds: the clock V8 stamps .cpuprofile samples with. */

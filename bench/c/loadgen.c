@@ -35,7 +35,6 @@ static struct sockaddr_in target;
 static unsigned char HS[128], PING[PING_SIZE];
 static size_t HS_LEN;
 static double deadline_s = 120;
-
 static double now_s(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -46,6 +45,27 @@ static double cpu_s(void) {
   struct rusage u;
   getrusage(RUSAGE_SELF, &u);
   return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+/* What the contender negotiated, reported with every result so a run can prove all contenders used one suite. */
+static char suite[64] = "none";
+static long tls_conns, tickets; /* handshakes completed; NewSessionTicket messages the contender sent */
+
+static int on_ticket(SSL *s, SSL_SESSION *sess) {
+  (void)s;
+  (void)sess;
+  tickets++;
+  return 0; /* not kept: every handshake stays a full one */
+}
+
+static void note_handshake(SSL *s) {
+  snprintf(suite, sizeof suite, "%s", SSL_get_cipher_name(s));
+  tls_conns++;
+}
+
+/* Closes a result object with the TLS facts every mode shares. */
+static void end_json(void) {
+  printf(",\"cipher\":\"%s\",\"tls_conns\":%ld,\"tickets\":%ld,\"client_cpu_total_s\":%.4f}\n", suite, tls_conns, tickets, cpu_s());
 }
 
 static void die(const char *what) {
@@ -101,6 +121,7 @@ static void open_blocking(conn_t *c) {
     c->ssl = SSL_new(ctx);
     SSL_set_fd(c->ssl, c->fd);
     if (SSL_connect(c->ssl) != 1) die("SSL_connect");
+    note_handshake(c->ssl);
   }
   unsigned char hs[128];
   read_exact(c, hs, HS_LEN); /* the backend's handshake proves the whole path is up */
@@ -134,8 +155,9 @@ static void mode_bulk(uint64_t bytes, size_t msg) {
   }
   ping_once(&c); /* returns only after the backend consumed everything before it */
   double dt = now_s() - t0;
-  printf("{\"mode\":\"bulk\",\"cipher\":\"%s\",\"warm_bytes\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"mb_per_s\":%.2f,\"complete\":%s,\"client_cpu_s\":%.4f}\n",
-         c.ssl ? SSL_get_cipher_name(c.ssl) : "none", (unsigned long long)warm, (unsigned long long)sent, dt, (double)sent / 1e6 / dt, sent >= bytes ? "true" : "false", cpu_s() - c0);
+  printf("{\"mode\":\"bulk\",\"warm_bytes\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"mb_per_s\":%.2f,\"complete\":%s,\"client_cpu_s\":%.4f",
+         (unsigned long long)warm, (unsigned long long)sent, dt, (double)sent / 1e6 / dt, sent >= bytes ? "true" : "false", cpu_s() - c0);
+  end_json();
 }
 
 /* ---------- ping-pong ---------- */
@@ -166,9 +188,10 @@ static void mode_pingpong(long count, long warmup) {
   for (long i = 0; i < n; i++) sum += lat[i];
   qsort(lat, (size_t)n, sizeof(double), cmp_double);
   printf("{\"mode\":\"pingpong\",\"count\":%ld,\"seconds\":%.6f,\"p50_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
-         "\"mean_us\":%.2f,\"min_us\":%.2f,\"complete\":%s,\"client_cpu_s\":%.4f}\n",
+         "\"mean_us\":%.2f,\"min_us\":%.2f,\"complete\":%s,\"client_cpu_s\":%.4f",
          n, dt, pct(lat, n, 0.5), pct(lat, n, 0.99), pct(lat, n, 0.999), sum / (double)n, lat[0],
          n >= count ? "true" : "false", cpu_s() - c0);
+  end_json();
 }
 
 /* ---------- multi: N connections, one message in flight each ---------- */
@@ -244,8 +267,9 @@ static void mode_multi(int nconns, double seconds, long maxcount) {
     }
   }
   double dt = now_s() - t0;
-  printf("{\"mode\":\"multi\",\"conns\":%d,\"total\":%ld,\"count\":%ld,\"seconds\":%.6f,\"rt_per_s\":%.1f,\"client_cpu_s\":%.4f}\n",
+  printf("{\"mode\":\"multi\",\"conns\":%d,\"total\":%ld,\"count\":%ld,\"seconds\":%.6f,\"rt_per_s\":%.1f,\"client_cpu_s\":%.4f",
          nconns, total, count, dt, (double)count / dt, cpu_s() - c0);
+  end_json();
 }
 
 /* ---------- asynchronous connection setup (handshake, hold) ---------- */
@@ -317,6 +341,7 @@ static int a_step(aconn_t *a) {
       if (e == SSL_ERROR_WANT_WRITE) { a_watch(a, EPOLLOUT, EPOLL_CTL_MOD); return 0; }
       return -1;
     }
+    note_handshake(a->ssl);
     a->state = A_READHS;
   }
   if (a->state == A_READHS) {
@@ -363,8 +388,9 @@ static void mode_handshake(long count, double seconds, int parallel) {
   for (int i = 0; i < parallel; i++) if (as[i].state != A_FREE && as[i].fd > 0) a_close(&as[i], 0);
   qsort(lat, (size_t)done, sizeof(double), cmp_double);
   printf("{\"mode\":\"handshake\",\"count\":%ld,\"failed\":%ld,\"seconds\":%.6f,\"per_s\":%.1f,\"p50_us\":%.1f,"
-         "\"parallel\":%d,\"client_cpu_s\":%.4f}\n",
+         "\"parallel\":%d,\"client_cpu_s\":%.4f",
          done, a_failed, dt, (double)done / dt, done ? pct(lat, done, 0.5) : 0.0, parallel, cpu_s() - c0);
+  end_json();
 }
 
 /*
@@ -430,8 +456,9 @@ static void mode_hold(const char *steps, int parallel) {
     fflush(stdout);
     if (!fgets(line, sizeof line, stdin)) break;
   }
-  printf("{\"mode\":\"hold\",\"held\":%ld,\"failed\":%ld,\"lost\":%ld,\"seconds\":%.3f,\"client_cpu_s\":%.4f}\n",
+  printf("{\"mode\":\"hold\",\"held\":%ld,\"failed\":%ld,\"lost\":%ld,\"seconds\":%.3f,\"client_cpu_s\":%.4f",
          held - lost, a_failed, lost, now_s() - t0, cpu_s() - c0);
+  end_json();
 }
 
 /* ---------- main ---------- */
@@ -456,9 +483,13 @@ int main(int argc, char **argv) {
   if (arg(argc, argv, "--tls", NULL)) {
     ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-    /* Every handshake is a full one: no session cache, no tickets offered back. */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* Every handshake is a full one: tickets are counted (a contender's cost) but never stored or offered back. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, on_ticket);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    /* Offering one suite pins it for every contender, whatever order each server prefers. */
+    const char *suites = arg(argc, argv, "--ciphersuites", NULL);
+    if (suites && SSL_CTX_set_ciphersuites(ctx, suites) != 1) die("ciphersuites");
     if (SSL_CTX_use_certificate_chain_file(ctx, arg(argc, argv, "--cert", "")) != 1) die("client cert");
     if (SSL_CTX_use_PrivateKey_file(ctx, arg(argc, argv, "--key", ""), SSL_FILETYPE_PEM) != 1) die("client key");
     if (!arg(argc, argv, "--no-verify", NULL)) {

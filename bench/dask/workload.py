@@ -5,8 +5,8 @@ Connects a Client (with a client certificate when CA/CERT/KEY are given),
 waits for 2 workers, then times: TASKS small tasks submitted at once and
 gathered, ROUNDTRIPS sequential submit->result, and a SCATTER_MIB scatter
 followed by a gather checked byte for byte. The three parts run PASSES
-times; each part reports its best pass (the machine is shared, and a
-background burst should not decide a ratio). Prints one JSON line.
+times. Prints one JSON line: each part's best pass, and under "passes"
+every pass (the bench reports the median over passes and their min-max).
 """
 import json
 import sys

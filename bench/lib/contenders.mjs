@@ -1,16 +1,26 @@
 // The contenders: each terminates mutual TLS 1.3 on 127.0.0.1 (except
 // "direct", the plain-TCP limit) and forwards to the bench backend. Each is
 // started fresh per axis by start(env) -> { port, proc }.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import { CLUSTER } from './certs.mjs';
 import { freePort, startProcess, waitForPort } from './proc.mjs';
 
+/**
+ * haproxy as Debian ships it to its users: the TLS lines of the packaged
+ * /etc/haproxy/haproxy.cfg (Mozilla "intermediate": its suite order and
+ * no-tls-tickets), threads left at the default (one per CPU), no tune.*.
+ * Only TLS 1.3 is allowed, as for every contender. BENCH_HAPROXY_GLOBAL adds
+ * global lines (';'-separated) for A/B runs, e.g. "nbthread 1".
+ */
 function haproxyConfig({ port, backendPort, certs, maxConns }) {
   return `global
   maxconn ${maxConns}
-  ssl-default-bind-options ssl-min-ver TLSv1.3
-defaults
+  ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+  ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
+${(process.env.BENCH_HAPROXY_GLOBAL ?? '').split(';').filter(Boolean).map((l) => `  ${l.trim()}\n`).join('')}defaults
   mode tcp
   timeout connect 5s
   timeout client 600s
@@ -55,6 +65,13 @@ export function gatewayArgs({ port, backendPort, certs, inspect, maxConns }) {
     `--inspect=${inspect ? 'true' : 'false'}`,
     // The default (4096) is below the 10,000-connection memory step; haproxy gets the same maxconn.
     '--max-connections', String(maxConns),
+    // One load generator is one address and one client identity: the per-source abuse limits (256 connections per
+    // identity, 1,024 per address, 32 handshakes in flight per address, a quarter of the slots kept for workers)
+    // would refuse the memory steps, so they are opened to the same cap (their checks still run on every connection).
+    '--max-connections-per-identity', String(maxConns),
+    '--max-connections-per-address', String(maxConns),
+    '--max-handshakes-per-address', '128',
+    '--reserve-workers-percent', '0',
     // Only port 8786 is under test: no dashboard, and /metrics on a free loopback port so runs never collide.
     '--dashboard=false',
     '--metrics-listen', '127.0.0.1:0',
@@ -72,7 +89,38 @@ async function launch(name, cmd, args, env, port, extra = {}) {
     await proc.stop();
     throw e;
   }
-  return { port, proc };
+  return { port, proc, threads: threadCount(proc.pid) };
+}
+
+/** Node flags and environment that let the bench force a full GC in a Node contender (see gc-hook.mjs). */
+function gcHook(env, name) {
+  const file = join(env.logs, `gc-${name}-${env.tag}.txt`);
+  writeFileSync(file, '');
+  return { flags: ['--expose-gc', '--import', pathToFileURL(join(env.root, 'bench/lib/gc-hook.mjs')).href], env: { BENCH_GC_FILE: file }, file };
+}
+
+/** inst.gc(): signals the hook and resolves true once it acknowledged a finished GC (false after 10 s). */
+function withGc(inst, file) {
+  let asked = 0;
+  inst.gc = async () => {
+    asked++;
+    process.kill(inst.proc.pid, 'SIGWINCH');
+    const end = Date.now() + 10000;
+    while (Date.now() < end) {
+      if (readFileSync(file, 'utf8').split('\n').filter(Boolean).length >= asked) return true;
+      await sleep(20);
+    }
+    return false;
+  };
+  return inst;
+}
+
+function threadCount(pid) {
+  try {
+    return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
+  } catch {
+    return null;
+  }
 }
 
 /** The gateway's entry point; BENCH_GATEWAY_BIN points at another build (e.g. a before/after comparison). */
@@ -91,8 +139,9 @@ function gateway(name, inspect) {
         ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`,
           '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
         : [];
-      const args = [...nodeFlags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect })];
-      return launch(name, process.execPath, args, env, port, { cwd: env.work });
+      const hook = gcHook(env, name);
+      const args = [...nodeFlags, ...hook.flags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect })];
+      return withGc(await launch(name, process.execPath, args, env, port, { cwd: env.work, env: hook.env }), hook.file);
     },
   };
 }
@@ -136,7 +185,9 @@ export const CONTENDERS = {
       const port = await freePort();
       const script = join(env.root, 'bench/contenders/node-baseline.mjs');
       const { certs } = env;
-      return launch('node-baseline', process.execPath, [script, String(port), String(env.backendPort), certs.ca, certs.gw.cert, certs.gw.key], env, port);
+      const hook = gcHook(env, 'node-baseline');
+      const args = [...hook.flags, script, String(port), String(env.backendPort), certs.ca, certs.gw.cert, certs.gw.key];
+      return withGc(await launch('node-baseline', process.execPath, args, env, port, { env: hook.env }), hook.file);
     },
   },
   gateway: gateway('gateway', false),

@@ -6,11 +6,12 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CONTENDERS } from './contenders.mjs';
 import { cpuSeconds, freePort, runCommand, startProcess, waitForPort } from './proc.mjs';
+import { summarizeRuns } from './stats.mjs';
 
 export const PYTHON = '/usr/bin/python3';
 
 export function daskSizes(quick) {
-  return quick ? { tasks: 500, roundtrips: 20, scatter_mib: 2, passes: 1 } : { tasks: 5000, roundtrips: 200, scatter_mib: 20, passes: 2 };
+  return quick ? { tasks: 500, roundtrips: 20, scatter_mib: 2, passes: 1 } : { tasks: 5000, roundtrips: 200, scatter_mib: 20, passes: 3 };
 }
 
 /** Variants in run order; a terminator variant runs only if its contender was selected. */
@@ -30,6 +31,13 @@ export async function daskAvailable() {
 
 function tlsFlags(pair, ca) {
   return ['--tls-ca-file', ca, '--tls-cert', pair.cert, '--tls-key', pair.key];
+}
+
+/** Each part's median over the workload's passes (total = sum of a pass's parts), with min–max per key. */
+export function passFigures(passes) {
+  const runs = passes.map((p) => ({ ...p, total_s: Object.values(p).reduce((a, b) => a + b, 0) }));
+  const s = summarizeRuns(runs);
+  return { ...Object.fromEntries(Object.keys(runs[0]).map((k) => [k, s[k]])), spread: s.spread, passes: runs };
 }
 
 /** Runs one variant; returns the workload timings plus the terminator's CPU seconds. */
@@ -82,7 +90,7 @@ export async function runDaskVariant(variant, env) {
     if (r.code !== 0 || !line.startsWith('{')) {
       throw new Error(`workload failed (code ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim().split('\n').slice(-3).join(' / ').slice(0, 300)}`);
     }
-    return { ...JSON.parse(line), terminator_cpu_s: cpu };
+    return { ...passFigures(JSON.parse(line).passes), terminator_cpu_s: cpu };
   } finally {
     // Workers first so they do not spend the grace period reconnecting to a dead scheduler.
     for (const p of procs.slice(1).reverse()) await p?.stop(5000);

@@ -108,11 +108,12 @@ export function perfComparison(perf, axes) {
   const byAxis = new Map();
   for (const [tag, s] of Object.entries(perf)) {
     if (!s) continue;
-    const i = tag.indexOf('-');
-    const axis = tag.slice(0, i);
-    const contender = tag.slice(i + 1);
+    // Tags are <axis>-<contender>-r<run>: each run was profiled and is costed by its own /proc figures.
+    const [, axis, contender, run] = /^([a-z]+)-(.+)-r(\d+)$/.exec(tag) ?? [];
+    if (!axis) continue;
     if (!byAxis.has(axis)) byAxis.set(axis, []);
-    byAxis.get(axis).push({ contender, s, unit: unitCost(axis, axes[axis]?.[contender]) });
+    const own = axes[axis]?.[contender]?.runs?.find((x) => x.run === Number(run));
+    byAxis.get(axis).push({ contender: `${contender} r${run}`, s, unit: unitCost(axis, own) });
   }
   const L = ['# Contender CPU per unit of work, split by category', '',
     'Totals are /proc utime+stime over the work done; the split is the share of perf samples (sample counts in the last row: few samples mean a rough split).', ''];

@@ -146,6 +146,32 @@ export function cpuSeconds(pid) {
   return ticks / CLK_TCK;
 }
 
+/** CPU seconds the whole machine spent busy since boot (/proc/stat: everything but idle and iowait). */
+export function machineBusySeconds() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already inside user)
+  const busy = f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0);
+  return busy / CLK_TCK;
+}
+
+/**
+ * Who used the machine during wall seconds on `cores` cores, as shares of
+ * its capacity: the contender, the backend, the load generator, and the rest
+ * of the measured machine-wide busy time (the bench itself and other users).
+ */
+export function cpuShares({ wall, cores, contender, backend, loadgen, machine }) {
+  const cap = wall * cores;
+  if (!(cap > 0)) return {};
+  const other = Math.max(0, machine - contender - backend - loadgen);
+  return {
+    contender_share: contender / cap,
+    backend_share: backend / cap,
+    loadgen_share: loadgen / cap,
+    other_share: other / cap,
+    idle_share: Math.max(0, 1 - machine / cap),
+  };
+}
+
 /** Resident set size in bytes of pid and its live descendants. */
 export function rssBytes(pid) {
   let kb = 0;

@@ -1,7 +1,8 @@
 // Target verdicts and profile windows: the parts of the report that decide pass/miss.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { markdown, targets } from '../lib/report.mjs';
+import { markdown, ratioVsHaproxy, targets } from '../lib/report.mjs';
+import { summarizeRuns } from '../lib/stats.mjs';
 import { summarizeProfile } from '../lib/cpuprofile.mjs';
 
 function results(gw) {
@@ -12,7 +13,7 @@ function results(gw) {
       pingpong: { haproxy: { p50_us: 40 }, gateway: { p50_us: gw.p50 }, 'gateway-inspect': { p50_us: gw.p50 } },
       multi: { haproxy: { rt_per_s: 30000 }, gateway: { rt_per_s: 30000 }, 'gateway-inspect': { rt_per_s: 30000 } },
       handshake: { haproxy: { per_s: 600 }, gateway: { error: 'boom' } },
-      memory: { haproxy: { last_kib_per_conn: 24, rss_at_10k_mib: 250, last_held: 9850 }, gateway: { last_kib_per_conn: 40, rss_at_10k_mib: 1100, last_held: 9850 } },
+      memory: { haproxy: { first_kib_per_conn: 24, rss_at_10k_mib: 250, last_held: 9850 }, gateway: { first_kib_per_conn: 40, rss_at_10k_mib: 1100, last_held: 9850 } },
       dask: { 'native-tls': { total_s: 10 }, gateway: { total_s: 9.5 } },
     },
   };
@@ -30,6 +31,36 @@ test('targets compare the gateway with haproxy in the right direction', () => {
   assert.equal(verdict(ts, 'Dask').pass, true);
 });
 
+test('handshakes must reach 1.20x haproxy: 1.10x misses, 1.25x passes', () => {
+  const r = results({ bulk: 800, bulkInspect: 800, p50: 40 });
+  r.axes.handshake.gateway = { per_s: 660 };
+  assert.equal(verdict(targets(r, 'gateway'), 'handshakes').pass, false);
+  r.axes.handshake.gateway = { per_s: 750 };
+  assert.equal(verdict(targets(r, 'gateway'), 'handshakes').pass, true);
+});
+
+test('ratios against haproxy pair run i with haproxy run i for their spread', () => {
+  const axes = {
+    bulk: {
+      haproxy: summarizeRuns([{ run: 1, mb_per_s: 1000 }, { run: 2, mb_per_s: 500 }, { run: 3, mb_per_s: 800 }]),
+      gateway: summarizeRuns([{ run: 1, mb_per_s: 900 }, { run: 2, mb_per_s: 600 }, { run: 3, mb_per_s: 800 }]),
+    },
+  };
+  const r = ratioVsHaproxy(axes, 'bulk', 'gateway', 'mb_per_s');
+  assert.equal(r.ratio, 1, 'median 800 over median 800');
+  assert.equal(r.min, 0.9);
+  assert.equal(r.max, 1.2);
+});
+
+test('the page shows medians with their min-max and warns when suites differ', () => {
+  const res = results({ bulk: 800, bulkInspect: 800, p50: 40 });
+  res.axes.bulk.gateway = summarizeRuns([{ run: 1, mb_per_s: 700, cipher: 'A' }, { run: 2, mb_per_s: 900, cipher: 'A' }, { run: 3, mb_per_s: 800, cipher: 'A' }]);
+  res.meta.suites = { per: { gateway: ['A'], haproxy: ['B'] }, suites: ['A', 'B'], mixed: true };
+  const md = markdown(res);
+  assert.match(md, /\| bulk throughput \(MB\/s\) \| gateway \| 800 \| 700–900 \(n=3\) \| 1\.00× \|/);
+  assert.match(md, /did not all negotiate one suite/);
+});
+
 test('inspection cost is the worst of bulk, p50 and 16-connection rate', () => {
   const ts = targets(results({ bulk: 800, bulkInspect: 700, p50: 40 }), 'gateway-inspect');
   const t = verdict(ts, 'inspection cost');
@@ -39,7 +70,7 @@ test('inspection cost is the worst of bulk, p50 and 16-connection rate', () => {
 
 test('the markdown page carries ratios against haproxy and direct', () => {
   const md = markdown(results({ bulk: 400, bulkInspect: 380, p50: 40 }));
-  assert.match(md, /\| bulk throughput \(MB\/s\) \| gateway \| 400 \| 0\.50× \| 0\.10× \|/);
+  assert.match(md, /\| bulk throughput \(MB\/s\) \| gateway \| 400 \| — \| 0\.50× \| 0\.10× \|/);
   assert.match(md, /error: boom/);
 });
 
