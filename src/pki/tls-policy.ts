@@ -1,7 +1,7 @@
 /**
  * The TLS protocol policy of every listener the gateway opens (8786, 8787,
  * the credentials port): TLS 1.2+ only, AEAD suites with forward secrecy,
- * server cipher order, no renegotiation, no session tickets. One definition so the ports cannot
+ * server cipher order, no renegotiation, no resumption. One definition so the ports cannot
  * drift apart; graded by testssl.sh and sslscan in test/hardening/.
  */
 import { constants } from 'node:crypto';
@@ -23,9 +23,10 @@ export const TLS_POLICY = {
   minVersion: 'TLSv1.2',
   honorCipherOrder: true,
   ecdhCurve: 'X25519:P-256:P-384',
-  // No session tickets: Dask (tornado) never resumes sessions, and tickets cost
+  // No resumption: Dask (tornado) never resumes sessions, and stateless tickets cost
   // ~20% of the CPU of a full mTLS handshake and ~9 KiB per connection (bench/FINDINGS.md).
-  // Every connection is a full handshake, so its certificate is always checked afresh.
+  // TLS 1.3 still sends tickets, for stateful sessions that are never cached: every
+  // connection is a full handshake, so its certificate is always checked afresh.
   secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_CIPHER_SERVER_PREFERENCE | constants.SSL_OP_NO_TICKET,
 } as const satisfies SecureContextOptions;
 
