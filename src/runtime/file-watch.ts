@@ -86,9 +86,9 @@ export class FileWatch {
   private constructor(o: FileWatchOptions) {
     this.#o = o;
     this.#stats = this.#statAll();
-    this.#watchDirectories();
     const pollMs = o.pollMs ?? DEFAULT_POLL_MS;
     this.#poll = pollMs > 0 ? setInterval(() => this.#pollTick(), pollMs).unref() : undefined;
+    this.#watchDirectories();
   }
 
   /** Serialized with every other reload; see the header. */
@@ -151,7 +151,7 @@ export class FileWatch {
   }
 
   #unavailable(dir: string, error: unknown): void {
-    this.#o.log.warn('file_watch_unavailable', { what: this.#o.what, dir, error, polled: (this.#o.pollMs ?? DEFAULT_POLL_MS) > 0 });
+    this.#o.log.warn('file_watch_unavailable', { what: this.#o.what, dir, error, polled: this.#poll !== undefined });
   }
 
   /**

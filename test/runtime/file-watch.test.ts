@@ -214,6 +214,8 @@ t.test('a file whose directory cannot be watched is left to the poll, said once'
   await waitFor(() => w.current() === 'arrived', { timeoutMs: 5000, what: 'the poll to find the file' });
   t.equal(w.seen[0]?.reason, 'file change (stat)');
   t.equal(w.lines.filter((l) => l.event === 'file_watch_unavailable').length, 1);
+  const unpolled = watched(t, [join(d, 'never', 'x.yaml')], { pollMs: 0 });
+  t.match(unpolled.lines, [{ event: 'file_watch_unavailable', polled: false }], 'and says so when nothing polls it');
 });
 
 t.test('reloads never overlap: changes and callers during one run share exactly one more run', async (t) => {
