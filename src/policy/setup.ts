@@ -4,8 +4,8 @@
  * (undefined when inspection is off, so the terminator pipes bytes untouched).
  */
 import type { Resolved } from '../config/load.js';
-import { statSync } from 'node:fs';
 import type { Component, GatewayContext } from '../runtime/context.js';
+import { FileWatch } from '../runtime/file-watch.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import type { FrameLimits } from '../wire/frame-parser.js';
 import { PolicyHolder } from './holder.js';
@@ -47,7 +47,7 @@ export function openPolicy(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics
     inspector,
     async reload(reason) {
       const r = await holder.reload();
-      metrics.reloadsTotal.inc({ what: 'policy', result: r.ok ? 'ok' : 'error' });
+      metrics.reloadsTotal.inc({ what: 'policy', result: r.ok ? 'success' : 'failure' });
       if (r.ok) log.audit('policy_reloaded', { source: holder.current().source, reason });
       else log.error('policy_reload_failed', { source: holder.path, reason, code: r.error?.code, error: r.error?.message });
       return r.ok;
@@ -57,7 +57,7 @@ export function openPolicy(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics
 
 /**
  * The composition root's one call: the inspector for the terminator (an
- * explicitly injected one wins), plus a 'policy' component that polls the
+ * explicitly injected one wins), plus a 'policy' component that watches the
  * policy file and reloads it when it changes, like the TLS material.
  * Returns a spreadable `{ inspector }`, or `{}` when inspection is off.
  */
@@ -66,29 +66,9 @@ export function policyForTerminator(ctx: Pick<GatewayContext, 'config' | 'log' |
   const setup = openPolicy(ctx);
   const path = setup.holder.path;
   if (path !== undefined) {
-    let timer: NodeJS.Timeout | undefined;
-    if (pollMs > 0) {
-      let last = fileStamp(path);
-      let busy = false;
-      timer = setInterval(() => {
-        const now = fileStamp(path);
-        if (now === last || busy) return;
-        last = now;
-        busy = true;
-        void setup.reload('file change (poll)').finally(() => (busy = false));
-      }, pollMs).unref();
-    }
-    const stop = async () => clearInterval(timer);
-    components.push({ name: 'policy', reload: (reason) => setup.reload(reason), drain: stop, close: stop });
+    const watch = FileWatch.start({ what: 'policy', files: [path], reload: (reason) => setup.reload(reason), log: ctx.log, metrics: ctx.metrics, pollMs });
+    const stop = async () => watch.close();
+    components.push({ name: 'policy', reload: (reason) => watch.reload(reason), drain: stop, close: stop });
   }
   return setup.inspector ? { inspector: setup.inspector } : {};
-}
-
-function fileStamp(path: string): string {
-  try {
-    const s = statSync(path);
-    return `${s.ino}:${s.size}:${s.mtimeMs}`;
-  } catch {
-    return 'missing';
-  }
 }

@@ -7,31 +7,30 @@
  * old material, logs why, and counts reloads_total{result="failure"}.
  *
  * Where the material comes from is the loader's business (pki/: managed
- * state directory or bring-your-own PEM files); this module only watches,
- * validates, swaps and notifies.
+ * state directory or bring-your-own PEM files), when to reload is
+ * file-watch.ts's; this module validates, swaps and notifies.
  */
 import { createSecureContext } from 'node:tls';
 import { createHash, type X509Certificate } from 'node:crypto';
-import { statSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { TrustMaterial, TrustSource } from './context.js';
 import { GatewayError } from '../errors/base.js';
 import { issuedByAny, parseCertificatePem, splitPemCertificates } from '../pki/certificate.js';
 import { normalizeSerial } from '../pki/peer-certificate.js';
+import { FileWatch } from './file-watch.js';
 
 export type LoadedTrust = Omit<TrustMaterial, 'version'> & { readonly watchPaths?: readonly string[] };
 
 export interface TrustSourceOptions {
   /** Reads and decrypts everything from disk; throws on any problem. */
   readonly load: () => Promise<LoadedTrust>;
-  /** Files whose change triggers a reload (their directories are watched, the files polled); default: the loader's watchPaths. */
+  /** Files whose change triggers a reload (file-watch.ts); default: the loader's watchPaths. */
   readonly watchFiles?: readonly string[];
   readonly log: Logger;
   readonly metrics: GatewayMetrics;
   readonly now?: () => Date;
-  /** Coarse poll fallback for filesystems where fs.watch is silent. 0 disables. */
+  /** Stat poll behind fs.watch (file-watch.ts); 0 disables. */
   readonly pollMs?: number;
   readonly debounceMs?: number;
 }
@@ -44,34 +43,27 @@ const EXPIRY_REFRESH_MS = 60_000;
 export class ReloadingTrustSource implements TrustSource {
   readonly #opts: TrustSourceOptions;
   readonly #listeners = new Set<Listener>();
-  readonly #watchers: FSWatcher[] = [];
+  readonly #files: FileWatch;
+  readonly #expiryTimer: NodeJS.Timeout;
   #material: TrustMaterial;
   #fingerprint: string;
-  #stats = new Map<string, string>();
-  #poll: NodeJS.Timeout | undefined;
-  #expiryTimer: NodeJS.Timeout | undefined;
   #expiryLabels = new Set<string>();
-  #debounce: NodeJS.Timeout | undefined;
-  #running: Promise<boolean> | undefined;
-  #again = false;
-  #closed = false;
 
   /** Loads once (a failure here stops the start) and starts watching. */
   static async open(opts: TrustSourceOptions): Promise<ReloadingTrustSource> {
     const loaded = await opts.load();
     validate(loaded);
-    const src = new ReloadingTrustSource({ ...opts, watchFiles: opts.watchFiles ?? loaded.watchPaths ?? [] }, material(loaded, 1));
-    src.#watch();
-    return src;
+    return new ReloadingTrustSource({ ...opts, watchFiles: opts.watchFiles ?? loaded.watchPaths ?? [] }, material(loaded, 1));
   }
 
   private constructor(opts: TrustSourceOptions, m: TrustMaterial) {
     this.#opts = opts;
     this.#material = m;
     this.#fingerprint = fingerprint(m);
-    this.#stats = this.#statAll();
     this.#recordExpiry();
     this.#expiryTimer = setInterval(() => this.#recordExpiry(), EXPIRY_REFRESH_MS).unref();
+    const { log, metrics, pollMs, debounceMs } = opts;
+    this.#files = FileWatch.start({ what: 'tls', files: opts.watchFiles ?? [], reload: (reason) => this.#reloadOnce(reason), log, metrics, pollMs, debounceMs });
   }
 
   current(): TrustMaterial {
@@ -87,28 +79,14 @@ export class ReloadingTrustSource implements TrustSource {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Serialized: a reload requested while one runs runs once more afterwards. Resolves true when new material is live. */
+  /** Serialized with the watcher's reloads (file-watch.ts). Resolves true when the material on disk is live. */
   reload(reason: string): Promise<boolean> {
-    if (this.#running) {
-      this.#again = true;
-      return this.#running;
-    }
-    this.#running = this.#reloadOnce(reason).finally(() => {
-      this.#running = undefined;
-      if (this.#again && !this.#closed) {
-        this.#again = false;
-        void this.reload(`${reason} (coalesced)`);
-      }
-    });
-    return this.#running;
+    return this.#files.reload(reason);
   }
 
   close(): void {
-    this.#closed = true;
-    for (const w of this.#watchers) w.close();
-    if (this.#poll) clearInterval(this.#poll);
-    if (this.#expiryTimer) clearInterval(this.#expiryTimer);
-    if (this.#debounce) clearTimeout(this.#debounce);
+    this.#files.close();
+    clearInterval(this.#expiryTimer);
   }
 
   async #reloadOnce(reason: string): Promise<boolean> {
@@ -174,56 +152,6 @@ export class ReloadingTrustSource implements TrustSource {
     for (const label of this.#expiryLabels) if (!values.has(label)) g.remove({ certificate: label });
     for (const [label, v] of values) g.set({ certificate: label }, v);
     this.#expiryLabels = new Set(values.keys());
-  }
-
-  #watch(): void {
-    const files = this.#opts.watchFiles ?? [];
-    const names = new Set(files.map((f) => basename(f)));
-    for (const dir of new Set(files.map((f) => dirname(f)))) {
-      try {
-        const w = watch(dir, { persistent: false }, (_event, name) => {
-          if (name === null || names.has(String(name))) this.#schedule('file change');
-        });
-        w.on('error', () => {}); // the poll below still covers the directory
-        this.#watchers.push(w);
-      } catch (e) {
-        this.#opts.log.warn('trust_watch_unavailable', { dir, error: errorText(e) });
-      }
-    }
-    const pollMs = this.#opts.pollMs ?? 1000;
-    if (pollMs > 0) {
-      this.#poll = setInterval(() => {
-        const now = this.#statAll();
-        let changed = false;
-        for (const [f, s] of now) if (this.#stats.get(f) !== s) changed = true;
-        this.#stats = now;
-        if (changed) this.#schedule('file change (poll)');
-      }, pollMs).unref();
-    }
-  }
-
-  // Writers replace several files in a row (certificate, then key): wait for the burst to end.
-  #schedule(reason: string): void {
-    if (this.#closed) return;
-    if (this.#debounce) clearTimeout(this.#debounce);
-    this.#debounce = setTimeout(() => {
-      this.#debounce = undefined;
-      this.#stats = this.#statAll();
-      void this.reload(reason);
-    }, this.#opts.debounceMs ?? 200).unref();
-  }
-
-  #statAll(): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const f of this.#opts.watchFiles ?? []) {
-      try {
-        const s = statSync(f);
-        out.set(f, `${s.ino}:${s.size}:${s.mtimeMs}`);
-      } catch {
-        out.set(f, 'missing');
-      }
-    }
-    return out;
   }
 }
 
