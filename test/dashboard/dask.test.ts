@@ -4,14 +4,11 @@
  * WebSocket, with each way of logging in, and every way of being refused.
  */
 import t from 'tap';
-import { daskAvailable, startScheduler, stopAll } from '../helpers/dask.js';
+import { requireDask, startScheduler, stopAll } from '../helpers/dask.js';
 import { closed, opened, refusedWith, startTestDashboard, type TestDashboard } from './harness.js';
 import type { TestIssued } from '../helpers/pki.js';
 
-if (!daskAvailable()) {
-  t.fail('python3-distributed is required (scripts/test-packages.txt)');
-  t.end();
-} else {
+if (requireDask(t)) {
   t.teardown(stopAll);
   const scheduler = await startScheduler({ t });
   const d: TestDashboard = await startTestDashboard({ upstreamPort: scheduler.dashboardPort, t, flags: { 'dashboard-client-cert-auth': true } });

@@ -18,7 +18,7 @@ import { request as httpsRequest } from 'node:https';
 import Database from 'better-sqlite3';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { clientPrelude, daskAvailable, runClient, startScheduler, waitFor } from '../helpers/dask.js';
+import { clientPrelude, requireDask, runClient, startScheduler, waitFor } from '../helpers/dask.js';
 import { probeTls } from '../terminator/tls-client.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { runKeys } from '../../src/config/keys/index.js';
@@ -95,7 +95,8 @@ let cluster: TestCluster;
 t.before(async () => { cluster = await makeTestCluster(); });
 t.teardown(() => cluster?.cleanup());
 
-t.test('the scheduler killed and restarted: live sessions end, new ones are refused and counted, then served again', { skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+t.test('the scheduler killed and restarted: live sessions end, new ones are refused and counted, then served again', async (t) => {
+  if (!requireDask(t)) return;
   const sched = await cluster.issue('scheduler', 'scheduler');
   const tls = { ca: sched.caPath, cert: sched.certPath, key: sched.keyPath };
   const first = await startScheduler({ tls, t });

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { clientPrelude, daskAvailable, runClient, spawnDaskScript, startScheduler, startWorker } from '../helpers/dask.js';
+import { clientPrelude, requireDask, runClient, spawnDaskScript, startScheduler, startWorker } from '../helpers/dask.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 import { scrapeText } from '../../src/telemetry/scrape.js';
 import { tempDir, testReceiver, waitFor, type TestReceiver } from './helpers.js';
@@ -21,9 +21,7 @@ const MARKER = 'secretmarker-7f3a';
 // What the scheduler actually derives from the marker keys (key_split drops "-7f3a-1"): the test must be able to fail.
 const MARKER_PREFIX = 'secretmarker';
 
-if (!daskAvailable()) {
-  t.fail('python3-distributed is not installed (apt-get install python3-distributed)');
-} else {
+if (requireDask(t)) {
   let cluster: TestCluster;
   let gw: TestGateway;
   let rx: TestReceiver;
