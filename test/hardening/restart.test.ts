@@ -92,6 +92,8 @@ t.test('control plane unreachable, then the gateway SIGKILLed mid-traffic and re
     'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${up.port}`, 'metrics-listen': '127.0.0.1:0',
     'control-plane': `https://127.0.0.1:${cpPort}`, 'control-plane-ca': receiver.caPath, 'control-plane-credential': credential,
     'telemetry-interval': '100ms', 'scrape-interval': '1s',
+    // --control-plane opens the credentials endpoint, by default on 0.0.0.0:8789: a port another test may hold.
+    'credentials-listen': '127.0.0.1:0',
   };
   const first: GatewayChild = await spawnGatewayChild({ t, flags, passphrase: cluster.passphrase });
 

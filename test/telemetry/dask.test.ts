@@ -42,6 +42,7 @@ if (requireDask(t)) {
         'dashboard-upstream': `127.0.0.1:${dashboardPort}`,
         'control-plane': rx.url().href, 'control-plane-ca': rx.caPath, 'control-plane-credential': rx.enroll(cluster.clusterId),
         'telemetry-interval': '200ms', 'scrape-interval': '200ms',
+        'credentials-listen': '127.0.0.1:0', // not the default 0.0.0.0:8789 --control-plane would open
       },
     });
     const w = await cluster.issue('worker', `${MARKER}-worker`);
