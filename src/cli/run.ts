@@ -66,7 +66,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   if (embedded) {
     const addr = gw.addresses.terminator!;
     const host = addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address;
-    io.stderr.write(embedded.instructions(host, addr.port));
+    io.stderr.write(embedded.instructions(host, addr.port, gw.addresses.dashboard?.port));
     if (gw.addresses.dashboard) embedded.linkDashboard(gw.addresses.dashboard.port);
   }
   return waitForSignals(gw, embedded, log);

@@ -18,8 +18,8 @@ export interface EmbeddedScheduler {
   readonly dashboardPort: number;
   readonly bundles: DevBundles;
   readonly process: SupervisedScheduler;
-  /** The commands a person types to connect, for the gateway's actual address. */
-  instructions(gatewayHost: string, gatewayPort: number): string;
+  /** The commands a person types to connect, for the gateway's actual address (and its dashboard's port, when it serves one). */
+  instructions(gatewayHost: string, gatewayPort: number, dashboardPort?: number): string;
   /** Points the client bundle's client.dashboard_link at the port 8787 really listens on (known once it does). */
   linkDashboard(port: number): void;
   stop(): Promise<void>;
@@ -48,17 +48,20 @@ export async function startEmbeddedScheduler(o: { dir: string; env: NodeJS.Proce
     dashboardPort,
     bundles,
     process: proc,
-    instructions: (host, gwPort) => instructions(bundles, o.dir, host, gwPort, o.python ?? DASK_PYTHON),
+    instructions: (host, gwPort, dashPort) => instructions(bundles, o.dir, { host, port: gwPort, dashboardPort: dashPort }, o.python ?? DASK_PYTHON),
     linkDashboard: (port) => void setDashboardLink(bundles.client.yamlPath, linkTemplate(port)),
     stop: () => proc.stop(),
   };
 }
 
-function instructions(b: DevBundles, dir: string, host: string, port: number, python: string): string {
-  const address = `tls://${host.includes(':') ? `[${host}]` : host}:${port}`;
+function instructions(b: DevBundles, dir: string, gw: { host: string; port: number; dashboardPort: number | undefined }, python: string): string {
+  const address = `tls://${gw.host.includes(':') ? `[${gw.host}]` : gw.host}:${gw.port}`;
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const w = b.worker;
   const c = b.client;
+  // The client is configured by hand, not from its bundle, so it needs the bundle's link too:
+  // without it client.dashboard_link names the scheduler's loopback dashboard.
+  const link = gw.dashboardPort === undefined ? undefined : linkTemplate(gw.dashboardPort);
   return [
     '',
     `Development gateway for cluster "${b.clusterId}" is listening on ${address} (mutual TLS).`,
@@ -68,18 +71,29 @@ function instructions(b: DevBundles, dir: string, host: string, port: number, py
     `    --tls-ca-file ${q(w.caPath)} --tls-cert ${q(w.certPath)} --tls-key ${q(w.keyPath)} --name worker-1`,
     '',
     'Connect a client:',
-    `  ${python} -c 'from distributed import Client; from distributed.security import Security`,
-    `sec = Security(tls_ca_file=${JSON.stringify(c.caPath)}, tls_client_cert=${JSON.stringify(c.certPath)}, tls_client_key=${JSON.stringify(c.keyPath)}, require_encryption=True)`,
-    `c = Client(${JSON.stringify(address)}, security=sec)`,
-    `print(c.submit(sum, [1, 2, 3]).result())'`,
+    ...clientCommand(python, address, c, link),
     '',
-    'Open the dashboard (HTTPS on --dashboard-listen, default port 8787) with the link a token prints, once:',
-    `  npx scheduler-gateway tokens create --name you --dir ${q(dir)}`,
-    '',
+    ...(link ? [
+      'Open the dashboard (HTTPS on --dashboard-listen, default port 8787) with the link a token prints, once:',
+      `  npx scheduler-gateway tokens create --name you --dir ${q(dir)}`,
+      '',
+    ] : []),
     `Bundles (certificate, key, CA, distributed.yaml) are in ${w.caPath.replace(/\/[^/]+\/ca\.pem$/, '')}/.`,
     'This state directory keeps its passphrase beside the keys: for development only.',
     '',
   ].join('\n');
+}
+
+/** A Python client set up by hand as a user would, with the dashboard link its bundle carries. */
+function clientCommand(python: string, address: string, c: DevBundles['client'], link: string | undefined): string[] {
+  return [
+    `  ${python} -c 'from distributed import Client; from distributed.security import Security`,
+    ...(link ? [`import dask; dask.config.set({"distributed.dashboard.link": ${JSON.stringify(link)}})`] : []),
+    `sec = Security(tls_ca_file=${JSON.stringify(c.caPath)}, tls_client_cert=${JSON.stringify(c.certPath)}, tls_client_key=${JSON.stringify(c.keyPath)}, require_encryption=True)`,
+    `c = Client(${JSON.stringify(address)}, security=sec)`,
+    ...(link ? ['print(c.dashboard_link)'] : []),
+    `print(c.submit(sum, [1, 2, 3]).result())'`,
+  ];
 }
 
 /** A loopback port that was free a moment ago (the scheduler binds it next). */

@@ -26,7 +26,7 @@ c.wait_for_workers(1, timeout=60)
 before = sum(c.gather(c.map(lambda x: x + 1, range(100), pure=False)))
 pids = [sorted(c.run(os.getpid).values())]
 n = [len(c.scheduler_info()["workers"])]
-time.sleep(8)
+time.sleep(8)  # the point: idle for longer than --idle-timeout 1500 ms
 after = sum(c.gather(c.map(lambda x: x + 1, range(100), pure=False)))
 pids.append(sorted(c.run(os.getpid).values()))
 n.append(len(c.scheduler_info()["workers"]))

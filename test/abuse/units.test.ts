@@ -170,7 +170,7 @@ t.test('memory budget: exhausted for stallMs, the largest holders are evicted un
   });
   t.ok(b.exhausted);
   t.ok(holders.every((h) => h.paused), 'all four wait on each other');
-  await new Promise((r) => setTimeout(r, 200));
+  await waitFor(() => !b.exhausted, { timeoutMs: 5_000, intervalMs: 10, what: 'the stall to end in evictions' });
   t.same(evicted, [400, 300], 'the two largest go: 1,050 - 700 = 350 < 500');
   t.same(holders.map((h) => h.evicted), [true, false, true, false]);
   t.notOk(b.exhausted);

@@ -142,7 +142,7 @@ if (!chromiumAvailable()) {
     const out = await runClient<{ total: number }>(`${clientPrelude(gw.address, client)}
 import time
 def dgw_probe(x):
-    time.sleep(0.1)
+    time.sleep(0.1)  # long enough to be seen in the task stream while it runs
     return x
 print(json.dumps({"total": sum(c.gather(c.map(dgw_probe, range(60))))}))
 c.close()

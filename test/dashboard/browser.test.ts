@@ -7,7 +7,7 @@ import t from 'tap';
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Browser } from 'playwright-core';
-import { daskAvailable, startScheduler, stopAll } from '../helpers/dask.js';
+import { requireDask, startScheduler, stopAll } from '../helpers/dask.js';
 import { startFakeUpstream, startTestDashboard } from './harness.js';
 import { chromiumAvailable, launchChromium } from './chromium.js';
 
@@ -22,9 +22,9 @@ declare const location: { readonly host: string };
 /** `dgwSocket` is the slot the WebSocket test parks its page socket in. */
 declare const window: { dgwSocket: WebSocket };
 
-if (!chromiumAvailable() || !daskAvailable()) {
-  t.fail('chromium and python3-distributed are required (scripts/test-packages.txt)');
-} else {
+if (!chromiumAvailable()) {
+  t.fail('chromium is required (scripts/test-packages.txt)');
+} else if (requireDask(t)) {
   t.teardown(stopAll);
   let browser: Browser | undefined;
   t.before(async () => {

@@ -43,6 +43,7 @@ async function startMisbehaving(t: { teardown(fn: () => unknown): void }): Promi
       case '/cut-fin':
       case '/cut-rst':
         res.writeHead(200, { 'content-type': 'application/javascript', 'content-length': '1000000' });
+        // Cut mid-body, a moment after the first chunk left: the timing is the fault being simulated.
         res.write(CHUNK, () => setTimeout(() => (req.url === '/cut-rst' ? req.socket.resetAndDestroy() : req.socket.end()), 50));
         return;
       default:
@@ -64,7 +65,7 @@ async function startMisbehaving(t: { teardown(fn: () => unknown): void }): Promi
     const frame = Buffer.from([0x81, 0x04, ...Buffer.from('tick')]);
     const timer = setInterval(() => socket.write(frame), 20);
     socket.once('close', () => clearInterval(timer));
-    if (req.url === '/ws-cut') setTimeout(() => socket.resetAndDestroy(), 100);
+    if (req.url === '/ws-cut') setTimeout(() => socket.resetAndDestroy(), 100); // reset mid-stream, after a few frames
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => {

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { startFakeUpstream, startTestDashboard } from './harness.js';
+import { waitFor } from '../helpers/dask.js';
 
 t.test('a request without credentials gets the login page (browsers) or a 401 (scripts), and is counted', async (t) => {
   const up = await startFakeUpstream(t);
@@ -81,8 +82,10 @@ t.test('a token link sets a Secure HttpOnly SameSite cookie and redirects to the
 
   t.equal((await d.request('/echo', { headers: { cookie: cookie.slice(0, -3) + 'xyz' } })).status, 401, 'a tampered cookie is refused');
   d.tokens.revoke(id);
-  await new Promise((r) => setTimeout(r, 1100));
-  const after = await d.request('/echo', { headers: { cookie } });
+  const after = await waitFor(async () => {
+    const r = await d.request('/echo', { headers: { cookie } });
+    return r.status === 200 ? undefined : r;
+  }, { timeoutMs: 2_000, what: 'the revocation to reach the session (documented: within 2 s)' });
   t.equal(after.status, 401, 'the cookie dies with its token');
   t.match(String(after.headers['set-cookie']), 'Max-Age=0');
 });
@@ -149,8 +152,10 @@ t.test('health says whether upstream is reachable and nothing else', async (t) =
   t.equal(ok.status, 200);
   t.same(JSON.parse(ok.body), { gateway: 'ok', upstream: 'reachable' });
   await up.close();
-  await new Promise((r) => setTimeout(r, 1100));
-  const down = await d.request('/gateway/health');
+  const down = await waitFor(async () => {
+    const r = await d.request('/gateway/health');
+    return r.status === 200 ? undefined : r;
+  }, { timeoutMs: 10_000, what: 'health to notice the upstream is gone' });
   t.equal(down.status, 503);
   t.same(JSON.parse(down.body), { gateway: 'ok', upstream: 'unreachable' });
 });

@@ -50,17 +50,18 @@ async function killBrowserDuring(phase: Phase, base: string, token: string, trus
     if (phase === 'page load') {
       // Killed while the token link, the redirect, the HTML and its scripts are in flight.
       void loads(page, `/status?token=${token}`);
+      // A random moment is the point: the kill must land anywhere in the exchange, not after an event.
       await new Promise((r) => setTimeout(r, 50 + Math.random() * 400));
     } else {
       await page.goto(`${base}/individual-task-stream?token=${token}`);
       if (phase === 'static download') {
         void page.evaluate(() => Promise.all(Array.from({ length: 6 }, (_, i) => fetch(`/static/js/bokeh.min.js?round=${i}`).then((r) => r.arrayBuffer())))).catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 20 + Math.random() * 150));
+        await new Promise((r) => setTimeout(r, 20 + Math.random() * 150)); // a random moment mid-download
       } else {
         const second = await context.newPage();
         void loads(second, '/status');
         await Promise.race([framed, new Promise((r) => setTimeout(r, 15_000))]);
-        await new Promise((r) => setTimeout(r, Math.random() * 500));
+        await new Promise((r) => setTimeout(r, Math.random() * 500)); // a random moment of the live WebSocket
       }
     }
   } finally {

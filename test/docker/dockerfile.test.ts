@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { makeTestCluster } from '../helpers/pki.js';
-import { daskAvailable, startScheduler } from '../helpers/dask.js';
+import { requireDask, startScheduler } from '../helpers/dask.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
@@ -90,7 +90,7 @@ t.test("the image's default command is safe: with no scheduler configured it exi
 });
 
 t.test("the image's default command serves a production state directory and mints nothing", async (t) => {
-  if (!daskAvailable()) return void t.pass('python3-distributed missing', { skip: 'python3-distributed missing' });
+  if (!requireDask(t)) return;
   const cluster = await makeTestCluster();
   t.teardown(() => cluster.cleanup());
   const sched = await cluster.issue('scheduler', 'scheduler');

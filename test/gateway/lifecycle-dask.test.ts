@@ -49,7 +49,7 @@ while True:
     except Exception as e:
         print(json.dumps({"err": repr(e)[:400], "t0": t0, "t": time.time()}), flush=True)
     i += 1
-    time.sleep(0.2)
+    time.sleep(0.2)  # paced: a steady trickle of work across the rotation, not a flood
 `;
 }
 

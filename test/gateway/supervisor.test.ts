@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { startEmbeddedScheduler } from '../../src/supervisor/embedded.js';
 import { readState } from '../../src/pki/records.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
-import { DASK_2026, daskAvailable, requireDask, waitFor } from '../helpers/dask.js';
+import { DASK_2026, requireDask, waitFor } from '../helpers/dask.js';
 import { SupervisedScheduler } from '../../src/supervisor/scheduler-process.js';
 
 function portOpen(port: number): Promise<boolean> {
@@ -21,7 +21,8 @@ function portOpen(port: number): Promise<boolean> {
   });
 }
 
-t.test('a dead embedded scheduler is restarted on the same port, logged, and the PKI is reused on the next start', { timeout: 180_000, skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+t.test('a dead embedded scheduler is restarted on the same port, logged, and the PKI is reused on the next start', { timeout: 180_000 }, async (t) => {
+  if (!requireDask(t)) return;
   const root = mkdtempSync(join(tmpdir(), 'sgw-supervisor-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const dir = join(root, 'certs');
@@ -63,6 +64,11 @@ t.test('--dask-python: the scheduler runs under that interpreter and the printed
   const text = s.instructions('127.0.0.1', 8786);
   t.match(text, `${DASK_2026.python} -m distributed.cli.dask_worker`, 'the worker command uses it');
   t.match(text, `${DASK_2026.python} -c 'from distributed import Client`, 'so does the client command');
+  t.notMatch(text, 'distributed.dashboard.link', 'no dashboard served, no dashboard link in the client command');
+  t.notMatch(text, 'tokens create', 'and no token to open it with');
+  const served = s.instructions('127.0.0.1', 8786, 9443);
+  t.match(served, '\nimport dask; dask.config.set({"distributed.dashboard.link": "https://{host}:9443/status"})\n', 'the client command points client.dashboard_link at the dashboard port');
+  t.match(served, '\nprint(c.dashboard_link)\n', 'and shows it');
   await s.stop();
 });
 

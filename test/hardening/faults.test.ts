@@ -18,7 +18,7 @@ import { request as httpsRequest } from 'node:https';
 import Database from 'better-sqlite3';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { clientPrelude, daskAvailable, runClient, startScheduler, waitFor } from '../helpers/dask.js';
+import { clientPrelude, requireDask, runClient, startScheduler, waitFor } from '../helpers/dask.js';
 import { probeTls } from '../terminator/tls-client.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { runKeys } from '../../src/config/keys/index.js';
@@ -95,14 +95,15 @@ let cluster: TestCluster;
 t.before(async () => { cluster = await makeTestCluster(); });
 t.teardown(() => cluster?.cleanup());
 
-t.test('the scheduler killed and restarted: live sessions end, new ones are refused and counted, then served again', { skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+t.test('the scheduler killed and restarted: live sessions end, new ones are refused and counted, then served again', async (t) => {
+  if (!requireDask(t)) return;
   const sched = await cluster.issue('scheduler', 'scheduler');
   const tls = { ca: sched.caPath, cert: sched.certPath, key: sched.keyPath };
   const first = await startScheduler({ tls, t });
   const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${first.port}`, t, flags: { 'upstream-connect-timeout-ms': '2000', 'failed-handshake-rate': '10000' } });
   const alice = await cluster.issue('client', 'alice-sched');
   const files = { ca: alice.caPath, cert: alice.certPath, key: alice.keyPath };
-  const live = await probeTlsLive(gw.port, cluster, alice);
+  const live = await probeTlsLive(gw, cluster, alice);
   const errorsBefore = await counter(gw.gw.context.metrics, 'upstreamErrorsTotal', { upstream: 'scheduler' });
   await first.stop('SIGKILL');
   await waitFor(() => live.ended(), { timeoutMs: 15_000, what: 'the live session closed when its scheduler died' })
@@ -119,16 +120,17 @@ t.test('the scheduler killed and restarted: live sessions end, new ones are refu
 });
 
 /** A TLS session held open through 8786 (the Dask listener greets first, so the handshake completes and data flows). */
-async function probeTlsLive(port: number, c: TestCluster, creds: { certPem: string; keyPem: string }): Promise<{ ended: () => boolean }> {
+async function probeTlsLive(gw: TestGateway, c: TestCluster, creds: { certPem: string; keyPem: string }): Promise<{ ended: () => boolean }> {
   let ended = false;
-  await new Promise<void>((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, ca: c.caPem, cert: creds.certPem, key: creds.keyPem, servername: 'localhost' }, () => resolve());
+  const localPort = await new Promise<number>((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port: gw.port, ca: c.caPem, cert: creds.certPem, key: creds.keyPem, servername: 'localhost' }, () => resolve(s.localPort!));
     s.on('error', () => {});
     s.on('data', () => {}); // flowing, so the gateway's FIN is seen
     s.on('close', () => { ended = true; });
     setTimeout(() => reject(new Error('no session')), 15_000).unref();
   });
-  await new Promise((r) => setTimeout(r, 500)); // the gateway dials upstream after the handshake
+  // The gateway dials upstream after the handshake and audits the connection once it is through.
+  await gw.waitForLog((l) => l.event === 'connection_accepted' && l.peer === `127.0.0.1:${localPort}`, 10_000, 'the session forwarded upstream');
   return { ended: () => ended };
 }
 

@@ -38,6 +38,7 @@ interface Config {
 const cfg = JSON.parse(process.argv[2]!) as Config;
 const tlsOpts = { host: '127.0.0.1', port: cfg.port, ca: readFileSync(cfg.ca), cert: readFileSync(cfg.cert), key: readFileSync(cfg.key), servername: 'localhost' };
 const out = (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n');
+// Every sleep here paces or staggers the load, or is the hold being measured: none waits for an event.
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // Real Dask framing, so the gateway's wire inspection (on by default) runs on every byte of the load.
 const frame0 = (v: unknown) => Buffer.from(pack(v));

@@ -92,6 +92,8 @@ t.test('control plane unreachable, then the gateway SIGKILLed mid-traffic and re
     'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${up.port}`, 'metrics-listen': '127.0.0.1:0',
     'control-plane': `https://127.0.0.1:${cpPort}`, 'control-plane-ca': receiver.caPath, 'control-plane-credential': credential,
     'telemetry-interval': '100ms', 'scrape-interval': '1s',
+    // --control-plane opens the credentials endpoint, by default on 0.0.0.0:8789: a port another test may hold.
+    'credentials-listen': '127.0.0.1:0',
   };
   const first: GatewayChild = await spawnGatewayChild({ t, flags, passphrase: cluster.passphrase });
 
@@ -104,13 +106,14 @@ t.test('control plane unreachable, then the gateway SIGKILLed mid-traffic and re
 
   // Traffic in flight when the process dies: dashboard requests (token last-use writes) and 8786 sessions.
   let stop = false;
+  let rounds = 0;
   const traffic = (async () => {
-    let n = 0;
-    while (!stop && n++ < 500) {
+    while (!stop && rounds < 500) {
       await Promise.allSettled([dashboardGet(first.ports.p8787, cluster, viewToken), echoOnce(first.ports.p8786, cluster, alice)]);
+      rounds++;
     }
   })();
-  await new Promise((r) => setTimeout(r, 700));
+  await waitFor(() => rounds >= 3, { timeoutMs: 30_000, what: 'traffic flowing on both ports' });
   const spoolBefore = spoolFiles(cluster.dir);
   t.same(first.errors(), [], 'no error lines while the control plane was away (its failures are warnings, counted)');
   await first.kill('SIGKILL');

@@ -81,6 +81,16 @@ function slope(points: Array<[number, number]>): number {
   return sxx === 0 ? 0 : points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / sxx;
 }
 
+/** The descriptor baseline of a fresh gateway: the count once three reads 250 ms apart agree (listeners and watchers open lazily). */
+async function settledFds(pid: number): Promise<number> {
+  const reads: number[] = [];
+  return waitFor(() => {
+    reads.push(openFds(pid));
+    const last = reads.slice(-3);
+    return last.length === 3 && last.every((n) => n === last[0]) ? last[0] : undefined;
+  }, { intervalMs: 250, timeoutMs: 15_000, what: 'the gateway descriptor count to settle' });
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
 let cluster: TestCluster;
@@ -91,8 +101,7 @@ t.test(`soak: ${SOAK_CHURN} connections churning and ${SOAK_LONG} long-lived one
   const echo = await startEcho(t);
   const gw = await gateway(t, cluster, echo.port);
   const client = await cluster.issue('client', 'soak');
-  await new Promise((r) => setTimeout(r, 1000));
-  const fdsBefore = openFds(gw.pid);
+  const fdsBefore = await settledFds(gw.pid);
   const samples: Array<{ at: number; fds: number; rss: number; heap: number; upstream: number; churned: number }> = [];
   let churnedSoFar = 0;
   const sampler = setInterval(() => {
@@ -161,7 +170,7 @@ t.test(`${HOLD} concurrent mutual-TLS connections held by one gateway; ${HOLD_EX
   // HOLD live slots: --max-connections less the handshake share (a quarter, at most --max-handshakes 256) is exactly HOLD.
   const gw = await gateway(t, cluster, echo.port, { 'max-connections': String(HOLD + HANDSHAKES), 'max-handshakes': String(HANDSHAKES), 'handshake-timeout-ms': '60000' });
   const client = await cluster.issue('client', 'holder');
-  const fdsBefore = openFds(gw.pid);
+  const fdsBefore = await settledFds(gw.pid);
   let peakFds = fdsBefore;
   let peakRss = 0;
   const sampler = setInterval(() => { peakFds = Math.max(peakFds, openFds(gw.pid)); peakRss = Math.max(peakRss, rssBytes(gw.pid)); }, 1000);

@@ -11,7 +11,6 @@
  *       under CI and is a visible skip elsewhere
  *   requireDask(t, v = DASK_2022): boolean   the same rule for a whole file
  *   DASK_PYTHON                     '/usr/bin/python3'
- *   daskAvailable(): boolean        python3-distributed importable
  *   freePort(): Promise<number>     a loopback port that was free a moment ago
  *   waitFor(pred, {timeoutMs, intervalMs, what}) poll a (sync or async) predicate until truthy
  *   startScheduler(opts): DaskProcess & {port, address, dashboardPort}
@@ -127,12 +126,6 @@ interface Teardown {
 }
 
 const running = new Set<DaskProcess>();
-
-let available: boolean | undefined;
-export function daskAvailable(): boolean {
-  available ??= spawnSync(DASK_PYTHON, ['-c', 'import distributed'], { stdio: 'ignore', timeout: 60_000 }).status === 0;
-  return available;
-}
 
 /** A loopback port that was free a moment ago. */
 export const freePort = freeLoopbackPort;

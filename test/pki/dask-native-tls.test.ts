@@ -8,12 +8,10 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCluster } from '../helpers/pki.js';
-import { daskAvailable, freePort, runClient, spawnDaskScript, stopAll, waitFor, type DaskProcess } from '../helpers/dask.js';
+import { freePort, requireDask, runClient, spawnDaskScript, stopAll, waitFor, type DaskProcess } from '../helpers/dask.js';
 import { runCerts } from './cli-harness.js';
 
-if (!daskAvailable()) {
-  t.fail('python3-distributed is not importable with /usr/bin/python3 (scripts/test-packages.txt installs it)');
-} else {
+if (requireDask(t)) {
   t.teardown(stopAll);
   t.test('scheduler, worker and clients complete a computation using only the issued bundles', async (t) => {
     const c = await makeTestCluster({ cluster: 'native-dask' });

@@ -25,7 +25,7 @@ t.test('the lock serializes writers: critical sections never overlap', async (t)
   await Promise.all(Array.from({ length: 8 }, (_, i) => withLock(dir, async () => {
     inside++;
     maxInside = Math.max(maxInside, inside);
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 5)); // held across turns of the event loop, so an overlap would show
     order.push(i);
     inside--;
   })));

@@ -28,6 +28,7 @@ t.test('a sender killed with SIGKILL mid-stream and restarted leaves no gap and 
     const { child, exited } = startSender(t, env);
     const target = seen + 4;
     await waitFor(`round ${round}: batches flowing`, () => storedSeqs(rx.db, cluster).length >= target, 60_000);
+    // A random moment is the point: the kill must land at any stage of a batch (spooled, sent, acked).
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 120)));
     child.kill('SIGKILL');
     await exited;

@@ -6,11 +6,11 @@
  * must cut a live Dask connection within 2 s.
  */
 import t from 'tap';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { clientPrelude, daskAvailable, runClient, spawnDaskScript, startScheduler, startWorker } from '../helpers/dask.js';
+import { clientPrelude, requireDask, spawnDaskScript, startScheduler, startWorker } from '../helpers/dask.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 import { scrapeText } from '../../src/telemetry/scrape.js';
 import { tempDir, testReceiver, waitFor, type TestReceiver } from './helpers.js';
@@ -21,9 +21,7 @@ const MARKER = 'secretmarker-7f3a';
 // What the scheduler actually derives from the marker keys (key_split drops "-7f3a-1"): the test must be able to fail.
 const MARKER_PREFIX = 'secretmarker';
 
-if (!daskAvailable()) {
-  t.fail('python3-distributed is not installed (apt-get install python3-distributed)');
-} else {
+if (requireDask(t)) {
   let cluster: TestCluster;
   let gw: TestGateway;
   let rx: TestReceiver;
@@ -44,6 +42,7 @@ if (!daskAvailable()) {
         'dashboard-upstream': `127.0.0.1:${dashboardPort}`,
         'control-plane': rx.url().href, 'control-plane-ca': rx.caPath, 'control-plane-credential': rx.enroll(cluster.clusterId),
         'telemetry-interval': '200ms', 'scrape-interval': '200ms',
+        'credentials-listen': '127.0.0.1:0', // not the default 0.0.0.0:8789 --control-plane would open
       },
     });
     const w = await cluster.issue('worker', `${MARKER}-worker`);
@@ -53,7 +52,8 @@ if (!daskAvailable()) {
 
   t.test('tasks named with a marker run, and the marker never reaches the receiver database', async (t) => {
     const alice = await cluster.issue('client', 'alice');
-    const out = await runClient<{ results: number[] }>(`${clientPrelude(gw.address, files(alice))}
+    const release = join(rx.dir, 'release-alice');
+    const client = spawnDaskScript(`${clientPrelude(gw.address, files(alice))}
 c.wait_for_workers(1, timeout=60)
 def secretmarker_7f3a_fn(x):
     return x + 1
@@ -65,10 +65,18 @@ try:
 except ZeroDivisionError:
     pass
 results = c.gather(futs)
-print(json.dumps({"results": results[:3]}))
-import time; time.sleep(1.5)
+print(json.dumps({"results": results[:3]}), flush=True)
+# Connected, holding the tasks, until the test has seen them in a batch.
+import time
+deadline = time.time() + 120
+while not os.path.exists(${JSON.stringify(release)}) and time.time() < deadline:
+    time.sleep(0.1)
 c.close()
-`, { timeoutMs: 120_000 });
+`, { t });
+    const out = JSON.parse((await waitFor('the marker tasks computed', () => {
+      if (!client.alive()) throw new Error(`the client exited:\n${client.output().slice(-4000)}`);
+      return /^\{"results".*$/m.exec(client.output());
+    }, 120_000))[0]) as { results: number[] };
     t.same(out.results, [1, 2, 3], 'the marker tasks ran through the gateway');
     const raw = await scrapeText(new URL(`http://127.0.0.1:${dashboardPort}/metrics`), { timeoutMs: 5000, maxBytes: 4 << 20 });
     t.ok(raw.includes(MARKER_PREFIX), "the scheduler's own /metrics does carry the marker (so this test can fail)");
@@ -78,6 +86,8 @@ c.close()
       const m = JSON.parse(b.body) as { scheduler: { ok: boolean }; samples: { name: string; labels: Record<string, string>; value: number }[] };
       return m.scheduler.ok && m.samples.some((s) => s.name === 'dask_scheduler_prefix_state_totals_total' && s.labels['state'] === 'memory' && s.value >= 25);
     }), 60_000);
+    writeFileSync(release, '');
+    await waitFor('the client to close', () => !client.alive(), 30_000);
 
     const dbFiles = readdirSync(rx.dir).filter((n) => n.startsWith('receiver.db'));
     t.ok(dbFiles.length >= 1, 'the receiver database exists');
@@ -99,7 +109,7 @@ c.close()
 print("connected", flush=True)
 import time
 while True:
-    time.sleep(0.2)
+    time.sleep(0.2)  # idle and connected until the revocation cuts it
 `;
     const m = spawnDaskScript(script('mallory'), { t });
     const b = spawnDaskScript(script('bob'), { t });

@@ -23,9 +23,9 @@ const batch = (cluster: string, seq: number, samples: unknown[] = [{ source: 'ga
 
 async function setup(t: Test) {
   const rx = await testReceiver(t, tempDir(t));
-  await rx.start();
+  const server = await rx.start();
   const credential = readFileSync(rx.enroll('c1'), 'utf8').trim();
-  return { rx, credential };
+  return { rx, server, credential };
 }
 
 t.test('refuses the upgrade without the right credential, path or subprotocol', async (t) => {
@@ -72,7 +72,7 @@ t.test('nacks batches that are not well-formed or name another cluster, storing 
 });
 
 t.test('queued commands are signed with the cluster credential and redelivered, re-signed, after a reconnect', async (t) => {
-  const { rx, credential } = await setup(t);
+  const { rx, server, credential } = await setup(t);
   const id = rx.db.enqueueCommand('c1', 'revoke-token', { token: 'alice' });
   const first = await connect(rx, { cluster: 'c1', credential });
   if (!('ws' in first)) throw new Error('no connection');
@@ -81,7 +81,7 @@ t.test('queued commands are signed with the cluster credential and redelivered, 
   t.equal(cmd.id, id);
   t.ok(verifyCommandSignature(commandKey(credential), cmd), 'signed with the key derived from the credential');
   first.ws.terminate();
-  await new Promise((r) => setTimeout(r, 20));
+  await waitFor('the receiver to see the first stream close', () => !server.connected().includes('c1'));
   const second = await connect(rx, { cluster: 'c1', credential });
   if (!('ws' in second)) throw new Error('no connection');
   t.teardown(() => second.ws.terminate());

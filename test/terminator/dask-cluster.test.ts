@@ -85,7 +85,7 @@ import time
 print("CONNECTED", flush=True)
 while True:
     c.submit(lambda: 1, pure=False).result()
-    time.sleep(0.2)
+    time.sleep(0.2)  # paced: busy but not flooding, until the revocation cuts it
 `, { t, version });
     await waitFor(() => long.output().includes('CONNECTED'), { timeoutMs: 60_000, what: 'long-running client connected' });
     const serial = normalizeSerial(bob.serial);

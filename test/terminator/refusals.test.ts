@@ -5,12 +5,10 @@
 import t from 'tap';
 import { makeTestCluster, EKU, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { clientPrelude, daskAvailable, runClient, startScheduler, startWorker, type DaskProcess } from '../helpers/dask.js';
+import { clientPrelude, requireDask, runClient, startScheduler, startWorker, type DaskProcess } from '../helpers/dask.js';
 import { probeTls } from './tls-client.js';
 
-if (!daskAvailable()) {
-  t.fail('python3-distributed is not installed (apt-get install python3-distributed)');
-} else {
+if (requireDask(t)) {
   let cluster: TestCluster;
   let foreign: TestCluster;
   let gw: TestGateway;

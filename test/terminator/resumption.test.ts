@@ -22,8 +22,10 @@ function session(port: number, opts: ConnectionOptions): Promise<{ reused: boole
     s.on('secureConnect', () => { reused = s.isSessionReused(); });
     s.on('data', (d) => {
       got += d;
-      // Give the TLS 1.3 ticket a moment to arrive after the first bytes.
-      setTimeout(() => s.end(), 50);
+      // End once a TLS 1.3 ticket has arrived; the gateway may send none, so that wait is bounded (50 ms).
+      if (ticket) return void s.end();
+      const timer = setTimeout(() => s.end(), 50);
+      s.once('session', () => { clearTimeout(timer); s.end(); });
     });
     s.on('error', () => {});
     s.on('close', () => resolve({ reused, ...(ticket ? { ticket } : {}), got, localPort }));

@@ -5,10 +5,11 @@
 import t from 'tap';
 import { makeTestCluster } from '../helpers/pki.js';
 import { startTestGateway } from '../helpers/gateway.js';
-import { clientPrelude, daskAvailable, runClient, startScheduler } from '../helpers/dask.js';
+import { clientPrelude, requireDask, runClient, startScheduler } from '../helpers/dask.js';
 import { probeTls } from './tls-client.js';
 
-t.test('a scheduler killed and restarted: the gateway refuses cleanly meanwhile and serves again after', { skip: daskAvailable() ? false : 'python3-distributed missing' }, async (t) => {
+t.test('a scheduler killed and restarted: the gateway refuses cleanly meanwhile and serves again after', async (t) => {
+  if (!requireDask(t)) return;
   const cluster = await makeTestCluster();
   t.teardown(() => cluster.cleanup());
   const sched = await cluster.issue('scheduler', 'scheduler');
