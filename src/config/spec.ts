@@ -1,7 +1,8 @@
 /**
- * A configuration key is declared once with its flag, environment variable,
- * default and parser; the loader, the --help text and the README flag table
- * all come from these declarations.
+ * A configuration key is declared once with its flag, default and parser
+ * (its environment variable follows from the flag); the loader, the --help
+ * text and each component's configuration type (SliceOf) all come from these
+ * declarations.
  */
 import { GatewayError } from '../errors/base.js';
 

@@ -1,11 +1,12 @@
 /** Keys of the credentials endpoint and its self-hosted sources (src/credentials, docs/credentials.md). */
 import { key, parse, type SliceOf } from '../spec.js';
 import { parseDuration } from './telemetry.js';
+import { DEFAULT_CREDENTIALS_PORT } from '../../pki/aws-config.js';
 
 export const credentialsKeys = {
   listen: key({
     key: 'credentials.listen', flag: 'credentials-listen', placeholder: 'HOST:PORT',
-    describe: 'where workers fetch cloud credentials over mutual TLS (default 0.0.0.0:8789 once a credentials source or --control-plane is set; otherwise not opened)',
+    describe: `where workers fetch cloud credentials over mutual TLS (default 0.0.0.0:${DEFAULT_CREDENTIALS_PORT} once a credentials source or --control-plane is set; otherwise not opened)`,
     parse: parse.endpoint(),
   }),
   file: key({

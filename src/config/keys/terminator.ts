@@ -1,11 +1,12 @@
 /** Keys of port 8786: where it listens, where the scheduler is, and its limits. */
 import { key, parse, type SliceOf } from '../spec.js';
+import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION } from '../../limits/descriptor-budget.js';
 
 export const terminatorKeys = {
   listen: key({ key: 'listen', flag: 'listen', placeholder: 'HOST:PORT', describe: 'address of the mutual-TLS Dask port', default: { host: '0.0.0.0', port: 8786 }, parse: parse.endpoint() }),
   scheduler: key({ key: 'scheduler', flag: 'scheduler', placeholder: 'HOST:PORT|PATH', describe: 'the Dask scheduler on loopback (TCP or a Unix socket path); omitted: start an embedded development scheduler', parse: parse.endpoint({ allowUnix: true }) }),
   handshakeTimeoutMs: key({ key: 'terminator.handshake-timeout-ms', flag: 'handshake-timeout-ms', placeholder: 'MS', describe: 'time from accept to an authenticated peer before the socket is closed', default: 10_000, parse: parse.int(100, 600_000) }),
-  maxConnections: key({ key: 'terminator.max-connections', flag: 'max-connections', placeholder: 'N', describe: 'concurrent connections on the Dask port, handshaking ones included (lowered at start to what the open-files limit backs: 2 descriptors each, 256 spare)', default: 4096, parse: parse.int(1, 1_000_000) }),
+  maxConnections: key({ key: 'terminator.max-connections', flag: 'max-connections', placeholder: 'N', describe: `concurrent connections on the Dask port, handshaking ones included (lowered at start to what the open-files limit backs: ${DESCRIPTORS_PER_CONNECTION.terminator} descriptors each, ${DESCRIPTOR_RESERVE} spare)`, default: 4096, parse: parse.int(1, 1_000_000) }),
   failedHandshakeRate: key({ key: 'terminator.failed-handshake-rate', flag: 'failed-handshake-rate', placeholder: 'N', describe: 'failed handshakes per minute from one source address before it is refused', default: 60, parse: parse.int(1, 1_000_000) }),
   upstreamConnectTimeoutMs: key({ key: 'terminator.upstream-connect-timeout-ms', flag: 'upstream-connect-timeout-ms', placeholder: 'MS', describe: 'how long to wait for the scheduler to accept a connection', default: 5_000, parse: parse.int(50, 120_000) }),
   drainTimeoutMs: key({ key: 'terminator.drain-timeout-ms', flag: 'drain-timeout-ms', placeholder: 'MS', describe: 'on SIGTERM, how long open connections may continue before they are closed', default: 30_000, parse: parse.int(0, 3_600_000) }),
