@@ -43,9 +43,9 @@ const noTrust: TrustSource = {
 /** A hand-built context plus the telemetry settings to start with (startTelemetry(ctx, ctx.telemetry, deps)). */
 export type TelemetryTestContext = GatewayContext & { readonly telemetry: TelemetrySettings };
 
-export function makeContext(o: { config: TelemetrySettings; clusterId: string; stateDir?: string; log?: Logger; metrics?: GatewayMetrics }): TelemetryTestContext {
+export function makeContext(o: { config: TelemetryTestConfig; clusterId: string; stateDir?: string; log?: Logger; metrics?: GatewayMetrics }): TelemetryTestContext {
   return {
-    telemetry: o.config,
+    telemetry: { ...telemetrySettings(o.config.slice, { stateDir: o.stateDir, dashboardUpstream: undefined }), ...o.config.override },
     log: o.log ?? createLogger({ stream: { write: () => true } as unknown as Writable }),
     metrics: o.metrics ?? createMetrics({ defaultMetrics: false }),
     sessions: new SessionRegistry(),
@@ -111,8 +111,14 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, time
   }
 }
 
-/** The telemetry settings of a test gateway: the declared defaults, short intervals, loopback, a free metrics port. */
-export function telemetryConfig(o: { controlPlane?: URL; ca?: string; credential?: string; spoolDir?: string; schedulerUrl?: URL; intervalMs?: number; extra?: Partial<TelemetrySettings> }): TelemetrySettings {
+/** A test gateway's telemetry slice, and settings no key can express (metrics endpoint off). */
+export interface TelemetryTestConfig {
+  readonly slice: TelemetryConfig;
+  readonly override: Partial<TelemetrySettings>;
+}
+
+/** The telemetry config of a test gateway: the declared defaults, short intervals, loopback, a free metrics port. */
+export function telemetryConfig(o: { controlPlane?: URL; ca?: string; credential?: string; spoolDir?: string; schedulerUrl?: URL; intervalMs?: number; extra?: Partial<TelemetrySettings> }): TelemetryTestConfig {
   const declared = resolveSlice(telemetryKeys, { flags: {}, env: {} });
   const slice: TelemetryConfig = {
     ...declared,
@@ -126,7 +132,7 @@ export function telemetryConfig(o: { controlPlane?: URL; ca?: string; credential
     spoolDir: o.spoolDir,
     spoolMaxBytes: 64 * 1024 * 1024,
   };
-  return { ...telemetrySettings(slice, { stateDir: undefined, dashboardUpstream: undefined }), ...o.extra };
+  return { slice, override: o.extra ?? {} };
 }
 
 export interface BatchRow { seq: number; samples: number }
