@@ -13,6 +13,7 @@ import { openTrust } from '../../src/runtime/material.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
 import { main as tokensMain } from '../../src/cli/tokens.js';
+import { main as policyMain } from '../../src/cli/policy.js';
 import { runCerts } from '../pki/cli-harness.js';
 import { runCli } from '../helpers/cli.js';
 
@@ -115,4 +116,17 @@ t.test('certs, tokens and run read the same SCHEDULER_GATEWAY_DIR and SCHEDULER_
 
   const wrong = await runCerts(['issue', '--role', 'client', '--name', 'bob', '--out', join(cwd, 'out')], { cwd, env: { ...env, SCHEDULER_GATEWAY_PASSPHRASE_FILE: '' } });
   t.not(wrong.code, 0, 'an empty SCHEDULER_GATEWAY_PASSPHRASE_FILE is unset: the wrong SCHEDULER_GATEWAY_PASSPHRASE is used and refused');
+});
+
+t.test('policy explain reads --unknown-ops and --worker-client-ops as run does: flag, then environment', async (t) => {
+  const cwd = t.testdir({});
+  const explain = (argv: string[], env: NodeJS.ProcessEnv) => runCli('policy', policyMain, ['explain', '--role', 'client', '--op', 'no-such-op', ...argv], { cwd, env });
+  t.equal((await explain([], {})).code, 1, 'an unknown op is denied by default');
+  const allowed = await explain([], { SCHEDULER_GATEWAY_UNKNOWN_OPS: 'allow' });
+  t.equal(allowed.code, 0, allowed.stderr);
+  t.match(allowed.stdout, /^allow: client may send no-such-op/);
+  t.equal((await explain(['--unknown-ops', 'deny'], { SCHEDULER_GATEWAY_UNKNOWN_OPS: 'allow' })).code, 1, 'the flag beats the environment');
+  const bad = await explain([], { SCHEDULER_GATEWAY_UNKNOWN_OPS: 'maybe' });
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /SCHEDULER_GATEWAY_UNKNOWN_OPS: expected one of deny, allow, audit/);
 });
