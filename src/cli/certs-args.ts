@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import type { CliIo } from './io.js';
 import type { FlagDecl } from './args.js';
-import type { Flags } from '../config/load.js';
+import { resolveKey, type Flags } from '../config/load.js';
+import { commonKeys } from '../config/keys/common.js';
 import { pkiError } from '../pki/errors.js';
-import { readPassphraseFile, resolvePassphrase, PASSPHRASE_ENV, PASSPHRASE_FILE_ENV } from '../pki/passphrase.js';
+import { readPassphraseFile, resolvePassphrase, PASSPHRASE_ENV } from '../pki/passphrase.js';
 
 export interface Sub {
   flags: FlagDecl[];
@@ -19,16 +20,18 @@ export interface Sub {
   run(flags: Flags, dir: string, io: CliIo): Promise<number>;
 }
 
-export const DIR_HELP = `  --dir DIR                 state directory (default: certs/ at the repository root, or $SCHEDULER_GATEWAY_DIR)`;
-export const PASS_HELP = `  --passphrase-file FILE    file holding the key-store passphrase (mode 0600); default: $${PASSPHRASE_FILE_ENV}, then $${PASSPHRASE_ENV}`;
+export const DIR_HELP = `  --dir DIR                 state directory (default: ${commonKeys.dir.default}/ at the repository root, or $${commonKeys.dir.env})`;
+export const PASS_HELP = `  --passphrase-file FILE    file holding the key-store passphrase (mode 0600); default: $${commonKeys.passphraseFile.env}, then $${PASSPHRASE_ENV}`;
 export const JSON_HELP = `  --json                    one JSON document for machines`;
 export const common: FlagDecl[] = [{ flag: 'dir' }, { flag: 'help', boolean: true }];
 
-/** --dir, else $SCHEDULER_GATEWAY_DIR, else certs/ at the root of the repository holding cwd (cwd itself outside one). */
+/**
+ * The `dir` key of `run` (--dir, then $SCHEDULER_GATEWAY_DIR, relative to the
+ * working directory); its default is taken from the root of the repository
+ * holding cwd (cwd itself outside one), so any subdirectory reaches the same PKI.
+ */
 export function stateDir(flags: Flags, io: CliIo): string {
-  const given = str(flags, 'dir') ?? io.env.SCHEDULER_GATEWAY_DIR;
-  if (given !== undefined && given !== '') return resolve(io.cwd, given);
-  return join(repositoryRoot(io.cwd), 'certs');
+  return resolveKey(commonKeys.dir, { flags, env: io.env, cwd: io.cwd, defaultBase: repositoryRoot(io.cwd) });
 }
 
 function repositoryRoot(cwd: string): string {
@@ -51,10 +54,10 @@ export function required(flags: Flags, name: string, sub: string): string {
   return v;
 }
 
-/** The same sources, in the same order, as `run` (pki/passphrase.ts). */
+/** The same sources, in the same order, as `run`: the passphrase-file key (flag, then environment), then pki/passphrase.ts. */
 export function passphrase(flags: Flags, io: CliIo, dir?: string): string {
-  const file = str(flags, 'passphrase-file');
-  return resolvePassphrase({ env: io.env, cwd: io.cwd, ...(file !== undefined ? { passphraseFile: resolve(io.cwd, file) } : {}), ...(dir ? { dir } : {}) }).passphrase;
+  const file = resolveKey(commonKeys.passphraseFile, { flags, env: io.env, cwd: io.cwd });
+  return resolvePassphrase({ env: io.env, cwd: io.cwd, ...(file !== undefined ? { passphraseFile: file } : {}), ...(dir ? { dir } : {}) }).passphrase;
 }
 
 export const P12_FILE_HELP = `  --p12-password-file FILE  take the PKCS#12 password from FILE instead of generating one`;

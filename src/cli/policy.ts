@@ -7,12 +7,13 @@ import { stringify } from 'yaml';
 import type { CliIo } from './io.js';
 import { parseArgs, type FlagDecl } from './args.js';
 import { GatewayError } from '../errors/base.js';
-import { parse } from '../config/spec.js';
+import { resolveKey, type Flags } from '../config/load.js';
+import { policyKeys } from '../config/keys/policy.js';
 import { isRole, NAMED_ROLES } from '../pki/identity.js';
 import { decide } from '../policy/decide.js';
 import { groupsOf, KNOWN_OPS } from '../policy/catalog.js';
 import { loadPolicyFileSync } from '../policy/holder.js';
-import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS, type CompiledPolicy, type PolicyDocument, type PolicySettings, type UnknownOps } from '../policy/rules.js';
+import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS, type CompiledPolicy, type PolicyDocument, type PolicySettings } from '../policy/rules.js';
 
 const FLAGS: FlagDecl[] = [
   { flag: 'file' },
@@ -38,8 +39,8 @@ const USAGE = `usage:
   --role ROLE                 client, worker or admin (the role in the peer certificate)
   --op OP                     a Dask operation, e.g. update-graph, run_function
   --pickled                   the message carries a __Pickled__ placeholder in frame 0
-  --worker-client-ops BOOL    workers may send client ops (default: true)
-  --unknown-ops MODE          deny, allow or audit (default: deny)
+  --worker-client-ops BOOL    workers may send client ops (default: ${policyKeys.workerClientOps.default}) [env ${policyKeys.workerClientOps.env}]
+  --unknown-ops MODE          deny, allow or audit (default: ${policyKeys.unknownOps.default}) [env ${policyKeys.unknownOps.env}]
 `;
 
 export async function main(argv: string[], io: CliIo): Promise<number> {
@@ -83,20 +84,22 @@ function check(path: string, io: CliIo): number {
   return 0;
 }
 
-function settingsFrom(flags: Record<string, unknown>): PolicySettings {
+/** The two settings a policy decision depends on, read as `run` reads them (flag, then environment). */
+function settingsFrom(flags: Flags, io: CliIo): PolicySettings {
+  const sources = { flags, env: io.env, cwd: io.cwd };
   return {
     ...DEFAULT_SETTINGS,
-    ...(flags['worker-client-ops'] !== undefined ? { workerClientOps: parse.bool(flags['worker-client-ops'], '--worker-client-ops') } : {}),
-    ...(flags['unknown-ops'] !== undefined ? { unknownOps: parse.oneOf<UnknownOps>(['deny', 'allow', 'audit'])(flags['unknown-ops'], '--unknown-ops') } : {}),
+    workerClientOps: resolveKey(policyKeys.workerClientOps, sources),
+    unknownOps: resolveKey(policyKeys.unknownOps, sources),
   };
 }
 
-function policyFrom(flags: Record<string, unknown>, io: CliIo): CompiledPolicy {
+function policyFrom(flags: Flags, io: CliIo): CompiledPolicy {
   const file = typeof flags.file === 'string' ? resolve(io.cwd, flags.file) : undefined;
-  return compilePolicy(file ? loadPolicyFileSync(file) : DEFAULT_POLICY, settingsFrom(flags), file ?? '(built-in default)');
+  return compilePolicy(file ? loadPolicyFileSync(file) : DEFAULT_POLICY, settingsFrom(flags, io), file ?? '(built-in default)');
 }
 
-function explain(flags: Record<string, unknown>, io: CliIo): number {
+function explain(flags: Flags, io: CliIo): number {
   const role = flags.role;
   const op = flags.op;
   if (typeof role !== 'string' || !isRole(role)) throw usage('policy explain needs --role client|worker|admin');
@@ -136,7 +139,7 @@ export function policyTable(p: CompiledPolicy): string {
   ].join('\n');
 }
 
-function show(flags: Record<string, unknown>, io: CliIo): number {
+function show(flags: Flags, io: CliIo): number {
   if (flags.yaml) {
     const file = typeof flags.file === 'string' ? resolve(io.cwd, flags.file) : undefined;
     io.stdout.write(stringify(file ? loadPolicyFileSync(file) : DEFAULT_POLICY));

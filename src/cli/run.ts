@@ -6,14 +6,13 @@
  * way out goes through one function so the exit code and the order of
  * shutdown are decided in one place.
  */
-import { resolve as resolvePath } from 'node:path';
 import type { CliIo } from './io.js';
 import { parseArgs } from './args.js';
 import { GatewayError } from '../errors/base.js';
-import { helpTable, readConfigFile, resolveConfig, type Flags } from '../config/load.js';
+import { helpTable, presentFlags, resolveRunConfig, runSources } from '../config/load.js';
 import { runKeys } from '../config/keys/index.js';
 import { createLogger } from '../log/logger.js';
-import { checkCrossFlagRules, presentFlags } from '../gateway/settings.js';
+import { checkCrossFlagRules } from '../gateway/settings.js';
 import { startGateway } from '../gateway/compose.js';
 import { startEmbeddedScheduler, type EmbeddedScheduler } from '../supervisor/embedded.js';
 
@@ -22,9 +21,12 @@ const USAGE = `usage: scheduler-gateway run [--config FILE] (--dir DIR | --tls-c
        scheduler-gateway run --dev [--dir DIR] [--dask-python PATH] [options]
 
 --dev (development only) runs a Dask scheduler on loopback with a development PKI
-in --dir (default certs/): it mints certificates, writes their unencrypted keys
+in --dir: it mints certificates, writes their unencrypted keys
 under DIR/issued and keeps the passphrase beside the keys, and prints how to
 connect. It refuses a directory that holds a production CA.
+
+Relative paths are taken from the working directory; in a --config file, from
+the file's directory.
 
 options:
 `;
@@ -36,29 +38,27 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return 0;
   }
   if (positionals.length > 0) throw new GatewayError('GW_USAGE', `unexpected argument '${positionals[0]}' (see run --help)`);
-  const configPath = (flags.config as string | undefined) ?? io.env.SCHEDULER_GATEWAY_CONFIG;
-  const file = configPath ? readConfigFile(resolvePath(io.cwd, configPath)) : undefined;
-  const present = presentFlags(runKeys, { flags, env: io.env, ...(file ? { file } : {}) });
+  const sources = runSources(flags, io.env, io.cwd);
+  const present = presentFlags(runKeys, sources);
   checkCrossFlagRules(present);
-  let config = resolveConfig(runKeys, { flags, env: io.env, ...(file ? { file } : {}) });
-  const log = createLogger({ stream: io.stdout, level: (config['log-level'] as 'info' | undefined) ?? 'info', batch: true });
+  let config = resolveRunConfig(sources);
+  const log = createLogger({ stream: io.stdout, level: config.common.logLevel, batch: true });
 
   let embedded: EmbeddedScheduler | undefined;
-  const dev = config['dev.enabled'] === true;
-  if (dev && config.scheduler !== undefined) throw new GatewayError('GW_USAGE', '--dev starts its own development scheduler: give --scheduler or --dev, not both');
-  if (config.scheduler === undefined) {
+  const { dev, python } = config.supervisor;
+  if (dev && config.terminator.scheduler !== undefined) throw new GatewayError('GW_USAGE', '--dev starts its own development scheduler: give --scheduler or --dev, not both');
+  if (config.terminator.scheduler === undefined) {
     if (!dev) throw new GatewayError('GW_USAGE', 'no --scheduler: pass --scheduler HOST:PORT (your Dask scheduler on loopback), or --dev for a local development scheduler with a development PKI');
-    if (config['tls.cert'] !== undefined) throw new GatewayError('GW_USAGE', '--tls-cert excludes --dev: the development scheduler uses its own development PKI');
-    const dir = resolvePath(io.cwd, (config.dir as string | undefined) ?? 'certs');
-    embedded = await startEmbeddedScheduler({ dir, env: io.env, log, python: pythonPath(io.cwd, config['dev.python'] as string) });
-    config = { ...config, scheduler: embedded.scheduler, dir };
+    if (config.common.tlsCert !== undefined) throw new GatewayError('GW_USAGE', '--tls-cert excludes --dev: the development scheduler uses its own development PKI');
+    embedded = await startEmbeddedScheduler({ dir: config.common.dir, env: io.env, log, python });
     // The 8787 proxy follows the embedded scheduler's dashboard unless told otherwise.
-    if (!present.has('dashboard-upstream')) config['dashboard.upstream'] = { host: '127.0.0.1', port: embedded.dashboardPort };
+    const upstream = present.has('dashboard-upstream') ? config.dashboard.upstream : { host: '127.0.0.1', port: embedded.dashboardPort };
+    config = { ...config, terminator: { ...config.terminator, scheduler: embedded.scheduler }, dashboard: { ...config.dashboard, upstream } };
   }
 
   let gw;
   try {
-    gw = await startGateway(config, { log, env: io.env, cwd: io.cwd });
+    gw = await startGateway(config, { log, env: io.env });
   } catch (e) {
     await embedded?.stop();
     throw e;
@@ -70,11 +70,6 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (gw.addresses.dashboard) embedded.linkDashboard(gw.addresses.dashboard.port);
   }
   return waitForSignals(gw, embedded, log);
-}
-
-/** A path with a slash is taken relative to the working directory (e.g. .venv-dask/bin/python); a bare name is looked up on PATH. */
-function pythonPath(cwd: string, python: string): string {
-  return python.includes('/') ? resolvePath(cwd, python) : python;
 }
 
 function waitForSignals(

@@ -5,10 +5,9 @@
  * its --metrics-listen endpoint; if no gateway is running there, a fresh
  * registry stands in (all counters zero) and stderr says so.
  */
-import { resolve } from 'node:path';
 import type { CliIo } from './io.js';
 import { parseArgs, type FlagDecl } from './args.js';
-import { readConfigFile, resolveConfig } from '../config/load.js';
+import { resolveRunConfig, runSources } from '../config/load.js';
 import { runKeys } from '../config/keys/index.js';
 import { formatEndpoint, type Endpoint } from '../config/spec.js';
 import { silentLogger } from '../log/logger.js';
@@ -35,11 +34,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io[flags.help ? 'stdout' : 'stderr'].write(USAGE);
     return flags.help ? 0 : 2;
   }
-  const configFile = (flags.config as string | undefined) ?? io.env.SCHEDULER_GATEWAY_CONFIG;
-  const config = resolveConfig(runKeys, { flags, env: io.env, ...(configFile ? { file: readConfigFile(resolve(io.cwd, configFile)) } : {}) });
-  const dir = resolve(io.cwd, (config['dir'] as string | undefined) ?? 'certs');
-  const clusterId = (config['cluster'] as string | undefined) ?? readState(dir).clusterId;
-  const s = telemetrySettings(config, dir);
+  const config = resolveRunConfig(runSources(flags, io.env, io.cwd));
+  const dir = config.common.dir;
+  const clusterId = config.common.cluster ?? readState(dir).clusterId;
+  const s = telemetrySettings(config.telemetry, { stateDir: dir, dashboardUpstream: config.dashboard.upstream });
   const now = new Date();
   const gatewaySamples = await ownSamples(s.metricsListen, io);
   const collector = new Collector({

@@ -4,13 +4,15 @@
  * hash is stored, so it can never be shown again.
  */
 import { existsSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { CliIo } from './io.js';
 import { parseArgs, type FlagDecl } from './args.js';
 import { recordChange } from './record-change.js';
 import { GatewayError } from '../errors/base.js';
 import { SCOPES, TOKENS_FILE, TokenStore, type Scope, type TokenRecord } from '../tokens/store.js';
 import { tokenError } from '../tokens/errors.js';
+import { resolveKey } from '../config/load.js';
+import { commonKeys } from '../config/keys/common.js';
 
 const FLAGS: FlagDecl[] = [
   { flag: 'dir' },
@@ -27,7 +29,7 @@ const USAGE = `usage:
   scheduler-gateway tokens list [--json] [--all] [--dir DIR]
   scheduler-gateway tokens revoke ID|NAME [--dir DIR]
 
-  --dir DIR           state directory holding tokens.db (default: ./certs) [env SCHEDULER_GATEWAY_DIR]
+  --dir DIR           state directory holding tokens.db (default: ./${commonKeys.dir.default}) [env ${commonKeys.dir.env}]
   --name NAME         who or what the token is for; unique among active tokens
   --scope SCOPE       view (GET/HEAD and WebSockets) or admin (also state-changing requests) (default: view)
   --expires-days N    the token stops working after N days (default: never)
@@ -42,7 +44,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io.stdout.write(USAGE);
     return sub === undefined && !flags.help ? 2 : 0;
   }
-  const dir = resolve(io.cwd, String(flags.dir ?? io.env.SCHEDULER_GATEWAY_DIR ?? 'certs'));
+  const dir = resolveKey(commonKeys.dir, { flags, env: io.env, cwd: io.cwd });
   switch (sub) {
     case 'create':
       return create(dir, flags, io);

@@ -2,16 +2,37 @@
  * Resolves configuration from, in rising precedence: declared defaults, a
  * config file (YAML or JSON), environment variables, command-line flags.
  * Every value goes through its key's parser; the first bad one stops the
- * start with an error that names the key and where it came from.
+ * start with an error that names the key and where it came from. This is
+ * the one place where unknown input becomes typed configuration, and where
+ * relative paths get their base: the command's working directory, or, for a
+ * value written in a config file, that file's directory.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { configError, formatEndpoint, type Endpoint, type KeySpec } from './spec.js';
+import { configError, formatEndpoint, type DefaultedKey, type Endpoint, type KeyGroup, type KeySpec, type SliceOf } from './spec.js';
+import { commonKeys } from './keys/common.js';
+import { runGroups, runKeys, type RunConfig } from './keys/index.js';
 
 export type Flags = Record<string, string | boolean | string[]>;
-export type Resolved = Record<string, unknown>;
 
-export function readConfigFile(path: string): Record<string, unknown> {
+/** A config file's keys, flattened ("a.b"), and where it was read from. */
+export interface ConfigFile {
+  readonly path: string;
+  readonly values: Readonly<Record<string, unknown>>;
+}
+
+export interface Sources {
+  readonly flags: Flags;
+  readonly env: NodeJS.ProcessEnv;
+  readonly file?: ConfigFile;
+  /** Base of relative paths given as flags, environment variables or defaults (default: the process's). */
+  readonly cwd?: string;
+  /** Base of a relative default alone, where a command keeps its state elsewhere (certs: the repository root). */
+  readonly defaultBase?: string;
+}
+
+export function readConfigFile(path: string): ConfigFile {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -24,9 +45,9 @@ export function readConfigFile(path: string): Record<string, unknown> {
   } catch (e) {
     throw configError('config', `${path} is not valid YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (doc === null || doc === undefined) return {};
+  if (doc === null || doc === undefined) return { path, values: {} };
   if (typeof doc !== 'object' || Array.isArray(doc)) throw configError('config', `${path} must hold a mapping of keys`);
-  return flatten(doc as Record<string, unknown>);
+  return { path, values: flatten(doc as Record<string, unknown>) };
 }
 
 /** {a: {b: 1}} -> {"a.b": 1}; arrays are values, not nesting. */
@@ -40,31 +61,71 @@ export function flatten(obj: Record<string, unknown>, prefix = ''): Record<strin
   return out;
 }
 
-export function resolveConfig(specs: readonly KeySpec[], sources: { flags: Flags; env: NodeJS.ProcessEnv; file?: Record<string, unknown> }): Resolved {
-  const known = new Set(specs.map((s) => s.key));
-  for (const k of Object.keys(sources.file ?? {})) {
-    if (!known.has(k)) throw configError(k, 'unknown key in config file');
+/** The sources of a command that takes every key of `run`: its flags, the environment, and the --config file they name. */
+export function runSources(flags: Flags, env: NodeJS.ProcessEnv, cwd: string): Sources {
+  const configPath = resolveKey(commonKeys.config, { flags, env, cwd });
+  return { flags, env, cwd, ...(configPath !== undefined ? { file: readConfigFile(configPath) } : {}) };
+}
+
+/** Every slice of `run`; a key in the config file that no component declares is refused by name. */
+export function resolveRunConfig(sources: Sources): RunConfig {
+  const known = new Set(runKeys.map((s) => s.key));
+  for (const k of Object.keys(sources.file?.values ?? {})) {
+    if (!known.has(k)) throw configError(k, `unknown key in config file${sources.file ? ` ${sources.file.path}` : ''}`);
   }
-  const out: Resolved = {};
-  for (const spec of specs) {
-    const fromFlag = sources.flags[spec.flag];
-    const fromEnv = sources.env[spec.env];
-    const fromFile = sources.file?.[spec.key];
-    let raw: unknown;
-    let where: string;
-    if (fromFlag !== undefined) [raw, where] = [fromFlag, `--${spec.flag}`];
-    else if (fromEnv !== undefined && fromEnv !== '') [raw, where] = [spec.repeatable ? fromEnv.split(',') : fromEnv, spec.env];
-    else if (fromFile !== undefined) [raw, where] = [fromFile, spec.key];
-    else {
-      out[spec.key] = spec.default;
-      continue;
-    }
-    try {
-      out[spec.key] = spec.parse(raw, where);
-    } catch (e) {
-      if (e instanceof Error && 'code' in e) throw e;
-      throw configError(where, (e as Error).message);
-    }
+  return {
+    common: resolveSlice(runGroups.common, sources),
+    terminator: resolveSlice(runGroups.terminator, sources),
+    policy: resolveSlice(runGroups.policy, sources),
+    dashboard: resolveSlice(runGroups.dashboard, sources),
+    telemetry: resolveSlice(runGroups.telemetry, sources),
+    credentials: resolveSlice(runGroups.credentials, sources),
+    supervisor: resolveSlice(runGroups.supervisor, sources),
+  };
+}
+
+/** One component's typed slice. */
+export function resolveSlice<G extends KeyGroup>(group: G, sources: Sources): SliceOf<G> {
+  const out: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(group)) out[name] = resolveKey(spec, sources);
+  // Each value came out of its own key's parser (or is its declared default), which is what SliceOf<G> says.
+  return out as SliceOf<G>;
+}
+
+/** One key: the first source that sets it, parsed, a relative path made absolute against that source's base. */
+export function resolveKey<T>(spec: DefaultedKey<T>, sources: Sources): T;
+export function resolveKey<T>(spec: KeySpec<T>, sources: Sources): T | undefined;
+export function resolveKey<T>(spec: KeySpec<T>, sources: Sources): T | undefined {
+  const cwd = sources.cwd ?? process.cwd();
+  const fromFlag = sources.flags[spec.flag];
+  const fromEnv = sources.env[spec.env];
+  const fromFile = sources.file?.values[spec.key];
+  let raw: unknown;
+  let where: string;
+  let base = cwd;
+  if (fromFlag !== undefined) [raw, where] = [fromFlag, `--${spec.flag}`];
+  else if (fromEnv !== undefined && fromEnv !== '') [raw, where] = [spec.repeatable ? fromEnv.split(',') : fromEnv, spec.env];
+  else if (fromFile !== undefined) [raw, where, base] = [fromFile, spec.key, dirname(sources.file!.path)];
+  else return spec.default === undefined ? undefined : withBase(spec, spec.default, sources.defaultBase ?? cwd);
+  try {
+    return withBase(spec, spec.parse(raw, where), base);
+  } catch (e) {
+    if (e instanceof Error && 'code' in e) throw e;
+    throw configError(where, (e as Error).message);
+  }
+}
+
+function withBase<T>(spec: KeySpec<T>, value: T, base: string): T {
+  if (spec.path === undefined || typeof value !== 'string') return value;
+  if (spec.path === 'program' && !value.includes('/')) return value;
+  return resolve(base, value) as T;
+}
+
+/** Keys named by any source (command line, environment, config file), by flag. */
+export function presentFlags(specs: readonly KeySpec[], sources: Sources): Set<string> {
+  const out = new Set<string>();
+  for (const s of specs) {
+    if (sources.flags[s.flag] !== undefined || (sources.env[s.env] ?? '') !== '' || sources.file?.values[s.key] !== undefined) out.add(s.flag);
   }
   return out;
 }

@@ -1,7 +1,8 @@
 /**
- * A configuration key is declared once with its flag, environment variable,
- * default and parser; the loader, the --help text and the README flag table
- * all come from these declarations.
+ * A configuration key is declared once with its flag, default and parser
+ * (its environment variable follows from the flag); the loader, the --help
+ * text and each component's configuration type (SliceOf) all come from these
+ * declarations.
  */
 import { GatewayError } from '../errors/base.js';
 
@@ -10,16 +11,44 @@ export interface KeySpec<T = unknown> {
   readonly key: string;
   /** Long flag without dashes, e.g. "dashboard-listen". */
   readonly flag: string;
+  /** SCHEDULER_GATEWAY_ and the flag in capitals, '-' as '_'. */
   readonly env: string;
   readonly placeholder: string;
   readonly describe: string;
   readonly default?: T;
+  /**
+   * A file-system path: the loader resolves a relative one against the
+   * working directory of the command (a value from a config file: against
+   * that file's directory). 'program': only a value with a slash is a path,
+   * a bare name is looked up on PATH.
+   */
+  readonly path?: 'file' | 'program';
   /** May appear several times on the command line (values collect into an array). */
   readonly repeatable?: boolean;
   /** A flag that takes no value. */
   readonly boolean?: boolean;
   readonly parse: (raw: unknown, key: string) => T;
 }
+
+/** A key whose default makes its value always present. */
+export type DefaultedKey<T> = KeySpec<T> & { readonly default: T };
+
+type Declared<T> = Omit<KeySpec<T>, 'env' | 'default'>;
+
+/** Declares a key; its environment variable follows from its flag. */
+export function key<T>(spec: Declared<T> & { readonly default: NoInfer<T> }): DefaultedKey<T>;
+export function key<T>(spec: Declared<T>): KeySpec<T>;
+export function key<T>(spec: Declared<T> & { readonly default?: T }): KeySpec<T> {
+  return { ...spec, env: `SCHEDULER_GATEWAY_${spec.flag.toUpperCase().replace(/-/g, '_')}` };
+}
+
+/** The keys of one component, by the property name its typed slice uses. */
+export type KeyGroup = Readonly<Record<string, KeySpec>>;
+
+/** The typed configuration of one component: a key with a default is always set, one without may be undefined. */
+export type SliceOf<G extends KeyGroup> = {
+  readonly [K in keyof G]: G[K] extends DefaultedKey<infer T> ? T : G[K] extends KeySpec<infer T> ? T | undefined : never;
+};
 
 export function configError(key: string, problem: string): GatewayError {
   return new GatewayError('GW_CONFIG_INVALID', `invalid configuration: ${key}: ${problem}`, { key });

@@ -13,6 +13,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Component, GatewayContext } from '../runtime/context.js';
 import type { Endpoint } from '../config/spec.js';
+import type { CredentialsConfig } from '../config/keys/credentials.js';
 import type { CommandHandler } from '../telemetry/commands.js';
 import { credentialsError } from './errors.js';
 import { CredentialHolder } from './holder.js';
@@ -30,22 +31,25 @@ export interface CredentialsSettings {
   readonly commandTimeoutMs: number;
   /** A control plane is configured: credentials may be pushed. */
   readonly pushes: boolean;
+  /** As the descriptor budget left it. */
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
 }
 
-export function credentialsSettings(config: Readonly<Record<string, unknown>>): CredentialsSettings {
-  const file = config['credentials.file'] as string | undefined;
-  const command = config['credentials.command'] as string | undefined;
+export function credentialsSettings(c: CredentialsConfig, controlPlane: URL | undefined): CredentialsSettings {
+  const { file, command } = c;
   if (file !== undefined && command !== undefined) throw credentialsError('config', { reason: '--credentials-file excludes --credentials-command: configure one self-hosted source' });
-  const pushes = config['control-plane.url'] !== undefined;
-  const explicit = config['credentials.listen'] as Endpoint | undefined;
-  const enabled = explicit !== undefined || file !== undefined || command !== undefined || pushes;
+  const pushes = controlPlane !== undefined;
+  const enabled = c.listen !== undefined || file !== undefined || command !== undefined || pushes;
   return {
-    listen: explicit ?? (enabled ? { host: '0.0.0.0', port: DEFAULT_CREDENTIALS_PORT } : undefined),
+    listen: c.listen ?? (enabled ? { host: '0.0.0.0', port: DEFAULT_CREDENTIALS_PORT } : undefined),
     file,
     command,
-    refreshBeforeMs: (config['credentials.refresh-before'] as number | undefined) ?? 300_000,
-    commandTimeoutMs: (config['credentials.command-timeout'] as number | undefined) ?? 30_000,
+    refreshBeforeMs: c.refreshBefore,
+    commandTimeoutMs: c.commandTimeout,
     pushes,
+    maxConnections: c.maxConnections,
+    maxConnectionsPerAddress: c.maxConnectionsPerAddress,
   };
 }
 
@@ -62,8 +66,7 @@ export interface CredentialsDeps {
   readonly filePollMs?: number;
 }
 
-export async function startCredentials(ctx: GatewayContext, deps: CredentialsDeps = {}): Promise<CredentialsComponent> {
-  const s = credentialsSettings(ctx.config);
+export async function startCredentials(ctx: GatewayContext, s: CredentialsSettings, deps: CredentialsDeps = {}): Promise<CredentialsComponent> {
   const log = ctx.log.child({ component: 'credentials' });
   const holder = new CredentialHolder({ log, metrics: ctx.metrics, now: ctx.now });
   const commands = new Map<string, CommandHandler>([[PUSH_COMMAND, pushCredentialsCommand(holder, ctx.now)]]);
@@ -78,7 +81,7 @@ export async function startCredentials(ctx: GatewayContext, deps: CredentialsDep
   const names = [...(s.file ? ['file'] : []), ...(s.command ? ['command'] : []), ...(s.pushes ? ['control plane'] : [])];
   let server;
   try {
-    server = await startCredentialsServer(ctx, { listen: s.listen, holder, sources: names });
+    server = await startCredentialsServer(ctx, { listen: s.listen, holder, sources: names, maxConnections: s.maxConnections, maxPerAddress: s.maxConnectionsPerAddress });
   } catch (e) {
     for (const src of sources) src.close();
     throw e;

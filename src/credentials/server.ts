@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { GatewayContext } from '../runtime/context.js';
 import type { Endpoint } from '../config/spec.js';
+import { credentialsKeys } from '../config/keys/credentials.js';
 import { secureContextOptions } from '../pki/tls-policy.js';
 import { peerCertificateDer } from '../pki/peer-certificate.js';
 import { checkAccess, type Access } from './access.js';
@@ -32,6 +33,8 @@ export interface CredentialsServerOptions {
   readonly holder: CredentialHolder;
   /** Which sources are configured, for the "nothing here" message. */
   readonly sources: readonly string[];
+  readonly maxConnections: number;
+  readonly maxPerAddress: number;
 }
 
 export interface CredentialsServer {
@@ -62,9 +65,9 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
     return coalescer.admit(sourceOf(remote), reason, subject);
   };
   guardConnections(server, {
-    maxConnections: ctx.config['credentials.max-connections'] as number,
-    maxPerAddress: ctx.config['credentials.max-connections-per-address'] as number,
-    flags: { maxConnections: 'credentials-max-connections', maxPerAddress: 'credentials-max-connections-per-address' },
+    maxConnections: o.maxConnections,
+    maxPerAddress: o.maxPerAddress,
+    flags: { maxConnections: credentialsKeys.maxConnections.flag, maxPerAddress: credentialsKeys.maxConnectionsPerAddress.flag },
     onRefused: (reason, remote, detail) => {
       if (refused(reason, remote)) log.audit('credentials_refused', { reason, remote, detail });
     },
@@ -79,7 +82,7 @@ export async function startCredentialsServer(ctx: GatewayContext, o: Credentials
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const socket = req.socket as TLSSocket;
-    const access = checkAccess(socket, { clusterId: ctx.clusterId, isRevoked: (s) => ctx.trust.isRevoked(s), now: ctx.now(), allowMissingEku: ctx.config['tls.allow-missing-eku'] === true });
+    const access = checkAccess(socket, { clusterId: ctx.clusterId, isRevoked: (s) => ctx.trust.isRevoked(s), now: ctx.now(), allowMissingEku: ctx.allowMissingEku });
     const path = (req.url ?? '').split('?')[0] ?? '';
     const who = { identity: access.identity, serial: access.serial, remote: socket.remoteAddress, method: req.method, path: path.slice(0, 128) };
     if (!access.ok) {

@@ -12,9 +12,10 @@
  * terminator/ or telemetry/ code other than the injected metrics.
  */
 import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
 import type { Component, GatewayContext } from '../runtime/context.js';
-import type { Endpoint } from '../config/spec.js';
+import { dashboardKeys, type DashboardConfig } from '../config/keys/dashboard.js';
+import { formatEndpoint } from '../config/spec.js';
+import type { PkiSource } from '../runtime/material.js';
 import { TokenStore } from '../tokens/store.js';
 import { TokenCache } from '../tokens/cache.js';
 import { Authenticator } from './auth.js';
@@ -36,6 +37,11 @@ export interface DashboardDeps {
   readonly limits?: Partial<DashboardLimits>;
 }
 
+/** The dashboard's keys (max-connections as the descriptor budget left it) and the CRL it serves at /crl.pem. */
+export interface DashboardOptions extends DashboardConfig {
+  readonly crlPath: string | undefined;
+}
+
 export interface DashboardComponent extends Component {
   /** Where 8787 actually listens (port 0 resolved); undefined when the dashboard is disabled. */
   readonly address: AddressInfo | undefined;
@@ -44,18 +50,15 @@ export interface DashboardComponent extends Component {
   readonly server: DashboardServer | undefined;
 }
 
-export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = {}): Promise<DashboardComponent> {
-  const cfg = ctx.config;
+export async function startDashboard(ctx: GatewayContext, cfg: DashboardOptions, deps: DashboardDeps = {}): Promise<DashboardComponent> {
   const log = ctx.log.child({ component: 'dashboard' });
-  if (cfg['dashboard.enabled'] === false) {
+  if (!cfg.enabled) {
     log.info('dashboard_disabled');
     return { name: 'dashboard', address: undefined, linkTemplate: undefined, server: undefined, drain: async () => {}, close: async () => {} };
   }
-  const listen = cfg['dashboard.listen'] as Endpoint;
-  const upstream = cfg['dashboard.upstream'] as { host: string; port: number };
-  if (!isLoopbackHost(upstream.host)) throw dashboardError('upstreamNotLoopback', { address: `${upstream.host}:${upstream.port}` });
-  const files = certificateFiles(cfg['dashboard.tls-cert'] as string | undefined, cfg['dashboard.tls-key'] as string | undefined);
-  const clientCertAuth = cfg['dashboard.client-cert-auth'] === true;
+  const { listen, upstream, clientCertAuth } = cfg;
+  if (upstream.host === undefined || !isLoopbackHost(upstream.host)) throw dashboardError('upstreamNotLoopback', { address: formatEndpoint(upstream) });
+  const files = certificateFiles(cfg.tlsCert, cfg.tlsKey);
 
   const ownStore = !deps.tokens && ctx.stateDir !== undefined;
   const store = deps.tokens ?? (ctx.stateDir !== undefined ? TokenStore.open(ctx.stateDir, { now: ctx.now }) : undefined);
@@ -75,29 +78,29 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
     : undefined;
   cache?.start();
 
-  const cookies = new SessionCookies(cfg['dashboard.session-ttl'] as number, sessionKeyFrom(ctx.trust.current().keyPem, ctx.clusterId));
-  const auth = new Authenticator({ tokens: cache, cookies, clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now, allowMissingEku: cfg['tls.allow-missing-eku'] === true });
+  const cookies = new SessionCookies(cfg.sessionTtl, sessionKeyFrom(ctx.trust.current().keyPem, ctx.clusterId));
+  const auth = new Authenticator({ tokens: cache, cookies, clientCertAuth, trust: ctx.trust, clusterId: ctx.clusterId, now: ctx.now, allowMissingEku: ctx.allowMissingEku });
   const coalescer = new RefusalCoalescer(log, { port: '8787', onCoalesced: () => ctx.metrics.logLinesCoalescedTotal.inc({ port: '8787' }) });
   const dash = new DashboardServer({
     log,
     metrics: ctx.metrics,
     sessions: ctx.sessions,
     auth,
-    upstream,
+    upstream: { host: upstream.host, port: upstream.port },
     tls: dashboardTls(ctx.trust.current(), files),
     requestCert: clientCertAuth,
-    maxWebSocketsPerIdentity: cfg['dashboard.max-websockets-per-identity'] as number,
+    maxWebSocketsPerIdentity: cfg.maxWebSocketsPerIdentity,
     limits: deps.limits,
     now: ctx.now,
-    crl: new CrlFile(crlPathFor(cfg, ctx.stateDir)),
+    crl: new CrlFile(cfg.crlPath),
     coalescer,
   });
   // Caps before TLS: the descriptor budget (compose.ts) may have lowered dashboard.max-connections.
   const overCap = new Refusals(log, ctx.metrics, coalescer);
   guardConnections(dash.server, {
-    maxConnections: cfg['dashboard.max-connections'] as number,
-    maxPerAddress: cfg['dashboard.max-connections-per-address'] as number,
-    flags: { maxConnections: 'dashboard-max-connections', maxPerAddress: 'dashboard-max-connections-per-address' },
+    maxConnections: cfg.maxConnections,
+    maxPerAddress: cfg.maxConnectionsPerAddress,
+    flags: { maxConnections: dashboardKeys.maxConnections.flag, maxPerAddress: dashboardKeys.maxConnectionsPerAddress.flag },
     onRefused: (reason, address, detail) => overCap.record(undefined, reason, 0, { detail }, address),
   });
   const unsubscribe = ctx.trust.onChange((m) => {
@@ -171,9 +174,9 @@ export async function startDashboard(ctx: GatewayContext, deps: DashboardDeps = 
 }
 
 /** Bring-your-own PEM mode (--tls-cert): its --tls-crl, if any; otherwise the state directory's crl.pem. */
-export function crlPathFor(cfg: GatewayContext['config'], stateDir: string | undefined): string | undefined {
-  if (cfg['tls.cert'] !== undefined) return cfg['tls.crl'] !== undefined ? resolve(cfg['tls.crl'] as string) : undefined;
-  return stateDir !== undefined ? statePath(stateDir, 'crl') : undefined;
+/** The CRL of the cluster's own PKI, or the one given with a bring-your-own PKI (none: /crl.pem answers 404). */
+export function crlPathFor(pki: PkiSource): string | undefined {
+  return pki.mode === 'pem' ? pki.crlPath : statePath(pki.dir, 'crl');
 }
 
 function connections(dash: DashboardServer): Promise<number> {

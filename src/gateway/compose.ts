@@ -7,7 +7,11 @@
 import type { AddressInfo } from 'node:net';
 import { createLogger, type Logger } from '../log/logger.js';
 import { createMetrics } from '../runtime/metrics.js';
-import type { Resolved } from '../config/load.js';
+import type { RunConfig } from '../config/keys/index.js';
+import { policyKeys, type PolicyConfig } from '../config/keys/policy.js';
+import { terminatorKeys } from '../config/keys/terminator.js';
+import { dashboardKeys } from '../config/keys/dashboard.js';
+import { credentialsKeys } from '../config/keys/credentials.js';
 import type { Component, GatewayContext } from '../runtime/context.js';
 import { SessionRegistry } from '../runtime/sessions.js';
 import { settingsFrom, type GatewaySettings } from './settings.js';
@@ -15,12 +19,12 @@ import { openTrust } from '../runtime/material.js';
 import { ensurePrivateDir } from '../pki/state-dir.js';
 import { issuedByAny } from '../pki/certificate.js';
 import { startTerminator } from '../terminator/terminator.js';
-import { startDashboard } from '../dashboard/index.js';
+import { crlPathFor, startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { GatewayError } from '../errors/base.js';
 import { policyForTerminator } from '../policy/setup.js';
 import { credentialsSettings, startCredentials } from '../credentials/index.js';
-import { startTelemetry } from '../telemetry/telemetry.js';
+import { startTelemetry, telemetrySettings } from '../telemetry/telemetry.js';
 import { revocationSinkFor } from '../runtime/revocation-sink.js';
 import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, planConnectionCaps, readOpenFilesLimit, type ConnectionCaps, type Listener } from '../limits/descriptor-budget.js';
 import type { GatewayMetrics } from '../runtime/metrics.js';
@@ -30,7 +34,6 @@ import { configError } from '../config/spec.js';
 export interface GatewayDeps {
   readonly log?: Logger;
   readonly env?: NodeJS.ProcessEnv;
-  readonly cwd?: string;
   /** Wire-aware policy on 8786; none means plain forwarding with zero overhead. */
   readonly inspector?: InspectorFactory;
   /** Poll interval of watched PKI files (tests shorten it). */
@@ -41,6 +44,8 @@ export interface GatewayDeps {
 
 export interface RunningGateway {
   readonly context: GatewayContext;
+  /** The configuration it was started with (connection caps as configured, before the descriptor budget). */
+  readonly config: RunConfig;
   readonly settings: GatewaySettings;
   /** Bound address of each listening component, by component name. */
   readonly addresses: Readonly<Record<string, AddressInfo>>;
@@ -50,24 +55,29 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-export async function startGateway(configured: Resolved, deps: GatewayDeps = {}): Promise<RunningGateway> {
-  const settings = settingsFrom(configured, deps.cwd ?? process.cwd());
+export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): Promise<RunningGateway> {
+  const settings = settingsFrom(config);
   if (!settings.scheduler) throw new GatewayError('GW_USAGE', 'no --scheduler address: start the embedded scheduler first (cli/run.ts) or pass --scheduler HOST:PORT');
   const log = deps.log ?? createLogger({ level: settings.logLevel });
   const metrics = createMetrics();
-  const config = withDescriptorBudget(configured, (deps.openFilesLimit ?? readOpenFilesLimit)(), log, metrics);
-  const memoryBudget = memoryBudgetFor(config, settings.memoryBudgetBytes, metrics);
+  const credentialsWanted = credentialsSettings(config.credentials, config.telemetry.controlPlane);
+  const caps = effectiveCaps({
+    terminator: config.terminator.maxConnections,
+    dashboard: config.dashboard.enabled ? config.dashboard.maxConnections : 0,
+    credentials: credentialsWanted.listen !== undefined ? credentialsWanted.maxConnections : 0,
+  }, (deps.openFilesLimit ?? readOpenFilesLimit)(), log, metrics);
+  const memoryBudget = memoryBudgetFor(config.policy, settings.memoryBudgetBytes, metrics);
   const sessions = new SessionRegistry();
   if (settings.pki.mode === 'pem' && settings.stateDir) ensurePrivateDir(settings.stateDir);
   const trust = await openTrust(settings.pki, { env: deps.env ?? process.env, log, metrics, ...(deps.trustPollMs !== undefined ? { pollMs: deps.trustPollMs } : {}) });
   const ctx: GatewayContext = {
-    config,
     log,
     metrics,
     sessions,
     trust,
     clusterId: trust.current().clusterId,
     stateDir: settings.stateDir,
+    allowMissingEku: settings.allowMissingEku,
     now: () => new Date(),
   };
   // Revocation reaches live sessions on every port, not only new handshakes;
@@ -90,24 +100,24 @@ export async function startGateway(configured: Resolved, deps: GatewayDeps = {})
       listen: settings.listen,
       scheduler: settings.scheduler,
       handshakeTimeoutMs: settings.handshakeTimeoutMs,
-      maxConnections: config['terminator.max-connections'] as number,
+      maxConnections: caps.terminator,
       ...settings.shares,
       allowMissingEku: settings.allowMissingEku,
       memoryBudget,
       failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
       upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
       idleTimeoutMs: settings.idleTimeoutMs,
-      ...policyForTerminator(ctx, deps.inspector, components),
+      ...policyForTerminator(ctx, config.policy, deps.inspector, components),
     });
     components.push(terminator);
     addresses.terminator = terminator.address;
-    const dashboard = await startDashboard(ctx);
+    const dashboard = await startDashboard(ctx, { ...config.dashboard, maxConnections: caps.dashboard, crlPath: crlPathFor(settings.pki) });
     components.push(dashboard);
     if (dashboard.address) addresses.dashboard = dashboard.address;
-    const credentials = await startCredentials(ctx);
+    const credentials = await startCredentials(ctx, { ...credentialsWanted, maxConnections: caps.credentials });
     components.push(credentials);
     if (credentials.address) addresses.credentials = credentials.address;
-    const telemetry = await startTelemetry(ctx, { revocations: revocationSinkFor(ctx, settings.pki, deps.env ?? process.env), commands: credentials.commands });
+    const telemetry = await startTelemetry(ctx, telemetrySettings(config.telemetry, { stateDir: ctx.stateDir, dashboardUpstream: config.dashboard.upstream }), { revocations: revocationSinkFor(ctx, settings.pki, deps.env ?? process.env), commands: credentials.commands });
     components.push(telemetry);
     if (telemetry.address) addresses.metrics = telemetry.address;
   } catch (e) {
@@ -130,6 +140,7 @@ export async function startGateway(configured: Resolved, deps: GatewayDeps = {})
   };
   return {
     context: ctx,
+    config,
     settings,
     addresses,
     // SIGHUP: TLS material and every component that loaded files (policy, ...); true only if all succeeded.
@@ -143,44 +154,37 @@ export async function startGateway(configured: Resolved, deps: GatewayDeps = {})
 }
 
 const CAP_KEYS: Readonly<Record<Listener, string>> = {
-  terminator: 'terminator.max-connections',
-  dashboard: 'dashboard.max-connections',
-  credentials: 'credentials.max-connections',
+  terminator: terminatorKeys.maxConnections.key,
+  dashboard: dashboardKeys.maxConnections.key,
+  credentials: credentialsKeys.maxConnections.key,
 };
 const PORT_LABEL: Readonly<Record<Listener, string>> = { terminator: '8786', dashboard: '8787', credentials: 'credentials' };
 
 /**
- * The connection caps in force on every listener (limits/descriptor-budget.ts),
- * written back into the configuration the components read; each lowered cap
- * is logged (naming its key, both numbers and the limit) and every cap in
- * force is exported as scheduler_gateway_connection_limit{port}.
+ * The connection caps in force on every listener (limits/descriptor-budget.ts;
+ * 0 configured: the listener is off); each lowered cap is logged (naming its
+ * key, both numbers and the limit) and every cap in force is exported as
+ * scheduler_gateway_connection_limit{port}.
  */
-function withDescriptorBudget(config: Resolved, fdLimit: number | undefined, log: Logger, metrics: GatewayMetrics): Resolved {
-  const on = (l: Listener) =>
-    l === 'terminator' || (l === 'dashboard' ? config['dashboard.enabled'] !== false : credentialsSettings(config).listen !== undefined);
-  const capOf = (l: Listener) => (on(l) ? (config[CAP_KEYS[l]] as number) : 0);
-  const configured: ConnectionCaps = { terminator: capOf('terminator'), dashboard: capOf('dashboard'), credentials: capOf('credentials') };
+function effectiveCaps(configured: ConnectionCaps, fdLimit: number | undefined, log: Logger, metrics: GatewayMetrics): ConnectionCaps {
   const caps = planConnectionCaps(configured, fdLimit);
-  const out: Resolved = { ...config };
   for (const l of Object.keys(caps) as Listener[]) {
-    if (!on(l)) continue;
+    if (configured[l] === 0) continue;
     if (caps[l] < configured[l]) {
       log.warn('max_connections_lowered', {
         key: CAP_KEYS[l], configured: configured[l], effective: caps[l], open_files_limit: fdLimit,
         why: `the open-files limit backs ${DESCRIPTORS_PER_CONNECTION[l]} descriptors per connection on this port after ${DESCRIPTOR_RESERVE} spare and the other ports' share; raise it (LimitNOFILE=, ulimit -n) to allow more`,
       });
     }
-    out[CAP_KEYS[l]] = caps[l];
     metrics.connectionLimit.set({ port: PORT_LABEL[l] }, caps[l]);
   }
-  return out;
+  return caps;
 }
 
 /** The 8786 memory budget; a frame 0 larger than the whole budget could never be read. */
-function memoryBudgetFor(config: Resolved, limitBytes: number, metrics: GatewayMetrics): MemoryBudget {
-  const frame0 = config['policy.max-frame0-bytes'] as number | undefined;
-  if (config['policy.inspect'] !== false && frame0 !== undefined && frame0 > limitBytes) {
-    throw configError('terminator.memory-budget-bytes', `${limitBytes} is smaller than --max-frame0-bytes (${frame0}): one message header could never fit`);
+function memoryBudgetFor(policy: PolicyConfig, limitBytes: number, metrics: GatewayMetrics): MemoryBudget {
+  if (policy.inspect && policy.maxFrame0Bytes > limitBytes) {
+    throw configError(terminatorKeys.memoryBudgetBytes.key, `${limitBytes} is smaller than --${policyKeys.maxFrame0Bytes.flag} (${policy.maxFrame0Bytes}): one message header could never fit`);
   }
   metrics.memoryBudgetLimitBytes.set(limitBytes);
   return new MemoryBudget({

@@ -1,13 +1,12 @@
 /**
- * From resolved configuration to the typed settings the composition root
- * needs. Cross-flag rules run first, on which keys are present at all, so a
- * user gets "--tls-cert requires --tls-key" rather than a parse error
- * about some later key. Pure.
+ * From the typed configuration to the settings the composition root needs:
+ * which PKI, which state directory, the 8786 options. Cross-flag rules run
+ * first, on which keys are present at all, so a user gets "--tls-cert
+ * requires --tls-key" rather than a parse error about some later key. Pure.
  */
-import { resolve as resolvePath } from 'node:path';
 import { GatewayError } from '../errors/base.js';
-import type { Endpoint, KeySpec } from '../config/spec.js';
-import type { Flags, Resolved } from '../config/load.js';
+import type { Endpoint } from '../config/spec.js';
+import type { RunConfig } from '../config/keys/index.js';
 import type { ShareLimits } from '../terminator/fair-shares.js';
 import type { PkiSource } from '../runtime/material.js';
 
@@ -38,15 +37,6 @@ function usage(message: string, flags: string[]): GatewayError {
   return new GatewayError('GW_USAGE', message, { flags });
 }
 
-/** Flags named by any source (command line, environment, config file). */
-export function presentFlags(specs: readonly KeySpec[], sources: { flags: Flags; env: NodeJS.ProcessEnv; file?: Record<string, unknown> }): Set<string> {
-  const out = new Set<string>();
-  for (const s of specs) {
-    if (sources.flags[s.flag] !== undefined || (sources.env[s.env] ?? '') !== '' || sources.file?.[s.key] !== undefined) out.add(s.flag);
-  }
-  return out;
-}
-
 export function checkCrossFlagRules(present: ReadonlySet<string>): void {
   const tls = TLS_FLAGS.filter((f) => present.has(f));
   if (tls.length > 0 && present.has('dir')) {
@@ -63,45 +53,45 @@ export function checkCrossFlagRules(present: ReadonlySet<string>): void {
   if (present.has('state-dir') && tls.length === 0) throw usage('--state-dir goes with --tls-* only: with --dir, the state directory is --dir', ['state-dir']);
 }
 
-export function settingsFrom(c: Resolved, cwd: string): GatewaySettings {
-  const str = (k: string) => c[k] as string | undefined;
-  const num = (k: string) => c[k] as number;
-  const pki: PkiSource = str('tls.cert') !== undefined
+export function settingsFrom(c: RunConfig): GatewaySettings {
+  const { common, terminator: t } = c;
+  const pki: PkiSource = common.tlsCert !== undefined
     ? {
         mode: 'pem',
-        caPath: resolvePath(cwd, str('tls.ca')!),
-        certPath: resolvePath(cwd, str('tls.cert')!),
-        keyPath: resolvePath(cwd, str('tls.key')!),
-        ...(str('tls.crl') ? { crlPath: resolvePath(cwd, str('tls.crl')!) } : {}),
-        clusterId: str('cluster')!,
+        caPath: required(common.tlsCa, 'tls-ca'),
+        certPath: common.tlsCert,
+        keyPath: required(common.tlsKey, 'tls-key'),
+        ...(common.tlsCrl !== undefined ? { crlPath: common.tlsCrl } : {}),
+        clusterId: required(common.cluster, 'cluster'),
       }
-    : {
-        mode: 'dir',
-        dir: resolvePath(cwd, str('dir') ?? 'certs'),
-        ...(str('passphrase-file') ? { passphraseFile: resolvePath(cwd, str('passphrase-file')!) } : {}),
-      };
-  const stateDirFlag = str('state-dir');
+    : { mode: 'dir', dir: common.dir, ...(common.passphraseFile !== undefined ? { passphraseFile: common.passphraseFile } : {}) };
   return {
     pki,
-    stateDir: pki.mode === 'dir' ? pki.dir : stateDirFlag !== undefined ? resolvePath(cwd, stateDirFlag) : undefined,
-    logLevel: (str('log-level') ?? 'info') as GatewaySettings['logLevel'],
-    scheduler: c['scheduler'] as Endpoint | undefined,
-    listen: c['listen'] as Endpoint,
-    handshakeTimeoutMs: num('terminator.handshake-timeout-ms'),
-    maxConnections: num('terminator.max-connections'),
-    failedHandshakesPerMinute: num('terminator.failed-handshake-rate'),
-    upstreamConnectTimeoutMs: num('terminator.upstream-connect-timeout-ms'),
-    drainTimeoutMs: num('terminator.drain-timeout-ms'),
-    idleTimeoutMs: num('terminator.idle-timeout-ms'),
+    stateDir: pki.mode === 'dir' ? pki.dir : common.stateDir,
+    logLevel: common.logLevel,
+    scheduler: t.scheduler,
+    listen: t.listen,
+    handshakeTimeoutMs: t.handshakeTimeoutMs,
+    maxConnections: t.maxConnections,
+    failedHandshakesPerMinute: t.failedHandshakeRate,
+    upstreamConnectTimeoutMs: t.upstreamConnectTimeoutMs,
+    drainTimeoutMs: t.drainTimeoutMs,
+    idleTimeoutMs: t.idleTimeoutMs,
     shares: {
-      maxHandshakes: num('terminator.max-handshakes'),
-      maxHandshakesPerAddress: num('terminator.max-handshakes-per-address'),
-      maxPerAddress: num('terminator.max-connections-per-address'),
-      maxPerIdentity: num('terminator.max-connections-per-identity'),
-      reserveWorkersPercent: num('terminator.reserve-workers-percent'),
-      reserveClientsPercent: num('terminator.reserve-clients-percent'),
+      maxHandshakes: t.maxHandshakes,
+      maxHandshakesPerAddress: t.maxHandshakesPerAddress,
+      maxPerAddress: t.maxConnectionsPerAddress,
+      maxPerIdentity: t.maxConnectionsPerIdentity,
+      reserveWorkersPercent: t.reserveWorkersPercent,
+      reserveClientsPercent: t.reserveClientsPercent,
     },
-    memoryBudgetBytes: num('terminator.memory-budget-bytes'),
-    allowMissingEku: c['tls.allow-missing-eku'] === true,
+    memoryBudgetBytes: t.memoryBudgetBytes,
+    allowMissingEku: common.allowMissingEku,
   };
+}
+
+/** checkCrossFlagRules has made sure of it for `run`; a caller that skipped it gets the same usage error. */
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined) throw usage(`--tls-cert requires --${flag}`, ['tls-cert', flag]);
+  return value;
 }

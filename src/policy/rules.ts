@@ -29,6 +29,7 @@
  */
 import { PeerRole, NAMED_ROLES, isPeerRole } from '../pki/identity.js';
 import { KNOWN_OPS, OP_GROUPS, isOpGroup } from './catalog.js';
+import { policyKeys } from '../config/keys/policy.js';
 
 export type UnknownOps = 'deny' | 'allow' | 'audit';
 
@@ -41,7 +42,11 @@ export interface PolicySettings {
   readonly pinWorkerName: boolean;
 }
 
-export const DEFAULT_SETTINGS: PolicySettings = { workerClientOps: true, unknownOps: 'deny', pinWorkerName: false };
+export const DEFAULT_SETTINGS: PolicySettings = {
+  workerClientOps: policyKeys.workerClientOps.default,
+  unknownOps: policyKeys.unknownOps.default,
+  pinWorkerName: policyKeys.pinWorkerName.default,
+};
 
 export interface RoleRules {
   readonly allow?: readonly string[];

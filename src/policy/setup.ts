@@ -1,16 +1,16 @@
 /**
- * Builds the 8786 policy from resolved configuration for the composition
+ * Builds the 8786 policy from its configuration slice for the composition
  * root: the holder (validated at start, reloadable) and the inspector factory
  * (undefined when inspection is off, so the terminator pipes bytes untouched).
  */
-import type { Resolved } from '../config/load.js';
+import type { PolicyConfig } from '../config/keys/policy.js';
 import type { Component, GatewayContext } from '../runtime/context.js';
 import { FileWatch } from '../runtime/file-watch.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import type { FrameLimits } from '../wire/frame-parser.js';
 import { PolicyHolder } from './holder.js';
 import { createInspectorFactory } from './inspector.js';
-import { DEFAULT_SETTINGS, type PolicySettings, type UnknownOps } from './rules.js';
+import type { PolicySettings } from './rules.js';
 
 export interface PolicySetup {
   readonly holder: PolicyHolder;
@@ -19,26 +19,18 @@ export interface PolicySetup {
   reload(reason: string): Promise<boolean>;
 }
 
-export function settingsFromConfig(config: Resolved): PolicySettings {
-  return {
-    workerClientOps: (config['policy.worker-client-ops'] as boolean | undefined) ?? DEFAULT_SETTINGS.workerClientOps,
-    unknownOps: (config['policy.unknown-ops'] as UnknownOps | undefined) ?? DEFAULT_SETTINGS.unknownOps,
-    pinWorkerName: (config['policy.pin-worker-name'] as boolean | undefined) ?? DEFAULT_SETTINGS.pinWorkerName,
-  };
+export function settingsFromConfig(c: PolicyConfig): PolicySettings {
+  return { workerClientOps: c.workerClientOps, unknownOps: c.unknownOps, pinWorkerName: c.pinWorkerName };
 }
 
-export function limitsFromConfig(config: Resolved): FrameLimits {
-  return {
-    maxFrames: (config['policy.max-frames'] as number | undefined) ?? 1_000_000,
-    maxFrame0Bytes: (config['policy.max-frame0-bytes'] as number | undefined) ?? 64 * 1024 * 1024,
-    maxMessageBytes: (config['policy.max-message-bytes'] as number | undefined) ?? 16 * 2 ** 30,
-  };
+export function limitsFromConfig(c: PolicyConfig): FrameLimits {
+  return { maxFrames: c.maxFrames, maxFrame0Bytes: c.maxFrame0Bytes, maxMessageBytes: c.maxMessageBytes };
 }
 
-export function openPolicy(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics'>): PolicySetup {
-  const { config, log, metrics } = ctx;
-  const holder = new PolicyHolder(config['policy.file'] as string | undefined, settingsFromConfig(config));
-  const inspect = (config['policy.inspect'] as boolean | undefined) ?? true;
+export function openPolicy(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig): PolicySetup {
+  const { log, metrics } = ctx;
+  const holder = new PolicyHolder(config.file, settingsFromConfig(config));
+  const { inspect } = config;
   const inspector = inspect ? createInspectorFactory(holder, { log, metrics, limits: limitsFromConfig(config) }) : undefined;
   const { settings, source } = holder.current();
   log.info('policy_loaded', { source, inspect, worker_client_ops: settings.workerClientOps, unknown_ops: settings.unknownOps, pin_worker_name: settings.pinWorkerName });
@@ -61,9 +53,9 @@ export function openPolicy(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics
  * policy file and reloads it when it changes, like the TLS material.
  * Returns a spreadable `{ inspector }`, or `{}` when inspection is off.
  */
-export function policyForTerminator(ctx: Pick<GatewayContext, 'config' | 'log' | 'metrics'>, injected: InspectorFactory | undefined, components: Component[], pollMs = 1000): { inspector?: InspectorFactory } {
+export function policyForTerminator(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig, injected: InspectorFactory | undefined, components: Component[], pollMs = 1000): { inspector?: InspectorFactory } {
   if (injected) return { inspector: injected };
-  const setup = openPolicy(ctx);
+  const setup = openPolicy(ctx, config);
   const path = setup.holder.path;
   if (path !== undefined) {
     const watch = FileWatch.start({ what: 'policy', files: [path], reload: (reason) => setup.reload(reason), log: ctx.log, metrics: ctx.metrics, pollMs });

@@ -2,12 +2,12 @@
  * What every component of a running gateway shares. Built once by the
  * composition root (gateway/compose.ts) and passed down; no module reaches
  * for globals. Declared below every component, so that no component imports
- * another or the root.
+ * another or the root. Configuration is not here: each component is given
+ * its own typed slice (config/keys/*.ts) when it is started.
  */
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { SessionRegistry } from './sessions.js';
-import type { Resolved } from '../config/load.js';
 
 /** The TLS material of the cluster as currently loaded; swapped atomically on reload. */
 export interface TrustMaterial {
@@ -36,7 +36,6 @@ export interface RevocationSink {
 }
 
 export interface GatewayContext {
-  readonly config: Resolved;
   readonly log: Logger;
   readonly metrics: GatewayMetrics;
   readonly sessions: SessionRegistry;
@@ -44,6 +43,8 @@ export interface GatewayContext {
   readonly clusterId: string;
   /** Managed state directory (certs/, tokens.db, spool/); undefined with bring-your-own PEM files. */
   readonly stateDir: string | undefined;
+  /** Peer certificates without any EKU extension are accepted on every port (bring-your-own PKI, --allow-missing-eku). */
+  readonly allowMissingEku: boolean;
   readonly now: () => Date;
 }
 

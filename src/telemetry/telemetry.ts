@@ -20,8 +20,8 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Component, GatewayContext, RevocationSink } from '../runtime/context.js';
-import type { Endpoint } from '../config/spec.js';
-import type { Resolved } from '../config/load.js';
+import { formatEndpoint, type Endpoint } from '../config/spec.js';
+import type { TelemetryConfig } from '../config/keys/telemetry.js';
 import { isGatewayError } from '../errors/base.js';
 import { telemetryError } from './errors.js';
 import { parseCertificatePem } from '../pki/certificate.js';
@@ -53,26 +53,30 @@ export interface TelemetrySettings {
   readonly gzip: boolean;
 }
 
-export function telemetrySettings(config: Resolved, stateDir: string | undefined): TelemetrySettings {
-  const get = <T>(k: string) => config[k] as T;
-  const upstream = get<Endpoint | undefined>('dashboard.upstream');
-  const derived = upstream?.host !== undefined ? new URL(`http://${upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host}:${upstream.port}/metrics`) : undefined;
-  const explicitSpool = get<string | undefined>('telemetry.spool-dir');
+/** What telemetry falls back on: the state directory (spool, hash key) and the scheduler's dashboard (its /metrics). */
+export interface TelemetryDefaults {
+  readonly stateDir: string | undefined;
+  readonly dashboardUpstream: Endpoint | undefined;
+}
+
+export function telemetrySettings(c: TelemetryConfig, d: TelemetryDefaults): TelemetrySettings {
+  const upstream = d.dashboardUpstream;
+  const derived = upstream?.host !== undefined ? new URL(`http://${formatEndpoint(upstream)}/metrics`) : undefined;
   return {
-    metricsListen: get<Endpoint | undefined>('metrics.listen'),
-    metricsUnsafePublic: get<boolean | undefined>('metrics.listen-unsafe-public') ?? false,
-    controlPlane: streamUrl(get<URL | undefined>('control-plane.url')),
-    caFile: get<string | undefined>('control-plane.ca'),
-    credentialFile: get<string | undefined>('control-plane.credential'),
-    intervalMs: get<number | undefined>('telemetry.interval') ?? 15_000,
-    scrapeIntervalMs: get<number | undefined>('telemetry.scrape-interval') ?? 15_000,
-    schedulerUrl: get<URL | undefined>('telemetry.scheduler-metrics-url') ?? derived,
-    spoolDir: explicitSpool ?? (stateDir ? join(stateDir, 'spool') : undefined),
-    spoolMaxBytes: get<number | undefined>('telemetry.spool-max-bytes') ?? 256 * 1024 * 1024,
-    spoolMaxAgeMs: (get<number | undefined>('telemetry.spool-max-age-days') ?? 30) * 86_400_000,
-    allowlist: loadAllowlist(get<string | undefined>('telemetry.allowlist')),
-    hashLabels: get<boolean | undefined>('telemetry.hash-labels') ?? false,
-    gzip: get<boolean | undefined>('telemetry.gzip') ?? false,
+    metricsListen: c.metricsListen,
+    metricsUnsafePublic: c.metricsListenUnsafePublic,
+    controlPlane: streamUrl(c.controlPlane),
+    caFile: c.controlPlaneCa,
+    credentialFile: c.controlPlaneCredential,
+    intervalMs: c.interval,
+    scrapeIntervalMs: c.scrapeInterval,
+    schedulerUrl: c.schedulerMetricsUrl ?? derived,
+    spoolDir: c.spoolDir ?? (d.stateDir ? join(d.stateDir, 'spool') : undefined),
+    spoolMaxBytes: c.spoolMaxBytes,
+    spoolMaxAgeMs: c.spoolMaxAgeDays * 86_400_000,
+    allowlist: loadAllowlist(c.allowlist),
+    hashLabels: c.hashLabels,
+    gzip: c.gzip,
   };
 }
 
@@ -144,9 +148,8 @@ export interface TelemetryDeps {
   readonly scrapeTimeoutMs?: number;
 }
 
-export async function startTelemetry(ctx: GatewayContext, deps: TelemetryDeps = {}): Promise<Component & { address: AddressInfo | undefined }> {
+export async function startTelemetry(ctx: GatewayContext, s: TelemetrySettings, deps: TelemetryDeps = {}): Promise<Component & { address: AddressInfo | undefined }> {
   const log = ctx.log.child({ component: 'telemetry' });
-  const s = telemetrySettings(ctx.config, ctx.stateDir);
   const stateDirForKey = ctx.stateDir ?? s.spoolDir;
   const hashKey = s.hashLabels && stateDirForKey ? loadHashKey(stateDirForKey) : undefined;
   if (s.hashLabels && !hashKey) throw telemetryError('badEndpoint', { key: '--telemetry-hash-labels', reason: 'needs a state directory or --spool-dir for its key' });

@@ -1,8 +1,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readConfigFile, resolveConfig } from '../../src/config/load.js';
-import { runKeys } from '../../src/config/keys/index.js';
+import { readConfigFile, resolveRunConfig } from '../../src/config/load.js';
 
 t.test('a config file is never echoed through process warnings (it may hold paths and names an operator keeps private)', async (t) => {
   const dir = t.testdir({});
@@ -15,14 +14,14 @@ t.test('a config file is never echoed through process warnings (it may hold path
   const doc = readConfigFile(file);
   await new Promise((r) => setImmediate(r));
   t.same(seen, [], 'no warning carries the file contents');
-  t.throws(() => resolveConfig(runKeys, { flags: {}, env: {}, file: doc }), { code: 'GW_CONFIG_INVALID', message: /listen/ }, 'the bad value is still refused, naming the key');
+  t.throws(() => resolveRunConfig({ flags: {}, env: {}, file: doc }), { code: 'GW_CONFIG_INVALID', message: /listen/ }, 'the bad value is still refused, naming the key');
 });
 
 t.test('flags beat the environment, which beats the file; an unknown file key is refused by name', async (t) => {
-  const file = { listen: '127.0.0.1:1001', 'log-level': 'warn' };
-  const c = resolveConfig(runKeys, { flags: { listen: '127.0.0.1:1003' }, env: { SCHEDULER_GATEWAY_LISTEN: '127.0.0.1:1002', SCHEDULER_GATEWAY_LOG_LEVEL: 'error' }, file });
-  t.same(c.listen, { host: '127.0.0.1', port: 1003 });
-  t.equal(c['log-level'], 'error');
-  t.throws(() => resolveConfig(runKeys, { flags: {}, env: {}, file: { lisen: 'x' } }), { code: 'GW_CONFIG_INVALID', message: /lisen: unknown key/ });
-  t.throws(() => resolveConfig(runKeys, { flags: {}, env: { SCHEDULER_GATEWAY_MAX_CONNECTIONS: 'many' }, file: {} }), { message: /SCHEDULER_GATEWAY_MAX_CONNECTIONS/ });
+  const file = { path: '/etc/gw/config.yaml', values: { listen: '127.0.0.1:1001', 'log-level': 'warn' } };
+  const c = resolveRunConfig({ flags: { listen: '127.0.0.1:1003' }, env: { SCHEDULER_GATEWAY_LISTEN: '127.0.0.1:1002', SCHEDULER_GATEWAY_LOG_LEVEL: 'error' }, file });
+  t.same(c.terminator.listen, { host: '127.0.0.1', port: 1003 });
+  t.equal(c.common.logLevel, 'error');
+  t.throws(() => resolveRunConfig({ flags: {}, env: {}, file: { path: '/etc/gw/config.yaml', values: { lisen: 'x' } } }), { code: 'GW_CONFIG_INVALID', message: /lisen: unknown key/ });
+  t.throws(() => resolveRunConfig({ flags: {}, env: { SCHEDULER_GATEWAY_MAX_CONNECTIONS: 'many' } }), { message: /SCHEDULER_GATEWAY_MAX_CONNECTIONS/ });
 });

@@ -1,17 +1,21 @@
 import t from 'tap';
 import { credentialsSettings } from '../../src/credentials/index.js';
+import { resolveSlice } from '../../src/config/load.js';
+import { credentialsKeys } from '../../src/config/keys/credentials.js';
 import { makeTestCluster } from '../helpers/pki.js';
 import { startTestGateway } from '../helpers/gateway.js';
 
+const none = resolveSlice(credentialsKeys, { flags: {}, env: {} });
+
 t.test('the listener opens only when something can supply credentials, on 8789 unless told otherwise', async (t) => {
-  t.equal(credentialsSettings({}).listen, undefined, 'nothing configured: no port');
-  t.same(credentialsSettings({ 'credentials.file': '/x' }).listen, { host: '0.0.0.0', port: 8789 });
-  t.same(credentialsSettings({ 'control-plane.url': new URL('https://cp.example') }).listen, { host: '0.0.0.0', port: 8789 });
-  t.same(credentialsSettings({ 'credentials.listen': { host: '127.0.0.1', port: 0 } }).listen, { host: '127.0.0.1', port: 0 });
+  t.equal(credentialsSettings(none, undefined).listen, undefined, 'nothing configured: no port');
+  t.same(credentialsSettings({ ...none, file: '/x' }, undefined).listen, { host: '0.0.0.0', port: 8789 });
+  t.same(credentialsSettings(none, new URL('https://cp.example')).listen, { host: '0.0.0.0', port: 8789 });
+  t.same(credentialsSettings({ ...none, listen: { host: '127.0.0.1', port: 0 } }, undefined).listen, { host: '127.0.0.1', port: 0 });
 });
 
 t.test('--credentials-file and --credentials-command exclude each other', async (t) => {
-  t.throws(() => credentialsSettings({ 'credentials.file': '/x', 'credentials.command': 'y' }), { code: 'GW_CREDENTIALS_CONFIG', message: /--credentials-file excludes --credentials-command/ });
+  t.throws(() => credentialsSettings({ ...none, file: '/x', command: 'y' }, undefined), { code: 'GW_CREDENTIALS_CONFIG', message: /--credentials-file excludes --credentials-command/ });
 });
 
 t.test('a gateway without any credentials source opens no credentials port', async (t) => {

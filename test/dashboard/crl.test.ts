@@ -102,9 +102,9 @@ t.test('CrlFile refuses what is not a bounded PEM CRL and re-reads only on chang
 });
 
 t.test('which file is served: the state directory CRL, or --tls-crl in bring-your-own PEM mode', async (t) => {
-  t.equal(crlPathFor({}, '/var/lib/gw'), '/var/lib/gw/crl.pem');
-  t.equal(crlPathFor({}, undefined), undefined, 'no state directory: 404');
-  t.equal(crlPathFor({ 'tls.cert': '/etc/gw/cert.pem', 'tls.crl': '/etc/gw/crl.pem' }, '/var/lib/gw'), '/etc/gw/crl.pem');
-  t.equal(crlPathFor({ 'tls.cert': '/etc/gw/cert.pem' }, '/var/lib/gw'), undefined,
+  const pem = { mode: 'pem', caPath: '/etc/gw/ca.pem', certPath: '/etc/gw/cert.pem', keyPath: '/etc/gw/key.pem', clusterId: 'c' } as const;
+  t.equal(crlPathFor({ mode: 'dir', dir: '/var/lib/gw' }), '/var/lib/gw/crl.pem');
+  t.equal(crlPathFor({ ...pem, crlPath: '/etc/gw/crl.pem' }), '/etc/gw/crl.pem');
+  t.equal(crlPathFor(pem), undefined,
     'PEM mode without --tls-crl serves nothing (a --state-dir holds no CRL)');
 });

@@ -13,9 +13,9 @@ import { createMetrics, type GatewayMetrics } from '../../src/runtime/metrics.js
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import { openTrust } from '../../src/runtime/material.js';
 import type { GatewayContext } from '../../src/runtime/context.js';
-import { resolveConfig, type Flags } from '../../src/config/load.js';
+import { resolveSlice, type Flags } from '../../src/config/load.js';
 import { dashboardKeys } from '../../src/config/keys/dashboard.js';
-import { startDashboard, type DashboardComponent } from '../../src/dashboard/index.js';
+import { crlPathFor, startDashboard, type DashboardComponent, type DashboardOptions } from '../../src/dashboard/index.js';
 import type { DashboardLimits } from '../../src/dashboard/server.js';
 import { TokenStore, type Scope } from '../../src/tokens/store.js';
 import { makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
@@ -40,6 +40,8 @@ export interface TestDashboard {
   readonly cluster: TestCluster;
   readonly component: DashboardComponent;
   readonly ctx: GatewayContext;
+  /** What the component was started with. */
+  readonly options: DashboardOptions;
   readonly metrics: GatewayMetrics;
   readonly port: number;
   readonly origin: string;
@@ -80,18 +82,18 @@ export async function startTestDashboard(o: TestDashboardOptions): Promise<TestD
   const log = createLogger({ stream: sink, level: 'debug' });
   const metrics = createMetrics({ defaultMetrics: false });
   const trust = await openTrust({ mode: 'dir', dir: cluster.dir }, { env: { SCHEDULER_GATEWAY_PASSPHRASE: cluster.passphrase }, log, metrics, pollMs: 200 });
-  const config = resolveConfig(dashboardKeys, {
-    flags: { 'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${o.upstreamPort}`, ...o.flags },
-    env: {},
-  });
-  const ctx: GatewayContext = { config, log, metrics, sessions: new SessionRegistry(), trust, clusterId: trust.current().clusterId, stateDir: cluster.dir, now: o.now ?? (() => new Date()) };
-  const component = await startDashboard(ctx, o.limits ? { limits: o.limits } : {});
+  const options: DashboardOptions = {
+    ...resolveSlice(dashboardKeys, { flags: { 'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${o.upstreamPort}`, ...o.flags }, env: {} }),
+    crlPath: crlPathFor({ mode: 'dir', dir: cluster.dir }),
+  };
+  const ctx: GatewayContext = { log, metrics, sessions: new SessionRegistry(), trust, clusterId: trust.current().clusterId, stateDir: cluster.dir, allowMissingEku: false, now: o.now ?? (() => new Date()) };
+  const component = await startDashboard(ctx, options, o.limits ? { limits: o.limits } : {});
   const port = component.address!.port;
   const tokens = TokenStore.open(cluster.dir);
   const ca = cluster.caPem;
 
   const td: TestDashboard = {
-    cluster, component, ctx, metrics, port, tokens, lines,
+    cluster, component, ctx, options, metrics, port, tokens, lines,
     origin: `https://localhost:${port}`,
     rawLog: () => raw,
     token(name, scope = 'view', expiresDays) {

@@ -5,7 +5,7 @@ import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { forgeCertificate, EKU } from '../helpers/pki.js';
 import { startFakeUpstream, startTestDashboard, waitFor } from './harness.js';
-import { startDashboard } from '../../src/dashboard/index.js';
+import { startDashboard, type DashboardOptions } from '../../src/dashboard/index.js';
 
 function handshake(port: number, opts: Record<string, unknown>): Promise<string> {
   return new Promise((resolve) => {
@@ -49,16 +49,16 @@ t.test('the certificate is swapped in place when the cluster material reloads', 
 t.test('bad dashboard configuration is refused at start with an error naming it', async (t) => {
   const up = await startFakeUpstream(t);
   const d = await startTestDashboard({ upstreamPort: up.port, t });
-  const ctxWith = (over: Record<string, unknown>) => ({ ...d.ctx, config: { ...d.ctx.config, 'dashboard.listen': { host: '127.0.0.1', port: 0 }, ...over } });
-  await t.rejects(startDashboard(ctxWith({ 'dashboard.upstream': { host: '10.0.0.1', port: 8788 } })), { code: 'GW_DASHBOARD_UPSTREAM_NOT_LOOPBACK' });
-  await t.rejects(startDashboard(ctxWith({ 'dashboard.tls-cert': '/x.pem' })), { code: 'GW_DASHBOARD_TLS_PAIR' });
+  const base: DashboardOptions = { ...d.options, listen: { host: '127.0.0.1', port: 0 } };
+  await t.rejects(startDashboard(d.ctx, { ...base, upstream: { host: '10.0.0.1', port: 8788 } }), { code: 'GW_DASHBOARD_UPSTREAM_NOT_LOOPBACK' });
+  await t.rejects(startDashboard(d.ctx, { ...base, tlsCert: '/x.pem' }), { code: 'GW_DASHBOARD_TLS_PAIR' });
   const dir = t.testdir({});
   await forgeCertificate({ dns: ['localhost'], writeTo: { dir, name: 'loose' } });
   chmodSync(join(dir, 'loose-key.pem'), 0o644);
-  await t.rejects(startDashboard(ctxWith({ 'dashboard.tls-cert': join(dir, 'loose.pem'), 'dashboard.tls-key': join(dir, 'loose-key.pem') })), { code: 'GW_DASHBOARD_TLS_FILE', message: /chmod 600/ });
-  await t.rejects(startDashboard(ctxWith({ 'dashboard.listen': { host: '127.0.0.1', port: d.port } })), { code: 'GW_DASHBOARD_LISTEN', message: /EADDRINUSE/ });
-  await t.rejects(startDashboard({ ...ctxWith({}), stateDir: undefined }), { code: 'GW_DASHBOARD_NO_LOGIN' });
-  const off = await startDashboard(ctxWith({ 'dashboard.enabled': false }));
+  await t.rejects(startDashboard(d.ctx, { ...base, tlsCert: join(dir, 'loose.pem'), tlsKey: join(dir, 'loose-key.pem') }), { code: 'GW_DASHBOARD_TLS_FILE', message: /chmod 600/ });
+  await t.rejects(startDashboard(d.ctx, { ...base, listen: { host: '127.0.0.1', port: d.port } }), { code: 'GW_DASHBOARD_LISTEN', message: /EADDRINUSE/ });
+  await t.rejects(startDashboard({ ...d.ctx, stateDir: undefined }, base), { code: 'GW_DASHBOARD_NO_LOGIN' });
+  const off = await startDashboard(d.ctx, { ...base, enabled: false });
   t.equal(off.address, undefined, '--dashboard=false starts nothing');
 });
 

@@ -1,6 +1,6 @@
 /**
  * Every parser the project owns, fed seeded hostile input at volume:
- * policy files, configuration (values and files through resolveConfig),
+ * policy files, configuration (values and files through resolveRunConfig),
  * dashboard token strings through the token verifier, session cookies and
  * request targets, certificate/CRL/key PEM through the PKI loaders, SPIFFE
  * URIs and SAN strings, Prometheus text, spool records, control-plane
@@ -27,9 +27,9 @@ import { parsePolicyText } from '../../src/policy/holder.js';
 import { compilePolicy, DEFAULT_POLICY, DEFAULT_SETTINGS } from '../../src/policy/rules.js';
 import { decide } from '../../src/policy/decide.js';
 import { ConnectionInspector } from '../../src/policy/inspector.js';
-import { resolveConfig, readConfigFile, type Flags } from '../../src/config/load.js';
+import { presentFlags, resolveRunConfig, readConfigFile, type Flags } from '../../src/config/load.js';
 import { runKeys } from '../../src/config/keys/index.js';
-import { checkCrossFlagRules, presentFlags, settingsFrom } from '../../src/gateway/settings.js';
+import { checkCrossFlagRules, settingsFrom } from '../../src/gateway/settings.js';
 import { TokenStore } from '../../src/tokens/store.js';
 import { TokenCache } from '../../src/tokens/cache.js';
 import { SessionCookies, readCookie } from '../../src/dashboard/session-cookie.js';
@@ -83,7 +83,7 @@ t.test('policy files: parsePolicyText + compile + decide', async (t) => {
   assertClean(t, s);
 });
 
-t.test('configuration values and files: resolveConfig + cross-flag rules + settings', async (t) => {
+t.test('configuration values and files: resolveRunConfig + cross-flag rules + settings', async (t) => {
   const file = join(work, 'config.yaml');
   const seedFile = 'listen: 127.0.0.1:8786\nscheduler: 127.0.0.1:8785\ndashboard:\n  listen: 127.0.0.1:8787\n  session-ttl: 3600\nterminator:\n  max-connections: 100\n';
   const s = await fuzz(t, {
@@ -102,14 +102,14 @@ t.test('configuration values and files: resolveConfig + cross-flag rules + setti
       return { flags, env, text, fileObj };
     },
     run: ({ flags, env, text, fileObj }) => {
-      let fileValues = fileObj;
+      let configFile = fileObj ? { path: file, values: fileObj } : undefined;
       if (text !== undefined) {
         writeFileSync(file, text);
-        fileValues = readConfigFile(file);
+        configFile = readConfigFile(file);
       }
-      const sources = { flags: { dir: '/nonexistent', ...flags }, env, ...(fileValues ? { file: fileValues } : {}) };
+      const sources = { flags: { dir: '/nonexistent', ...flags }, env, cwd: work, ...(configFile ? { file: configFile } : {}) };
       checkCrossFlagRules(presentFlags(runKeys, sources));
-      settingsFrom(resolveConfig(runKeys, sources), work);
+      settingsFrom(resolveRunConfig(sources));
       return 'accepted';
     },
     isExpected: isGatewayError,

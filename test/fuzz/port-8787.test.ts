@@ -17,7 +17,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { randomBytes } from 'node:crypto';
-import { startDashboard, type DashboardComponent } from '../../src/dashboard/index.js';
+import { crlPathFor, startDashboard, type DashboardComponent } from '../../src/dashboard/index.js';
 import { TokenStore } from '../../src/tokens/store.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { waitFor } from '../helpers/dask.js';
@@ -60,7 +60,7 @@ t.before(async () => {
   // The composed dashboard is off; this one is the same component with the login-failure limiter lifted (it would
   // answer 429 to everything after ten bad tokens), so every case reaches the pipeline.
   const ctx = gw.gw.context;
-  dash = await startDashboard({ ...ctx, config: { ...ctx.config, 'dashboard.enabled': true, 'dashboard.listen': { host: '127.0.0.1', port: 0 } } }, { limits: { loginFailuresPerWindow: 1_000_000_000 } });
+  dash = await startDashboard(ctx, { ...gw.gw.config.dashboard, enabled: true, listen: { host: '127.0.0.1', port: 0 }, crlPath: crlPathFor(gw.gw.settings.pki) }, { limits: { loginFailuresPerWindow: 1_000_000_000 } });
   t.teardown(() => dash.close());
   port = dash.address!.port;
 });

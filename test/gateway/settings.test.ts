@@ -1,11 +1,11 @@
 import t from 'tap';
-import { resolveConfig } from '../../src/config/load.js';
+import { presentFlags, resolveRunConfig } from '../../src/config/load.js';
 import { runKeys } from '../../src/config/keys/index.js';
-import { checkCrossFlagRules, presentFlags, settingsFrom } from '../../src/gateway/settings.js';
+import { checkCrossFlagRules, settingsFrom } from '../../src/gateway/settings.js';
 import type { GatewayError } from '../../src/errors/base.js';
 
 const rules = (flags: Record<string, string>, env: NodeJS.ProcessEnv = {}, file?: Record<string, unknown>) =>
-  checkCrossFlagRules(presentFlags(runKeys, { flags, env, ...(file ? { file } : {}) }));
+  checkCrossFlagRules(presentFlags(runKeys, { flags, env, ...(file ? { file: { path: '/etc/gw/config.yaml', values: file } } : {}) }));
 
 t.test('cross-flag rules name the flags involved', async (t) => {
   t.throws(() => rules({ 'tls-cert': 'c.pem' }), { code: 'GW_USAGE', message: /--tls-cert requires --tls-key and --tls-ca/ });
@@ -27,7 +27,7 @@ t.test('the rules see keys from the environment and the config file too', async 
 t.test('a bad value stops the start with an error naming where it came from', async (t) => {
   const bad = (flags: Record<string, string>, env: NodeJS.ProcessEnv = {}, file?: Record<string, unknown>) => {
     try {
-      resolveConfig(runKeys, { flags, env, ...(file ? { file } : {}) });
+      resolveRunConfig({ flags, env, ...(file ? { file: { path: '/etc/gw/config.yaml', values: file } } : {}) });
     } catch (e) {
       return (e as GatewayError).message;
     }
@@ -44,7 +44,7 @@ t.test('a bad value stops the start with an error naming where it came from', as
 });
 
 t.test('defaults: 0.0.0.0:8786, a 10-minute idle timeout, the embedded scheduler when none is given', async (t) => {
-  const s = settingsFrom(resolveConfig(runKeys, { flags: {}, env: {} }), '/srv');
+  const s = settingsFrom(resolveRunConfig({ flags: {}, env: {}, cwd: '/srv' }));
   t.same(s.listen, { host: '0.0.0.0', port: 8786 });
   t.equal(s.scheduler, undefined);
   t.equal(s.idleTimeoutMs, 600_000, 'longer than any Dask heartbeat interval');
@@ -52,8 +52,8 @@ t.test('defaults: 0.0.0.0:8786, a 10-minute idle timeout, the embedded scheduler
 });
 
 t.test('a Unix socket path is a valid scheduler address, and PEM mode resolves paths against the working directory', async (t) => {
-  const c = resolveConfig(runKeys, { flags: { scheduler: '/run/dask.sock', 'tls-ca': 'ca.pem', 'tls-cert': 'gw.pem', 'tls-key': 'gw-key.pem', cluster: 'prod' }, env: {} });
-  const s = settingsFrom(c, '/etc/gw');
+  const c = resolveRunConfig({ flags: { scheduler: '/run/dask.sock', 'tls-ca': 'ca.pem', 'tls-cert': 'gw.pem', 'tls-key': 'gw-key.pem', cluster: 'prod' }, env: {}, cwd: '/etc/gw' });
+  const s = settingsFrom(c);
   t.same(s.scheduler, { path: '/run/dask.sock' });
   t.same(s.pki, { mode: 'pem', caPath: '/etc/gw/ca.pem', certPath: '/etc/gw/gw.pem', keyPath: '/etc/gw/gw-key.pem', clusterId: 'prod' });
 });

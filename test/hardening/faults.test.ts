@@ -20,16 +20,15 @@ import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { clientPrelude, requireDask, runClient, startScheduler, waitFor } from '../helpers/dask.js';
 import { probeTls } from '../terminator/tls-client.js';
-import { resolveConfig } from '../../src/config/load.js';
-import { runKeys } from '../../src/config/keys/index.js';
+import { resolveRunConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createMetrics, type GatewayMetrics } from '../../src/runtime/metrics.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import { openTrust } from '../../src/runtime/material.js';
 import type { GatewayContext } from '../../src/runtime/context.js';
 import { startTerminator } from '../../src/terminator/terminator.js';
-import { startTelemetry } from '../../src/telemetry/telemetry.js';
-import { startDashboard } from '../../src/dashboard/index.js';
+import { startTelemetry, telemetrySettings } from '../../src/telemetry/telemetry.js';
+import { crlPathFor, startDashboard } from '../../src/dashboard/index.js';
 import { verify as verifySpoolRecord } from '../../src/telemetry/spool.js';
 import { TokenStore } from '../../src/tokens/store.js';
 import { GatewayError } from '../../src/errors/base.js';
@@ -179,8 +178,8 @@ t.test('clock jumps: a certificate expiring while connected is cut; jumps either
   t.teardown(() => trust.close());
   let offsetMs = 0;
   const ctx: GatewayContext = {
-    config: resolveConfig(runKeys, { flags: { dir: cluster.dir }, env: {} }), log: logger, metrics, sessions: new SessionRegistry(), trust,
-    clusterId: trust.current().clusterId, stateDir: cluster.dir, now: () => new Date(Date.now() + offsetMs),
+    log: logger, metrics, sessions: new SessionRegistry(), trust,
+    clusterId: trust.current().clusterId, stateDir: cluster.dir, allowMissingEku: false, now: () => new Date(Date.now() + offsetMs),
   };
   const term = await startTerminator(ctx, {
     listen: { host: '127.0.0.1', port: 0 }, scheduler: { host: '127.0.0.1', port: echo.port }, handshakeTimeoutMs: 5000,
@@ -232,7 +231,7 @@ t.test('disk full under the telemetry spool: batches are refused and counted, st
   const spoolDir = join(mnt, 'spool');
   const log = countingLog();
   const metrics = createMetrics({ defaultMetrics: false });
-  const config = resolveConfig(runKeys, {
+  const config = resolveRunConfig({
     flags: {
       dir: cluster.dir, 'control-plane': 'https://127.0.0.1:9', 'control-plane-ca': receiver.caPath, 'control-plane-credential': credential,
       'spool-dir': spoolDir, 'telemetry-interval': '50ms', 'scrape-interval': '1s', 'metrics-listen': '127.0.0.1:0', 'dashboard-upstream': '127.0.0.1:9',
@@ -240,11 +239,12 @@ t.test('disk full under the telemetry spool: batches are refused and counted, st
     env: {},
   });
   const ctx: GatewayContext = {
-    config, log: createLogger({ stream: log.stream, level: 'info' }), metrics, sessions: new SessionRegistry(),
+    log: createLogger({ stream: log.stream, level: 'info' }), metrics, sessions: new SessionRegistry(),
     trust: { current: () => { throw new Error('unused'); }, isRevoked: () => false, onChange: () => () => undefined, reload: async () => true },
-    clusterId: cluster.clusterId, stateDir: undefined, now: () => new Date(),
+    clusterId: cluster.clusterId, stateDir: undefined, allowMissingEku: false, now: () => new Date(),
   };
-  const telemetry = await startTelemetry(ctx, { backoff: { baseMs: 200, capMs: 1000 }, connectTimeoutMs: 1000 });
+  const settings = telemetrySettings(config.telemetry, { stateDir: undefined, dashboardUpstream: config.dashboard.upstream });
+  const telemetry = await startTelemetry(ctx, settings, { backoff: { baseMs: 200, capMs: 1000 }, connectTimeoutMs: 1000 });
   t.teardown(() => telemetry.close());
   await waitFor(() => existsSync(spoolDir) && readdirSync(spoolDir).filter((n) => n.endsWith('.batch')).length >= 3, { timeoutMs: 30_000, what: 'batches spooled' });
   const filler = fill(mnt);
@@ -277,7 +277,7 @@ t.test('disk full under the token store: creating fails cleanly, logins keep wor
   // The composed dashboard is off; this one is the same component over the token store on the small disk.
   const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${echo.port}`, t, flags: { dashboard: 'false', 'dashboard-upstream': `127.0.0.1:${up.port}` } });
   const ctx = gw.gw.context;
-  const dash = await startDashboard({ ...ctx, config: { ...ctx.config, 'dashboard.enabled': true, 'dashboard.listen': { host: '127.0.0.1', port: 0 } } }, { tokens: store });
+  const dash = await startDashboard(ctx, { ...gw.gw.config.dashboard, enabled: true, listen: { host: '127.0.0.1', port: 0 }, crlPath: crlPathFor(gw.gw.settings.pki) }, { tokens: store });
   t.teardown(() => dash.close());
   const get = (token: string) => new Promise<number>((resolve, reject) => {
     const req = httpsRequest({ host: '127.0.0.1', port: dash.address!.port, path: '/status', servername: 'localhost', ca: cluster.caPem, agent: false, headers: { authorization: `Bearer ${token}`, host: 'localhost' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });

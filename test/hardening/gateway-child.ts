@@ -8,14 +8,13 @@
  *
  * Spawn with spawnGatewayChild() (hardening/child.ts), not directly.
  */
-import { resolveConfig, type Flags } from '../../src/config/load.js';
-import { runKeys } from '../../src/config/keys/index.js';
+import { resolveRunConfig, type Flags } from '../../src/config/load.js';
 import { startGateway } from '../../src/gateway/compose.js';
 import { createLogger } from '../../src/log/logger.js';
 
 const flags = JSON.parse(process.argv[2] ?? '{}') as Flags;
 const log = createLogger({ stream: process.stdout, level: 'info', batch: true }); // as `run` does
-const config = resolveConfig(runKeys, { flags, env: {} });
+const config = resolveRunConfig({ flags, env: {} });
 const gw = await startGateway(config, { log, env: process.env, trustPollMs: 250 });
 process.stdout.write(JSON.stringify({
   event: 'child_ready', pid: process.pid,

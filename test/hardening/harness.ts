@@ -10,8 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { jsonLineSink } from '../helpers/json-lines.js';
-import { resolveConfig, type Flags } from '../../src/config/load.js';
-import { runKeys } from '../../src/config/keys/index.js';
+import { resolveRunConfig, type Flags } from '../../src/config/load.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/compose.js';
 import { createLogger } from '../../src/log/logger.js';
 import { Writable } from 'node:stream';
@@ -182,7 +181,7 @@ export interface VolumeGateway {
 /** startGateway in-process (every component, loopback ports) with a counting log: for volume runs. */
 export async function startVolumeGateway(o: { t: Teardown; cluster: TestCluster; scheduler: string; flags?: Flags; level?: 'debug' | 'info' }): Promise<VolumeGateway> {
   const log = countingLog();
-  const config = resolveConfig(runKeys, {
+  const config = resolveRunConfig({
     flags: { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: o.scheduler, 'failed-handshake-rate': '1000000', ...o.flags },
     env: {},
   });

@@ -10,8 +10,7 @@
  */
 import { createLogger } from '../../src/log/logger.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/compose.js';
-import { resolveConfig } from '../../src/config/load.js';
-import { runKeys } from '../../src/config/keys/index.js';
+import { resolveRunConfig } from '../../src/config/load.js';
 import type { Flags } from '../../src/config/load.js';
 import type { InspectorFactory } from '../../src/terminator/inspector.js';
 import type { TestCluster } from './pki.js';
@@ -51,7 +50,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
     if (parsed) lines.push(parsed as LogLine);
   });
   const flags: Flags = { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: o.scheduler, 'log-level': 'debug', ...o.flags };
-  const config = resolveConfig(runKeys, { flags, env: {} });
+  const config = resolveRunConfig({ flags, env: {} });
   const gw = await startGateway(config, {
     log: createLogger({ stream: sink, level: 'debug' }),
     env: { SCHEDULER_GATEWAY_PASSPHRASE: o.cluster.passphrase },

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { policyForTerminator, limitsFromConfig, settingsFromConfig } from '../../src/policy/setup.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
-import { resolveConfig } from '../../src/config/load.js';
+import { resolveSlice } from '../../src/config/load.js';
 import { policyKeys } from '../../src/config/keys/policy.js';
 import type { Component } from '../../src/runtime/context.js';
 import type { InspectorFactory } from '../../src/terminator/inspector.js';
@@ -15,8 +15,10 @@ import { waitFor } from '../helpers/dask.js';
 function ctx(flags: Record<string, string | boolean>) {
   const lines: Record<string, unknown>[] = [];
   const log = createLogger({ stream: new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }) });
-  return { config: resolveConfig(policyKeys, { flags, env: {} }), log, metrics: createMetrics({ defaultMetrics: false }), lines };
+  return { config: resolveSlice(policyKeys, { flags, env: {} }), log, metrics: createMetrics({ defaultMetrics: false }), lines };
 }
+
+const start = (c: ReturnType<typeof ctx>, injected: InspectorFactory | undefined, components: Component[], pollMs?: number) => policyForTerminator(c, c.config, injected, components, pollMs);
 
 const peer = { identity: { cluster: 'c', role: 'client' as const, name: 'a' }, serial: '01', remoteAddress: '127.0.0.1', sanHosts: [], connectionId: 'x' };
 const gatherDenied = (f: InspectorFactory) => {
@@ -27,26 +29,26 @@ const gatherDenied = (f: InspectorFactory) => {
 };
 
 t.test('config keys resolve to settings and limits, with the documented defaults', async (t) => {
-  const c = resolveConfig(policyKeys, { flags: {}, env: {} });
+  const c = resolveSlice(policyKeys, { flags: {}, env: {} });
   t.same(settingsFromConfig(c), { workerClientOps: true, unknownOps: 'deny', pinWorkerName: false });
   t.same(limitsFromConfig(c), { maxFrames: 1_000_000, maxFrame0Bytes: 64 * 1024 * 1024, maxMessageBytes: 16 * 2 ** 30 });
-  const e = resolveConfig(policyKeys, { flags: {}, env: { SCHEDULER_GATEWAY_UNKNOWN_OPS: 'audit', SCHEDULER_GATEWAY_WORKER_CLIENT_OPS: 'false', SCHEDULER_GATEWAY_MAX_FRAMES: '10' } });
+  const e = resolveSlice(policyKeys, { flags: {}, env: { SCHEDULER_GATEWAY_UNKNOWN_OPS: 'audit', SCHEDULER_GATEWAY_WORKER_CLIENT_OPS: 'false', SCHEDULER_GATEWAY_MAX_FRAMES: '10' } });
   t.same(settingsFromConfig(e), { workerClientOps: false, unknownOps: 'audit', pinWorkerName: false });
   t.equal(limitsFromConfig(e).maxFrames, 10);
-  t.throws(() => resolveConfig(policyKeys, { flags: { 'unknown-ops': 'maybe' }, env: {} }), /--unknown-ops: expected one of deny, allow, audit/);
+  t.throws(() => resolveSlice(policyKeys, { flags: { 'unknown-ops': 'maybe' }, env: {} }), /--unknown-ops: expected one of deny, allow, audit/);
 });
 
 t.test('inspection off gives the terminator no inspector (pure forwarding)', async (t) => {
   const components: Component[] = [];
-  t.same(policyForTerminator(ctx({ inspect: 'false' }), undefined, components), {});
+  t.same(start(ctx({ inspect: 'false' }), undefined, components), {});
   t.same(components, []);
 });
 
 t.test('an injected inspector wins; an invalid policy file stops the start with named errors', async (t) => {
   const injected: InspectorFactory = () => ({ fromPeer: () => null, fromScheduler: () => null, bufferedBytes: 0 });
-  t.equal(policyForTerminator(ctx({}), injected, []).inspector, injected);
+  t.equal(start(ctx({}), injected, []).inspector, injected);
   const dir = t.testdir({ 'bad.yaml': 'version: 1\nrules:\n  client:\n    allow: [nope]\n' });
-  t.throws(() => policyForTerminator(ctx({ policy: join(dir, 'bad.yaml') }), undefined, []), { code: 'GW_POLICY_INVALID', message: /rules\.client\.allow\[0\]: unknown op "nope"/ });
+  t.throws(() => start(ctx({ policy: join(dir, 'bad.yaml') }), undefined, []), { code: 'GW_POLICY_INVALID', message: /rules\.client\.allow\[0\]: unknown op "nope"/ });
 });
 
 t.test('the policy file is watched and hot-reloaded; a bad edit keeps the policy in force', async (t) => {
@@ -54,7 +56,7 @@ t.test('the policy file is watched and hot-reloaded; a bad edit keeps the policy
   const path = join(dir, 'p.yaml');
   const c = ctx({ policy: path });
   const components: Component[] = [];
-  const { inspector } = policyForTerminator(c, undefined, components, 20);
+  const { inspector } = start(c, undefined, components, 20);
   t.teardown(() => Promise.all(components.map((x) => x.close())));
   t.equal(components.map((x) => x.name).join(), 'policy');
   t.equal(gatherDenied(inspector!), false);
@@ -73,7 +75,7 @@ t.test('SIGHUP reloads the policy through its component, without waiting for the
   const path = join(dir, 'p.yaml');
   const c = ctx({ policy: path });
   const components: Component[] = [];
-  const { inspector } = policyForTerminator(c, undefined, components, 0);
+  const { inspector } = start(c, undefined, components, 0);
   t.teardown(() => Promise.all(components.map((x) => x.close())));
   const policy = components.find((x) => x.name === 'policy');
   t.ok(policy?.reload, 'the policy component is reloadable even with polling off');

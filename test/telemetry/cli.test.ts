@@ -52,7 +52,7 @@ t.test('control-plane-dev: enroll, serve with a generated CA, receive batches, r
   ctx.sessions.add({ kind: 'dask', serial: normalizeSerial(alice.serial), close: () => { closed = true; } });
   const { createRevocationSink, pkiCertificatePersister } = await import('../../src/runtime/revocation-sink.js');
   const sink = createRevocationSink({ sessions: ctx.sessions, log: ctx.log, persistCertificate: pkiCertificatePersister(cluster.dir, cluster.passphrase), persistToken: undefined });
-  const tel = await startTelemetry(ctx, { revocations: sink, backoff: { baseMs: 50, capMs: 300 } });
+  const tel = await startTelemetry(ctx, ctx.telemetry, { revocations: sink, backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
 
   const listed = await waitFor('a batch listed by the CLI', async () => {
@@ -91,7 +91,7 @@ t.test('telemetry preview prints the batch the gateway sends next: same seq, sam
   const credential = rx.enroll(cluster.clusterId);
   const ctx = makeContext({ clusterId: cluster.clusterId, stateDir: cluster.dir, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential, intervalMs: 1500 }) });
   ctx.metrics.refusalsTotal.inc({ port: '8786', reason: 'unknown_ca' }, 7);
-  const tel = await startTelemetry(ctx, { backoff: { baseMs: 50, capMs: 300 } });
+  const tel = await startTelemetry(ctx, ctx.telemetry, { backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
   await waitFor('the first batch', () => rx.db.batches(cluster.clusterId).length === 1);
   await waitFor('it is acknowledged', async () => (await ctx.metrics.spoolBatches.get()).values[0]?.value === 0);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { parseDuration, telemetryKeys } from '../../src/config/keys/telemetry.js';
-import { resolveConfig } from '../../src/config/load.js';
+import { resolveSlice } from '../../src/config/load.js';
 import { streamUrl, telemetrySettings } from '../../src/telemetry/telemetry.js';
 
 t.test('durations accept ms, s, m, h and bare seconds, within bounds', async (t) => {
@@ -10,8 +10,8 @@ t.test('durations accept ms, s, m, h and bare seconds, within bounds', async (t)
 });
 
 t.test('defaults: loopback metrics, no control plane, 15 s intervals, 256 MiB and 30 days of spool', async (t) => {
-  const config = resolveConfig(telemetryKeys, { flags: {}, env: {} });
-  const s = telemetrySettings({ ...config, 'dashboard.upstream': { host: '127.0.0.1', port: 8788 } }, '/state');
+  const config = resolveSlice(telemetryKeys, { flags: {}, env: {} });
+  const s = telemetrySettings(config, { stateDir: '/state', dashboardUpstream: { host: '127.0.0.1', port: 8788 } });
   t.same(s.metricsListen, { host: '127.0.0.1', port: 9464 });
   t.equal(s.controlPlane, undefined);
   t.equal(s.intervalMs, 15_000);
@@ -23,8 +23,8 @@ t.test('defaults: loopback metrics, no control plane, 15 s intervals, 256 MiB an
 });
 
 t.test('the control plane must be https or wss, and maps to wss on 443 with the stream path', async (t) => {
-  t.throws(() => resolveConfig(telemetryKeys, { flags: { 'control-plane': 'http://cp.example.com' }, env: {} }), { message: /--control-plane: expected a https: or wss: URL/ });
-  const c = resolveConfig(telemetryKeys, { flags: {}, env: { SCHEDULER_GATEWAY_CONTROL_PLANE: 'https://cp.example.com' } });
-  t.equal(streamUrl(c['control-plane.url'] as URL)?.href, 'wss://cp.example.com/v1/stream');
+  t.throws(() => resolveSlice(telemetryKeys, { flags: { 'control-plane': 'http://cp.example.com' }, env: {} }), { message: /--control-plane: expected a https: or wss: URL/ });
+  const c = resolveSlice(telemetryKeys, { flags: {}, env: { SCHEDULER_GATEWAY_CONTROL_PLANE: 'https://cp.example.com' } });
+  t.equal(streamUrl(c.controlPlane)?.href, 'wss://cp.example.com/v1/stream');
   t.equal(streamUrl(new URL('https://cp.example.com:8443/custom'))?.href, 'wss://cp.example.com:8443/custom');
 });

@@ -23,7 +23,7 @@ t.test('a full disk loses the batches it cannot write, counts and logs them, and
   await rx.start();
   const cap = captureLogger();
   const ctx = makeContext({ clusterId: 'disk-full', log: cap.log, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll('disk-full'), spoolDir: join(dir, 'spool') }) });
-  const tel = await startTelemetry(ctx, { backoff: { baseMs: 50, capMs: 300 } });
+  const tel = await startTelemetry(ctx, ctx.telemetry, { backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
   await waitFor('a first batch stored', () => storedSeqs(rx.db, 'disk-full').length >= 1);
   full = true;

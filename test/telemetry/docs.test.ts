@@ -20,7 +20,7 @@ t.test('every gateway family in the default allowlist is a metric the gateway de
 });
 
 t.test('the configuration table documents every telemetry flag with its env variable', async (t) => {
-  for (const k of telemetryKeys) {
+  for (const k of Object.values(telemetryKeys)) {
     t.match(DOC, new RegExp('\\| `--' + k.flag + '[ `].*\\| `' + k.env + '` \\|'), `--${k.flag}`);
   }
 });

@@ -11,6 +11,9 @@ import { createLogger, type Logger } from '../../src/log/logger.js';
 import { createMetrics, type GatewayMetrics } from '../../src/runtime/metrics.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';
 import type { GatewayContext, TrustSource } from '../../src/runtime/context.js';
+import { resolveSlice } from '../../src/config/load.js';
+import { telemetryKeys, type TelemetryConfig } from '../../src/config/keys/telemetry.js';
+import { telemetrySettings, type TelemetrySettings } from '../../src/telemetry/telemetry.js';
 import { ReceiverDb } from '../../src/control-plane-dev/receiver-db.js';
 import { startReceiver, type Receiver, type ReceiverFaults } from '../../src/control-plane-dev/receiver.js';
 import { devTls } from '../../src/control-plane-dev/dev-cert.js';
@@ -37,15 +40,19 @@ const noTrust: TrustSource = {
   reload: async () => true,
 };
 
-export function makeContext(o: { config: Record<string, unknown>; clusterId: string; stateDir?: string; log?: Logger; metrics?: GatewayMetrics }): GatewayContext {
+/** A hand-built context plus the telemetry settings to start with (startTelemetry(ctx, ctx.telemetry, deps)). */
+export type TelemetryTestContext = GatewayContext & { readonly telemetry: TelemetrySettings };
+
+export function makeContext(o: { config: TelemetryTestConfig; clusterId: string; stateDir?: string; log?: Logger; metrics?: GatewayMetrics }): TelemetryTestContext {
   return {
-    config: o.config,
+    telemetry: { ...telemetrySettings(o.config.slice, { stateDir: o.stateDir, dashboardUpstream: undefined }), ...o.config.override },
     log: o.log ?? createLogger({ stream: { write: () => true } as unknown as Writable }),
     metrics: o.metrics ?? createMetrics({ defaultMetrics: false }),
     sessions: new SessionRegistry(),
     trust: noTrust,
     clusterId: o.clusterId,
     stateDir: o.stateDir,
+    allowMissingEku: false,
     now: () => new Date(),
   };
 }
@@ -104,24 +111,28 @@ export async function waitFor<T>(what: string, check: () => T | Promise<T>, time
   }
 }
 
-/** The telemetry config of a test gateway: short intervals, loopback, a free metrics port. */
-export function telemetryConfig(o: { controlPlane?: URL; ca?: string; credential?: string; spoolDir?: string; schedulerUrl?: URL; intervalMs?: number; extra?: Record<string, unknown> }): Record<string, unknown> {
-  return {
-    'metrics.listen': { host: '127.0.0.1', port: 0 },
-    'metrics.listen-unsafe-public': false,
-    'control-plane.url': o.controlPlane,
-    'control-plane.ca': o.ca,
-    'control-plane.credential': o.credential,
-    'telemetry.interval': o.intervalMs ?? 100,
-    'telemetry.scrape-interval': 100,
-    'telemetry.scheduler-metrics-url': o.schedulerUrl,
-    'telemetry.spool-dir': o.spoolDir,
-    'telemetry.spool-max-bytes': 64 * 1024 * 1024,
-    'telemetry.spool-max-age-days': 30,
-    'telemetry.hash-labels': false,
-    'telemetry.gzip': false,
-    ...o.extra,
+/** A test gateway's telemetry slice, and settings no key can express (metrics endpoint off). */
+export interface TelemetryTestConfig {
+  readonly slice: TelemetryConfig;
+  readonly override: Partial<TelemetrySettings>;
+}
+
+/** The telemetry config of a test gateway: the declared defaults, short intervals, loopback, a free metrics port. */
+export function telemetryConfig(o: { controlPlane?: URL; ca?: string; credential?: string; spoolDir?: string; schedulerUrl?: URL; intervalMs?: number; extra?: Partial<TelemetrySettings> }): TelemetryTestConfig {
+  const declared = resolveSlice(telemetryKeys, { flags: {}, env: {} });
+  const slice: TelemetryConfig = {
+    ...declared,
+    metricsListen: { host: '127.0.0.1', port: 0 },
+    controlPlane: o.controlPlane,
+    controlPlaneCa: o.ca,
+    controlPlaneCredential: o.credential,
+    interval: o.intervalMs ?? 100,
+    scrapeInterval: 100,
+    schedulerMetricsUrl: o.schedulerUrl,
+    spoolDir: o.spoolDir,
+    spoolMaxBytes: 64 * 1024 * 1024,
   };
+  return { slice, override: o.extra ?? {} };
 }
 
 export interface BatchRow { seq: number; samples: number }

@@ -26,7 +26,7 @@ async function setup(t: Test) {
     persistCertificate: pkiCertificatePersister(cluster.dir, cluster.passphrase),
     persistToken: tokenStorePersister(store),
   });
-  const tel = await startTelemetry(ctx, { revocations: sink, backoff: { baseMs: 50, capMs: 300 } });
+  const tel = await startTelemetry(ctx, ctx.telemetry, { revocations: sink, backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
   await waitFor('the gateway connected to the receiver', () => rx.db.batches(cluster.clusterId).length > 0);
   return { cluster, rx, ctx, store, lines: cap.lines };

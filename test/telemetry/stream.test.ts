@@ -6,8 +6,7 @@ import { WebSocketServer } from 'ws';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { devTls } from '../../src/control-plane-dev/dev-cert.js';
-import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger } from './helpers.js';
-import type { GatewayContext } from '../../src/runtime/context.js';
+import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger, type TelemetryTestContext } from './helpers.js';
 import type { ReceiverDb } from '../../src/control-plane-dev/receiver-db.js';
 
 const FAST = { backoff: { baseMs: 50, capMs: 300 }, ackTimeoutMs: 2000 };
@@ -23,7 +22,7 @@ function assertExactlyOnce(t: Test, db: ReceiverDb, cluster: string, spooled: nu
   t.equal(db.sampleCount(cluster), produced, 'every sample is stored exactly once');
 }
 
-async function spooled(ctx: GatewayContext) {
+async function spooled(ctx: TelemetryTestContext) {
   return metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'spooled' });
 }
 
@@ -34,7 +33,7 @@ t.test('batches made while the receiver is down arrive exactly once after it com
   await rx.stop(); // keep the port, leave it closed
   const cluster = 'down-then-up';
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool') }) });
-  const tel = await startTelemetry(ctx, FAST);
+  const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
   await waitFor('5 batches spooled while the receiver is down', async () => (await metricValue(ctx.metrics.spoolBatches)) >= 5);
   t.ok((await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'network' })) >= 1, 'failed connections are counted');
@@ -54,7 +53,7 @@ t.test('nacks, dropped connections and slow acks still end with every batch exac
   await rx.start({ nackEvery: 3, dropEvery: 5, ackDelayMs: 120 });
   const cluster = 'faulty-receiver';
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool') }) });
-  const tel = await startTelemetry(ctx, FAST);
+  const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
   await waitFor('12 batches stored', async () => storedSeqs(rx.db, cluster).length >= 12, 30_000);
   await tel.drain(0);
@@ -71,7 +70,7 @@ t.test('an ack slower than the timeout cuts the connection and the batch stays s
   await rx.start({ ackDelayMs: 1500 });
   const cluster = 'slow-acks';
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool'), intervalMs: 200 }) });
-  const tel = await startTelemetry(ctx, { ...FAST, ackTimeoutMs: 300 });
+  const tel = await startTelemetry(ctx, ctx.telemetry, { ...FAST, ackTimeoutMs: 300 });
   t.teardown(() => tel.close());
   await waitFor('an ack timeout', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'ack_timeout' })) >= 1);
   await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
@@ -90,7 +89,7 @@ t.test('a control plane whose certificate is not trusted receives nothing', asyn
       const cluster = name === 'system CAs' ? 'untrusted-system' : 'untrusted-pinned';
       const cap = captureLogger();
       const ctx = makeContext({ clusterId: cluster, log: cap.log, config: telemetryConfig({ controlPlane: rx.url(), ca, credential: rx.enroll(cluster), spoolDir: join(dir, cluster) }) });
-      const tel = await startTelemetry(ctx, FAST);
+      const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
       t.teardown(() => tel.close());
       await waitFor('two refused TLS connections', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'tls' })) >= 2);
       await waitFor('a spooled batch', async () => (await metricValue(ctx.metrics.spoolBatches)) >= 2);
@@ -109,7 +108,7 @@ t.test('a refused credential sends nothing and is counted as auth', async (t) =>
   rx.enroll(cluster);
   const wrong = rx.enroll('someone-else');
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: wrong, spoolDir: join(dir, 'spool') }) });
-  const tel = await startTelemetry(ctx, FAST);
+  const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
   await waitFor('two refused upgrades', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'auth' })) >= 2);
   t.equal(storedSeqs(rx.db, cluster).length, 0, 'the receiver stored nothing');
@@ -120,9 +119,9 @@ t.test('gzip batches travel as binary frames and hashed labels arrive as h: valu
   const rx = await testReceiver(t, dir);
   await rx.start();
   const cluster = 'gzip-hash';
-  const ctx = makeContext({ clusterId: cluster, stateDir: dir, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool'), extra: { 'telemetry.gzip': true, 'telemetry.hash-labels': true } }) });
+  const ctx = makeContext({ clusterId: cluster, stateDir: dir, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool'), extra: { gzip: true, hashLabels: true } }) });
   ctx.metrics.certificateExpirySeconds.set({ certificate: 'worker/alice' }, 1000);
-  const tel = await startTelemetry(ctx, FAST);
+  const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
   await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
   const body = JSON.parse(rx.db.batches(cluster)[0]!.body) as { samples: { name: string; labels: Record<string, string> }[] };
@@ -156,7 +155,7 @@ t.test('a control plane answering HTTP errors or garbage is counted and retried,
   });
   const port = (server.address() as { port: number }).port;
   const ctx = makeContext({ clusterId: 'hostile', config: telemetryConfig({ controlPlane: new URL(`https://127.0.0.1:${port}`), ca: tls.caPath, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
-  tel = await startTelemetry(ctx, FAST);
+  tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   await waitFor('HTTP errors counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'http' })) >= 2);
   mode = 'garbage';
   await waitFor('protocol violations counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'protocol' })) >= 2);
@@ -185,7 +184,7 @@ t.test('a control plane that accepts TCP and never answers delays nothing: batch
   const port = (hole.address() as { port: number }).port;
   const ctx = makeContext({ clusterId: 'black-hole', config: telemetryConfig({ controlPlane: new URL(`https://127.0.0.1:${port}`), ca: (await devTls(join(dir, 'tls'))).caPath, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
   const started = Date.now();
-  tel = await startTelemetry(ctx, { ...FAST, connectTimeoutMs: 300 });
+  tel = await startTelemetry(ctx, ctx.telemetry, { ...FAST, connectTimeoutMs: 300 });
   // Event-loop responsiveness while the stream is stuck: a 10 ms timer must not be held up (the timers are the measurement).
   let worstLag = 0;
   for (let i = 0; i < 20; i++) {
@@ -203,7 +202,7 @@ t.test('a control plane that accepts TCP and never answers delays nothing: batch
 t.test('a control-plane URL with a user or password is refused at startup', async (t) => {
   const dir = tempDir(t);
   const ctx = makeContext({ clusterId: 'userinfo', config: telemetryConfig({ controlPlane: new URL('https://u:p@127.0.0.1:1'), credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
-  await t.rejects(startTelemetry(ctx, FAST), { code: 'GW_TELEMETRY_BAD_ENDPOINT', message: /must not carry a user or password/ });
+  await t.rejects(startTelemetry(ctx, ctx.telemetry, FAST), { code: 'GW_TELEMETRY_BAD_ENDPOINT', message: /must not carry a user or password/ });
 });
 
 t.test('an unreadable or non-PEM pinned CA is a startup error naming --control-plane-ca', async (t) => {
@@ -212,7 +211,7 @@ t.test('an unreadable or non-PEM pinned CA is a startup error naming --control-p
   writeFileSync(junk, 'not a certificate');
   for (const ca of [junk, join(dir, 'missing.pem')]) {
     const ctx = makeContext({ clusterId: 'bad-ca', config: telemetryConfig({ controlPlane: new URL('https://127.0.0.1:1'), ca, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
-    await t.rejects(startTelemetry(ctx, FAST), { code: 'GW_TELEMETRY_BAD_ENDPOINT', message: /--control-plane-ca: .*(not a PEM certificate|cannot read)/ });
+    await t.rejects(startTelemetry(ctx, ctx.telemetry, FAST), { code: 'GW_TELEMETRY_BAD_ENDPOINT', message: /--control-plane-ca: .*(not a PEM certificate|cannot read)/ });
   }
 });
 
@@ -221,5 +220,5 @@ t.test('a credential file other users can read is refused', async (t) => {
   const cred = writeCredential(dir);
   chmodSync(cred, 0o644);
   const ctx = makeContext({ clusterId: 'open-cred', config: telemetryConfig({ controlPlane: new URL('https://127.0.0.1:1'), credential: cred, spoolDir: join(dir, 'spool') }) });
-  await t.rejects(startTelemetry(ctx, FAST), { code: 'GW_TELEMETRY_BAD_CREDENTIAL', message: /chmod 600/ });
+  await t.rejects(startTelemetry(ctx, ctx.telemetry, FAST), { code: 'GW_TELEMETRY_BAD_CREDENTIAL', message: /chmod 600/ });
 });
