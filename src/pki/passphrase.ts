@@ -11,11 +11,9 @@ import { pkiError } from './errors.js';
 import { readPrivateFile } from './keystore.js';
 import { readState } from './records.js';
 import { statePath } from './state-dir.js';
-import { commonKeys } from '../config/keys/common.js';
 
 export const PASSPHRASE_ENV = 'SCHEDULER_GATEWAY_PASSPHRASE';
-/** The environment variable of run's passphrase-file key (config/keys/common.ts), read here too for callers given no file. */
-export const PASSPHRASE_FILE_ENV = commonKeys.passphraseFile.env;
+export const PASSPHRASE_FILE_ENV = 'SCHEDULER_GATEWAY_PASSPHRASE_FILE';
 /** certs passphrase: where the new one comes from, by the same rule. */
 export const NEW_PASSPHRASE_ENV = 'SCHEDULER_GATEWAY_NEW_PASSPHRASE';
 export const NEW_PASSPHRASE_FILE_ENV = 'SCHEDULER_GATEWAY_NEW_PASSPHRASE_FILE';
