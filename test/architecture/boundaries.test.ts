@@ -56,9 +56,9 @@ const FLOORS: readonly (readonly string[])[] = [
   ['cli'],
   ['gateway', 'control-plane-dev'], // the composition root; the development receiver, a root of its own
   ['terminator', 'dashboard', 'telemetry', 'credentials', 'policy', 'supervisor'], // the components
-  ['runtime', 'limits'], // services the components share
+  ['runtime'], // services the components share
   ['pki', 'config', 'wire', 'tokens'],
-  ['errors', 'log'],
+  ['errors', 'log', 'limits'], // limits/ is pure bookkeeping over node: only; config declares its keys' help from it
 ];
 const floorOf = (folder: string) => FLOORS.length - FLOORS.findIndex((f) => f.includes(folder));
 const COMPONENTS = FLOORS[2]!;

@@ -16,6 +16,8 @@ import { main as tokensMain } from '../../src/cli/tokens.js';
 import { main as policyMain } from '../../src/cli/policy.js';
 import { runCerts } from '../pki/cli-harness.js';
 import { runCli } from '../helpers/cli.js';
+import { commonKeys } from '../../src/config/keys/common.js';
+import { PASSPHRASE_ENV, PASSPHRASE_FILE_ENV } from '../../src/pki/passphrase.js';
 
 const PASS = 'correct horse battery staple';
 
@@ -129,4 +131,9 @@ t.test('policy explain reads --unknown-ops and --worker-client-ops as run does: 
   const bad = await explain([], { SCHEDULER_GATEWAY_UNKNOWN_OPS: 'maybe' });
   t.equal(bad.code, 2);
   t.match(bad.stderr, /SCHEDULER_GATEWAY_UNKNOWN_OPS: expected one of deny, allow, audit/);
+});
+
+t.test('the PKI reads the same passphrase variables that run declares (pki/ may not import config/, so both are checked here)', async (t) => {
+  t.equal(commonKeys.passphraseFile.env, PASSPHRASE_FILE_ENV);
+  t.match(commonKeys.passphraseFile.describe, PASSPHRASE_ENV);
 });
