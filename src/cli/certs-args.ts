@@ -4,9 +4,8 @@
  * come from, and how a result is printed (a table or text for people, one
  * JSON document with --json).
  */
-import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { dirname, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { CliIo } from './io.js';
 import type { FlagDecl } from './args.js';
 import { resolveKey, type Flags } from '../config/load.js';
@@ -20,7 +19,7 @@ export interface Sub {
   run(flags: Flags, dir: string, io: CliIo): Promise<number>;
 }
 
-export const DIR_HELP = `  --dir DIR                 state directory (default: ${commonKeys.dir.default}/ at the repository root, or $${commonKeys.dir.env})`;
+export const DIR_HELP = `  --dir DIR                 state directory (default: ${commonKeys.dir.default}/ in the working directory, or $${commonKeys.dir.env})`;
 export const PASS_HELP = `  --passphrase-file FILE    file holding the key-store passphrase (mode 0600); default: $${commonKeys.passphraseFile.env}, then $${PASSPHRASE_ENV}`;
 export const JSON_HELP = `  --json                    one JSON document for machines`;
 export const common: FlagDecl[] = [{ flag: 'dir' }, { flag: 'help', boolean: true }];
@@ -31,15 +30,9 @@ export const common: FlagDecl[] = [{ flag: 'dir' }, { flag: 'help', boolean: tru
  * holding cwd (cwd itself outside one), so any subdirectory reaches the same PKI.
  */
 export function stateDir(flags: Flags, io: CliIo): string {
-  return resolveKey(commonKeys.dir, { flags, env: io.env, cwd: io.cwd, defaultBase: repositoryRoot(io.cwd) });
+  return resolveKey(commonKeys.dir, { flags, env: io.env, cwd: io.cwd });
 }
 
-function repositoryRoot(cwd: string): string {
-  for (let d = resolve(cwd); ; d = dirname(d)) {
-    if (existsSync(join(d, '.git'))) return d;
-    if (dirname(d) === d) return resolve(cwd);
-  }
-}
 
 export function str(flags: Flags, name: string): string | undefined {
   const v = flags[name];

@@ -28,8 +28,6 @@ export interface Sources {
   readonly file?: ConfigFile;
   /** Base of relative paths given as flags, environment variables or defaults (default: the process's). */
   readonly cwd?: string;
-  /** Base of a relative default alone, where a command keeps its state elsewhere (certs: the repository root). */
-  readonly defaultBase?: string;
 }
 
 export function readConfigFile(path: string): ConfigFile {
@@ -106,7 +104,7 @@ export function resolveKey<T>(spec: KeySpec<T>, sources: Sources): T | undefined
   if (fromFlag !== undefined) [raw, where] = [fromFlag, `--${spec.flag}`];
   else if (fromEnv !== undefined && fromEnv !== '') [raw, where] = [spec.repeatable ? fromEnv.split(',') : fromEnv, spec.env];
   else if (fromFile !== undefined) [raw, where, base] = [fromFile, spec.key, dirname(sources.file!.path)];
-  else return spec.default === undefined ? undefined : withBase(spec, spec.default, sources.defaultBase ?? cwd);
+  else return spec.default === undefined ? undefined : withBase(spec, spec.default, cwd);
   try {
     return withBase(spec, spec.parse(raw, where), base);
   } catch (e) {

@@ -98,13 +98,14 @@ t.test('list marks certificates past their not-after as expired', async (t) => {
   t.match(list.stdout, /worker\s+old\s+[0-9a-f]{8}\s+\S+\s+expired/);
 });
 
-t.test('--dir defaults to certs/ at the repository root of the working directory', async (t) => {
+t.test('--dir defaults to certs/ in the working directory, as for run and tokens', async (t) => {
   const root = workspace(t);
   mkdirSync(join(root, '.git'));
   mkdirSync(join(root, 'a', 'b'), { recursive: true });
   const r = await runCerts(['init', '--cluster', 'dflt'], { cwd: join(root, 'a', 'b'), env: ENV });
   t.equal(r.code, 0, r.stderr);
-  t.ok(existsSync(join(root, 'certs', 'state.json')));
+  t.ok(existsSync(join(root, 'a', 'b', 'certs', 'state.json')), 'the working directory, not the checkout root above it');
+  t.notOk(existsSync(join(root, 'certs')));
 });
 
 interface BadCase {
