@@ -27,6 +27,8 @@ export interface Logger {
 }
 
 const SECRET_KEY = /token|secret|passphrase|password|authorization|cookie|private.?key|credential|session.?id/i;
+// Identifiers and names of secrets are what an audit trail needs to say which one was used.
+const NOT_SECRET = /(?:_id|Id|_name|Name)$/;
 const REDACTED = '[redacted]';
 
 export function redact(value: unknown, depth = 0): unknown {
@@ -35,7 +37,7 @@ export function redact(value: unknown, depth = 0): unknown {
   if (value instanceof Error) return { name: value.name, message: value.message, code: (value as { code?: unknown }).code };
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[k] = SECRET_KEY.test(k) && !k.endsWith('_id') && !k.endsWith('Id') ? REDACTED : redact(v, depth + 1);
+    out[k] = SECRET_KEY.test(k) && !NOT_SECRET.test(k) ? REDACTED : redact(v, depth + 1);
   }
   return out;
 }

@@ -23,6 +23,11 @@ t.test('one JSON object per line, below-level events dropped, audit always writt
   ]);
 });
 
+t.test('a token\'s id and name are kept: the audit trail says which token was used, never the token', async (t) => {
+  t.same(redact({ token_id: 'tok_1', token_name: 'alice-laptop', tokenName: 'a', token: 'dgw_secret', token_value: 'dgw_x' }),
+    { token_id: 'tok_1', token_name: 'alice-laptop', tokenName: 'a', token: '[redacted]', token_value: '[redacted]' });
+});
+
 t.test('secret-looking fields are redacted at any depth; *_id fields are kept', async (t) => {
   t.same(redact({ token: 'dgw_x', nested: { passphrase: 'p', token_id: 'abc' }, list: [{ Cookie: 'c' }] }),
     { token: '[redacted]', nested: { passphrase: '[redacted]', token_id: 'abc' }, list: [{ Cookie: '[redacted]' }] });
