@@ -18,7 +18,8 @@ import { issueCertificate, parseIssuableRole, ISSUABLE_ROLES } from '../pki/issu
 import { revokeCertificate, parseReason } from '../pki/revocation.js';
 import { checkOutDir, writeBundle } from '../pki/bundle.js';
 import { requireInitialized } from '../pki/records.js';
-import { parseDays, parseKeyType, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS } from '../pki/validity.js';
+import { parseDays, parseKeyType, DEFAULT_CA_DAYS, DEFAULT_LEAF_DAYS, DASHBOARD_DEFAULT_PORT } from '../pki/validity.js';
+import { DEFAULT_CREDENTIALS_PORT } from '../pki/aws-config.js';
 import { CRL_REASONS } from '../pki/x509.js';
 import { isValidName } from '../pki/identity.js';
 import { GatewayError } from '../errors/base.js';
@@ -61,9 +62,9 @@ NAME-distributed.yaml (Dask configuration) and NAME-README.md (Security(...) and
 ${P12_FILE_HELP}
   --gateway-host HOST       gateway address written into the bundle (default: the first --host of certs init;
                             it must be a name or IP in the gateway certificate)
-  --credentials-port PORT   worker AWS config: port of the gateway's credentials endpoint (default 8789)
+  --credentials-port PORT   worker AWS config: port of the gateway's credentials endpoint (default ${DEFAULT_CREDENTIALS_PORT})
   --dashboard-port PORT     client and admin bundles: the gateway dashboard's port, for client.dashboard_link
-                            (https://{host}:PORT/status; default 8787)
+                            (https://{host}:PORT/status; default ${DASHBOARD_DEFAULT_PORT})
   --dashboard-url URL       client and admin bundles: the whole link instead (https only; {host}: the gateway)
 ${DIR_HELP}
 ${PASS_HELP}

@@ -1,4 +1,5 @@
 /** Keys of the 8787 dashboard proxy (src/dashboard). */
+import { DASHBOARD_DEFAULT_PORT } from '../../pki/validity.js';
 import { key, parse, type SliceOf } from '../spec.js';
 
 export const dashboardKeys = {
@@ -8,7 +9,7 @@ export const dashboardKeys = {
   }),
   listen: key({
     key: 'dashboard.listen', flag: 'dashboard-listen', placeholder: 'ADDR',
-    describe: 'address of the HTTPS dashboard proxy', default: { host: '0.0.0.0', port: 8787 }, parse: parse.endpoint(),
+    describe: 'address of the HTTPS dashboard proxy', default: { host: '0.0.0.0', port: DASHBOARD_DEFAULT_PORT }, parse: parse.endpoint(),
   }),
   upstream: key({
     key: 'dashboard.upstream', flag: 'dashboard-upstream', placeholder: 'ADDR',
