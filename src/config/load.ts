@@ -95,22 +95,25 @@ export function resolveKey<T>(spec: DefaultedKey<T>, sources: Sources): T;
 export function resolveKey<T>(spec: KeySpec<T>, sources: Sources): T | undefined;
 export function resolveKey<T>(spec: KeySpec<T>, sources: Sources): T | undefined {
   const cwd = sources.cwd ?? process.cwd();
-  const fromFlag = sources.flags[spec.flag];
-  const fromEnv = sources.env[spec.env];
-  const fromFile = sources.file?.values[spec.key];
-  let raw: unknown;
-  let where: string;
-  let base = cwd;
-  if (fromFlag !== undefined) [raw, where] = [fromFlag, `--${spec.flag}`];
-  else if (fromEnv !== undefined && fromEnv !== '') [raw, where] = [spec.repeatable ? fromEnv.split(',') : fromEnv, spec.env];
-  else if (fromFile !== undefined) [raw, where, base] = [fromFile, spec.key, dirname(sources.file!.path)];
-  else return spec.default === undefined ? undefined : withBase(spec, spec.default, cwd);
+  const given = givenValue(spec, sources);
+  if (!given) return spec.default === undefined ? undefined : withBase(spec, spec.default, cwd);
   try {
-    return withBase(spec, spec.parse(raw, where), base);
+    return withBase(spec, spec.parse(given.raw, given.where), given.base ?? cwd);
   } catch (e) {
     if (e instanceof Error && 'code' in e) throw e;
-    throw configError(where, (e as Error).message);
+    throw configError(given.where, (e as Error).message);
   }
+}
+
+/** The value of the first source that sets the key (an empty environment variable does not), with where it came from. */
+function givenValue(spec: KeySpec, sources: Sources): { raw: unknown; where: string; base?: string } | undefined {
+  const fromFlag = sources.flags[spec.flag];
+  if (fromFlag !== undefined) return { raw: fromFlag, where: `--${spec.flag}` };
+  const fromEnv = sources.env[spec.env];
+  if (fromEnv !== undefined && fromEnv !== '') return { raw: spec.repeatable ? fromEnv.split(',') : fromEnv, where: spec.env };
+  const fromFile = sources.file?.values[spec.key];
+  if (fromFile !== undefined) return { raw: fromFile, where: spec.key, base: dirname(sources.file!.path) };
+  return undefined;
 }
 
 function withBase<T>(spec: KeySpec<T>, value: T, base: string): T {
@@ -123,7 +126,7 @@ function withBase<T>(spec: KeySpec<T>, value: T, base: string): T {
 export function presentFlags(specs: readonly KeySpec[], sources: Sources): Set<string> {
   const out = new Set<string>();
   for (const s of specs) {
-    if (sources.flags[s.flag] !== undefined || (sources.env[s.env] ?? '') !== '' || sources.file?.values[s.key] !== undefined) out.add(s.flag);
+    if (givenValue(s, sources)) out.add(s.flag);
   }
   return out;
 }

@@ -53,7 +53,7 @@ export function openPolicy(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config:
  * policy file and reloads it when it changes, like the TLS material.
  * Returns a spreadable `{ inspector }`, or `{}` when inspection is off.
  */
-export function policyForTerminator(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig, injected: InspectorFactory | undefined, components: Component[], pollMs = 1000): { inspector?: InspectorFactory } {
+export function policyForTerminator(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig, injected: InspectorFactory | undefined, components: Component[], pollMs?: number): { inspector?: InspectorFactory } {
   if (injected) return { inspector: injected };
   const setup = openPolicy(ctx, config);
   const path = setup.holder.path;
