@@ -22,13 +22,15 @@ import { startTerminator } from '../terminator/terminator.js';
 import { crlPathFor, startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { GatewayError } from '../errors/base.js';
-import { policyForTerminator } from '../policy/setup.js';
+import { policyForDataPlane, policyForTerminator } from '../policy/setup.js';
+import { startDataPlane, type DataPlane } from '../dataplane/primary.js';
+import type { TrustMaterial } from '../runtime/context.js';
 import { credentialsSettings, startCredentials } from '../credentials/index.js';
 import { startTelemetry, telemetrySettings } from '../telemetry/telemetry.js';
 import { revocationSinkFor } from '../runtime/revocation-sink.js';
 import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, planConnectionCaps, readOpenFilesLimit, type ConnectionCaps, type Listener } from '../limits/descriptor-budget.js';
 import type { GatewayMetrics } from '../runtime/metrics.js';
-import { MemoryBudget } from '../limits/memory-budget.js';
+import { meteredMemoryBudget } from '../runtime/metered-budget.js';
 import { configError } from '../config/spec.js';
 
 export interface GatewayDeps {
@@ -66,7 +68,11 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
     dashboard: config.dashboard.enabled ? config.dashboard.maxConnections : 0,
     credentials: credentialsWanted.listen !== undefined ? credentialsWanted.maxConnections : 0,
   }, (deps.openFilesLimit ?? readOpenFilesLimit)(), log, metrics);
-  const memoryBudget = memoryBudgetFor(config.policy, settings.memoryBudgetBytes, metrics);
+  const processes = config.terminator.processes;
+  if (processes > 1 && deps.inspector) throw new GatewayError('GW_USAGE', '--processes: an injected inspector cannot cross into data-plane processes; use one process');
+  // With several processes each has its own share (limits/memory-budget.ts); one budget object per process.
+  const memoryShare = Math.floor(settings.memoryBudgetBytes / processes);
+  checkMemoryBudget(config.policy, memoryShare, processes);
   const sessions = new SessionRegistry();
   if (settings.pki.mode === 'pem' && settings.stateDir) ensurePrivateDir(settings.stateDir);
   const trust = await openTrust(settings.pki, { env: deps.env ?? process.env, log, metrics, ...(deps.trustPollMs !== undefined ? { pollMs: deps.trustPollMs } : {}) });
@@ -80,37 +86,58 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
     allowMissingEku: settings.allowMissingEku,
     now: () => new Date(),
   };
-  // Revocation reaches live sessions on every port, not only new handshakes;
-  // so does a CA leaving the trust store (rotate-ca finish): what no longer chains is closed.
+  let dataPlane: DataPlane | undefined;
+  // Revocation reaches live sessions on every port and in every data-plane
+  // process, not only new handshakes; so does a CA leaving the trust store
+  // (rotate-ca finish): what no longer chains is closed.
   trust.onChange((m, newlyRevoked, removedCas) => {
-    for (const serial of newlyRevoked) {
-      const closed = sessions.revokeSerial(serial);
-      log.audit('revocation_applied', { serial, sessions_closed: closed });
-    }
-    if (removedCas.length > 0) {
-      const closed = sessions.closeUntrusted((der) => issuedByAny(der, m.caPem));
-      log.audit('ca_removed', { removed_cas: removedCas, reason: 'unknown_ca', sessions_closed: closed.sessions, serials: closed.serials });
-    }
+    const here = closeSessions(sessions, m, newlyRevoked, removedCas);
+    if (!dataPlane) return auditTrustChange(log, here, removedCas);
+    void dataPlane.applyTrust(m, newlyRevoked, removedCas).then((there) => auditTrustChange(log, sumApplied([here, ...there]), removedCas));
   });
 
   const components: Component[] = [];
   const addresses: Record<string, AddressInfo> = {};
   try {
-    const terminator = await startTerminator(ctx, {
-      listen: settings.listen,
-      scheduler: settings.scheduler,
-      handshakeTimeoutMs: settings.handshakeTimeoutMs,
-      maxConnections: caps.terminator,
-      ...settings.shares,
-      allowMissingEku: settings.allowMissingEku,
-      memoryBudget,
-      failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
-      upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
-      idleTimeoutMs: settings.idleTimeoutMs,
-      ...policyForTerminator(ctx, config.policy, deps.inspector, components),
-    });
-    components.push(terminator);
-    addresses.terminator = terminator.address;
+    const limits = { ...settings.shares, maxConnections: caps.terminator };
+    if (processes > 1) {
+      const holder = policyForDataPlane(ctx, config.policy, components, (h) => dataPlane?.publishPolicy(h));
+      dataPlane = await startDataPlane(ctx, {
+        processes,
+        logLevel: settings.logLevel,
+        memoryBudgetBytes: memoryShare,
+        policy: holder ? { config: config.policy, holder } : undefined,
+        terminator: {
+          listen: settings.listen,
+          scheduler: settings.scheduler,
+          handshakeTimeoutMs: settings.handshakeTimeoutMs,
+          failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
+          upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
+          idleTimeoutMs: settings.idleTimeoutMs,
+          shares: limits,
+        },
+        // Every process has the open-files limit the primary planned with, and holds 8786 connections only.
+        broker: { limits: { ...limits, maxConnections: Math.min(config.terminator.maxConnections, caps.terminator * processes) }, failedHandshakesPerMinute: settings.failedHandshakesPerMinute, perProcessCap: caps.terminator },
+      });
+      components.push(dataPlane);
+      addresses.terminator = dataPlane.address;
+      metrics.connectionLimit.set({ port: PORT_LABEL.terminator }, Math.min(config.terminator.maxConnections, caps.terminator * processes));
+    } else {
+      const terminator = await startTerminator(ctx, {
+        listen: settings.listen,
+        scheduler: settings.scheduler,
+        handshakeTimeoutMs: settings.handshakeTimeoutMs,
+        ...limits,
+        allowMissingEku: settings.allowMissingEku,
+        memoryBudget: meteredMemoryBudget(memoryShare, metrics),
+        failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
+        upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
+        idleTimeoutMs: settings.idleTimeoutMs,
+        ...policyForTerminator(ctx, config.policy, deps.inspector, components),
+      });
+      components.push(terminator);
+      addresses.terminator = terminator.address;
+    }
     const dashboard = await startDashboard(ctx, { ...config.dashboard, maxConnections: caps.dashboard, crlPath: crlPathFor(settings.pki) });
     components.push(dashboard);
     if (dashboard.address) addresses.dashboard = dashboard.address;
@@ -181,18 +208,40 @@ function effectiveCaps(configured: ConnectionCaps, fdLimit: number | undefined, 
   return caps;
 }
 
-/** The 8786 memory budget; a frame 0 larger than the whole budget could never be read. */
-function memoryBudgetFor(policy: PolicyConfig, limitBytes: number, metrics: GatewayMetrics): MemoryBudget {
-  if (policy.inspect && policy.maxFrame0Bytes > limitBytes) {
-    throw configError(terminatorKeys.memoryBudgetBytes.key, `${limitBytes} is smaller than --${policyKeys.maxFrame0Bytes.flag} (${policy.maxFrame0Bytes}): one message header could never fit`);
+/** A frame 0 larger than a process's whole budget could never be read. */
+function checkMemoryBudget(policy: PolicyConfig, shareBytes: number, processes: number): void {
+  if (policy.inspect && policy.maxFrame0Bytes > shareBytes) {
+    const share = processes > 1 ? `'s share per process (${shareBytes}, --${terminatorKeys.processes.flag} ${processes})` : ` (${shareBytes})`;
+    throw configError(terminatorKeys.memoryBudgetBytes.key, `the budget${share} is smaller than --${policyKeys.maxFrame0Bytes.flag} (${policy.maxFrame0Bytes}): one message header could never fit`);
   }
-  metrics.memoryBudgetLimitBytes.set(limitBytes);
-  return new MemoryBudget({
-    limitBytes,
-    onChange: (used, paused) => {
-      metrics.memoryBudgetUsedBytes.set(used);
-      metrics.memoryBudgetPausedConnections.set(paused);
-    },
-    onEvict: () => metrics.memoryBudgetEvictionsTotal.inc(),
-  });
+}
+
+interface Closed {
+  readonly revoked: Readonly<Record<string, number>>;
+  readonly untrusted: { readonly sessions: number; readonly serials: readonly string[] };
+}
+
+function closeSessions(sessions: SessionRegistry, m: TrustMaterial, newlyRevoked: string[], removedCas: string[]): Closed {
+  const revoked: Record<string, number> = {};
+  for (const serial of newlyRevoked) revoked[serial] = sessions.revokeSerial(serial);
+  const untrusted = removedCas.length > 0 ? sessions.closeUntrusted((der) => issuedByAny(der, m.caPem)) : { sessions: 0, serials: [] };
+  return { revoked, untrusted };
+}
+
+/** One audit line per revoked serial and one per CA change, with the sessions closed in every process. */
+function auditTrustChange(log: Logger, c: Closed, removedCas: string[]): void {
+  for (const [serial, closed] of Object.entries(c.revoked)) log.audit('revocation_applied', { serial, sessions_closed: closed });
+  if (removedCas.length > 0) log.audit('ca_removed', { removed_cas: removedCas, reason: 'unknown_ca', sessions_closed: c.untrusted.sessions, serials: c.untrusted.serials });
+}
+
+function sumApplied(all: readonly Closed[]): Closed {
+  const revoked: Record<string, number> = {};
+  const serials = new Set<string>();
+  let sessions = 0;
+  for (const c of all) {
+    for (const [serial, n] of Object.entries(c.revoked)) revoked[serial] = (revoked[serial] ?? 0) + n;
+    sessions += c.untrusted.sessions;
+    for (const s of c.untrusted.serials) serials.add(s);
+  }
+  return { revoked, untrusted: { sessions, serials: [...serials] } };
 }

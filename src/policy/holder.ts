@@ -27,13 +27,15 @@ export function parsePolicyText(text: string, source: string): PolicyDocument {
 }
 
 export function loadPolicyFileSync(path: string): PolicyDocument {
-  let text: string;
+  return parsePolicyText(readPolicyFileSync(path), path);
+}
+
+function readPolicyFileSync(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (e) {
     throw policyError('unreadable', { source: path, why: (e as NodeJS.ErrnoException).code ?? 'error' });
   }
-  return parsePolicyText(text, path);
 }
 
 export interface ReloadOutcome {
@@ -45,13 +47,27 @@ export class PolicyHolder {
   readonly #path: string | undefined;
   readonly #settings: PolicySettings;
   #current: CompiledPolicy;
+  /** The text in force; undefined: the built-in default. */
+  #text: string | undefined;
 
   /** Throws on a missing or invalid file: the gateway must not start with a policy it cannot read. */
   constructor(path: string | undefined, settings: PolicySettings) {
     this.#path = path;
     this.#settings = settings;
-    const doc = path === undefined ? DEFAULT_POLICY : loadPolicyFileSync(path);
+    this.#text = path === undefined ? undefined : readPolicyFileSync(path);
+    const doc = this.#text === undefined || path === undefined ? DEFAULT_POLICY : parsePolicyText(this.#text, path);
     this.#current = compilePolicy(doc, settings, path ?? BUILTIN_SOURCE);
+  }
+
+  /** The policy text in force (undefined: the built-in default), for the data-plane processes (dataplane/). */
+  get text(): string | undefined {
+    return this.#text;
+  }
+
+  /** Puts in force a text the primary already validated; throws GW_POLICY_INVALID like a start would. */
+  adopt(text: string | undefined, source: string): void {
+    this.#current = compilePolicy(text === undefined ? DEFAULT_POLICY : parsePolicyText(text, source), this.#settings, source);
+    this.#text = text;
   }
 
   current(): CompiledPolicy {
@@ -73,6 +89,7 @@ export class PolicyHolder {
         throw policyError('unreadable', { source: this.#path, why: (e as NodeJS.ErrnoException).code ?? 'error' });
       }
       this.#current = compilePolicy(parsePolicyText(text, this.#path), this.#settings, this.#path);
+      this.#text = text;
       return { ok: true };
     } catch (e) {
       if (e instanceof GatewayError) return { ok: false, error: e };

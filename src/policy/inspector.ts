@@ -56,8 +56,7 @@ export interface InspectorDeps {
   readonly now?: () => number;
 }
 
-export function createInspectorFactory(policy: PolicySource, deps: InspectorDeps): InspectorFactory {
-  const workers = new WorkerDirectory();
+export function createInspectorFactory(policy: PolicySource, deps: InspectorDeps, workers = new WorkerDirectory()): InspectorFactory {
   return (peer, hooks) => new ConnectionInspector(peer, policy, deps, hooks, workers);
 }
 

@@ -27,11 +27,12 @@ export function limitsFromConfig(c: PolicyConfig): FrameLimits {
   return { maxFrames: c.maxFrames, maxFrame0Bytes: c.maxFrame0Bytes, maxMessageBytes: c.maxMessageBytes };
 }
 
-export function openPolicy(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig): PolicySetup {
+/** `reloaded` hears of every policy put in force after the start (the data-plane processes follow it). */
+export function openPolicy(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig, reloaded?: (holder: PolicyHolder) => void): PolicySetup {
   const { log, metrics } = ctx;
   const holder = new PolicyHolder(config.file, settingsFromConfig(config));
   const { inspect } = config;
-  const inspector = inspect ? createInspectorFactory(holder, { log, metrics, limits: limitsFromConfig(config) }) : undefined;
+  const inspector = inspect && !reloaded ? createInspectorFactory(holder, { log, metrics, limits: limitsFromConfig(config) }) : undefined;
   const { settings, source } = holder.current();
   log.info('policy_loaded', { source, inspect, worker_client_ops: settings.workerClientOps, unknown_ops: settings.unknownOps, pin_worker_name: settings.pinWorkerName });
   return {
@@ -40,7 +41,10 @@ export function openPolicy(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config:
     async reload(reason) {
       const r = await holder.reload();
       metrics.reloadsTotal.inc({ what: 'policy', result: r.ok ? 'success' : 'failure' });
-      if (r.ok) log.audit('policy_reloaded', { source: holder.current().source, reason });
+      if (r.ok) {
+        log.audit('policy_reloaded', { source: holder.current().source, reason });
+        reloaded?.(holder);
+      }
       else log.error('policy_reload_failed', { source: holder.path, reason, code: r.error?.code, error: r.error?.message });
       return r.ok;
     },
@@ -56,11 +60,28 @@ export function openPolicy(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config:
 export function policyForTerminator(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig, injected: InspectorFactory | undefined, components: Component[], pollMs?: number): { inspector?: InspectorFactory } {
   if (injected) return { inspector: injected };
   const setup = openPolicy(ctx, config);
+  watchPolicy(ctx, setup, components, pollMs);
+  return setup.inspector ? { inspector: setup.inspector } : {};
+}
+
+/**
+ * With several data-plane processes the primary holds and watches the
+ * policy, and each process inspects with the text the primary validated:
+ * the policy in force now, and `publish` for every reload. Undefined when
+ * inspection is off.
+ */
+export function policyForDataPlane(ctx: Pick<GatewayContext, 'log' | 'metrics'>, config: PolicyConfig, components: Component[], publish: (holder: PolicyHolder) => void): PolicyHolder | undefined {
+  if (!config.inspect) return undefined;
+  const setup = openPolicy(ctx, config, publish);
+  watchPolicy(ctx, setup, components);
+  return setup.holder;
+}
+
+function watchPolicy(ctx: Pick<GatewayContext, 'log' | 'metrics'>, setup: PolicySetup, components: Component[], pollMs?: number): void {
   const path = setup.holder.path;
   if (path !== undefined) {
     const watch = FileWatch.start({ what: 'policy', files: [path], reload: (reason) => setup.reload(reason), log: ctx.log, metrics: ctx.metrics, pollMs });
     const stop = async () => watch.close();
     components.push({ name: 'policy', reload: (reason) => watch.reload(reason), drain: stop, close: stop });
   }
-  return setup.inspector ? { inspector: setup.inspector } : {};
 }

@@ -18,18 +18,36 @@ interface Entry {
 export class WorkerDirectory {
   readonly #max: number;
   readonly #addresses = new Map<string, Entry>();
+  readonly #onAdd: ((address: string, owner: string) => void) | undefined;
 
-  constructor(max = 65_536) {
+  /** `onAdd` tells the other data-plane processes (dataplane/): a worker's connections may land on any of them. */
+  constructor(max = 65_536, onAdd?: (address: string, owner: string) => void) {
     this.#max = max;
+    this.#onAdd = onAdd;
   }
 
   /** Records a register-worker that passed pinning; a new registration of an address takes it over. */
   add(address: string, owner: string): void {
+    if (this.#record(address, owner)) this.#onAdd?.(address, owner);
+  }
+
+  /** A registration another process saw. */
+  addRelayed(address: string, owner: string): void {
+    this.#record(address, owner);
+  }
+
+  /** Every address with its owner, oldest first: what a new data-plane process starts from. */
+  entries(): Array<[string, string]> {
+    return [...this.#addresses].map(([a, e]) => [a, e.owner]);
+  }
+
+  #record(address: string, owner: string): boolean {
     const host = hostOfAddress(address);
-    if (host === null) return;
+    if (host === null) return false;
     this.#addresses.delete(address);
     this.#addresses.set(address, { host, owner });
     if (this.#addresses.size > this.#max) this.#addresses.delete(this.#addresses.keys().next().value as string);
+    return true;
   }
 
   /**

@@ -47,6 +47,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     memoryBudgetEvictionsTotal: new Counter({ name: 'scheduler_gateway_memory_budget_evictions_total', help: 'Connections closed because the memory budget stayed spent (largest holders first)', registers: r }),
     connectionSlots: new Gauge({ name: 'scheduler_gateway_connection_slots', help: 'Slots of the Dask port in use: handshaking, and live by role class (client; cluster = worker and admin)', labelNames: ['state'] as const, registers: r }),
     connectionsReclaimedTotal: new Counter({ name: 'scheduler_gateway_connections_reclaimed_total', help: 'Idle request connections of the biggest holder closed so a certificate with fewer could connect (role share full)', labelNames: ['class'] as const, registers: r }),
+    dataplaneRestartsTotal: new Counter({ name: 'scheduler_gateway_dataplane_restarts_total', help: 'Data-plane processes (--processes) that exited unexpectedly and were started again', registers: r }),
     connectionLimit: new Gauge({ name: 'scheduler_gateway_connection_limit', help: 'The connection cap in force on each port (after the open-files limit lowered it, if it did)', labelNames: ['port'] as const, registers: r }),
   };
   return m;

@@ -19,6 +19,7 @@ import { GatewayError } from '../errors/base.js';
 import { issuedByAny, parseCertificatePem, splitPemCertificates } from '../pki/certificate.js';
 import { normalizeSerial } from '../pki/peer-certificate.js';
 import { FileWatch } from './file-watch.js';
+import { TrustState } from './trust-state.js';
 
 export type LoadedTrust = Omit<TrustMaterial, 'version'> & { readonly watchPaths?: readonly string[] };
 
@@ -35,17 +36,13 @@ export interface TrustSourceOptions {
   readonly debounceMs?: number;
 }
 
-type Listener = (m: TrustMaterial, newlyRevoked: string[], removedCas: string[]) => void;
-
 /** How often the expiry gauge is recomputed between reloads: it counts down. */
 const EXPIRY_REFRESH_MS = 60_000;
 
-export class ReloadingTrustSource implements TrustSource {
+export class ReloadingTrustSource extends TrustState implements TrustSource {
   readonly #opts: TrustSourceOptions;
-  readonly #listeners = new Set<Listener>();
   readonly #files: FileWatch;
   readonly #expiryTimer: NodeJS.Timeout;
-  #material: TrustMaterial;
   #fingerprint: string;
   #expiryLabels = new Set<string>();
 
@@ -57,26 +54,13 @@ export class ReloadingTrustSource implements TrustSource {
   }
 
   private constructor(opts: TrustSourceOptions, m: TrustMaterial) {
+    super(m);
     this.#opts = opts;
-    this.#material = m;
     this.#fingerprint = fingerprint(m);
     this.#recordExpiry();
     this.#expiryTimer = setInterval(() => this.#recordExpiry(), EXPIRY_REFRESH_MS).unref();
     const { log, metrics, pollMs, debounceMs } = opts;
     this.#files = FileWatch.start({ what: 'tls', files: opts.watchFiles ?? [], reload: (reason) => this.#reloadOnce(reason), log, metrics, pollMs, debounceMs });
-  }
-
-  current(): TrustMaterial {
-    return this.#material;
-  }
-
-  isRevoked(serial: string): boolean {
-    return this.#material.revokedSerials.has(serial);
-  }
-
-  onChange(listener: Listener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
   }
 
   /** Serialized with the watcher's reloads (file-watch.ts). Resolves true when the material on disk is live. */
@@ -95,12 +79,12 @@ export class ReloadingTrustSource implements TrustSource {
     try {
       loaded = await this.#opts.load();
       validate(loaded);
-      if (loaded.clusterId !== this.#material.clusterId) {
-        throw new GatewayError('GW_TRUST_CLUSTER_CHANGED', `the cluster id changed from ${this.#material.clusterId} to ${loaded.clusterId}; restart the gateway to serve another cluster`);
+      if (loaded.clusterId !== this.current().clusterId) {
+        throw new GatewayError('GW_TRUST_CLUSTER_CHANGED', `the cluster id changed from ${this.current().clusterId} to ${loaded.clusterId}; restart the gateway to serve another cluster`);
       }
     } catch (e) {
       metrics.reloadsTotal.inc({ what: 'tls', result: 'failure' });
-      log.error('trust_reload_failed', { reason, kept_version: this.#material.version, error: errorText(e), code: (e as { code?: string }).code });
+      log.error('trust_reload_failed', { reason, kept_version: this.current().version, error: errorText(e), code: (e as { code?: string }).code });
       return false;
     }
     const fp = fingerprint(loaded);
@@ -108,14 +92,12 @@ export class ReloadingTrustSource implements TrustSource {
       log.debug('trust_reload_unchanged', { reason });
       return true;
     }
-    const before = this.#material;
+    const before = this.current();
     const next = material(loaded, before.version + 1);
     const newlyRevoked = [...next.revokedSerials].filter((s) => !before.revokedSerials.has(s));
     const kept = new Set(caSerialsOf(next.caPem));
     const removedCas = caSerialsOf(before.caPem).filter((s) => !kept.has(s));
-    this.#material = next;
     this.#fingerprint = fp;
-    this.#recordExpiry();
     metrics.reloadsTotal.inc({ what: 'tls', result: 'success' });
     log.info('trust_reloaded', {
       reason,
@@ -126,13 +108,8 @@ export class ReloadingTrustSource implements TrustSource {
       newly_revoked: newlyRevoked,
       removed_cas: removedCas,
     });
-    for (const l of this.#listeners) {
-      try {
-        l(next, newlyRevoked, removedCas);
-      } catch (e) {
-        log.error('trust_listener_failed', { error: errorText(e) });
-      }
-    }
+    this.swap(next, newlyRevoked, removedCas, (e) => log.error('trust_listener_failed', { error: errorText(e) }));
+    this.#recordExpiry();
     return true;
   }
 
@@ -142,7 +119,7 @@ export class ReloadingTrustSource implements TrustSource {
    * watches). Labels of CAs no longer trusted are removed.
    */
   #recordExpiry(): void {
-    const m = this.#material;
+    const m = this.current();
     const now = (this.#opts.now ?? (() => new Date()))().getTime();
     const left = (c: X509Certificate) => (new Date(c.validTo).getTime() - now) / 1000;
     const cas = splitPemCertificates(m.caPem).map(parseCertificatePem);

@@ -51,6 +51,8 @@ export interface ShareRefusal {
 /** One connection's hold on the shares; released exactly once. */
 export interface Slot {
   readonly source: string;
+  /** The primary's number for it, when the bookkeeping lives in another process (dataplane/). */
+  readonly key?: number;
   identity?: string;
   live?: 'client' | 'cluster';
   released?: boolean;

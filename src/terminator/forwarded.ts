@@ -13,7 +13,8 @@ import type { Denial, InspectorFactory, PeerInfo } from './inspector.js';
 import { pipeBoth } from './pipe.js';
 import type { BudgetAccount, MemoryBudget } from '../limits/memory-budget.js';
 import { FirstOp, type ConnectionKind } from './first-op.js';
-import type { ReclaimCandidate, Slot } from './fair-shares.js';
+import type { Slot } from './fair-shares.js';
+import type { Reclaimable } from './admission.js';
 import { peerCertificateDer } from '../pki/peer-certificate.js';
 
 type CutReason = 'revoked' | 'expired' | 'drain' | 'idle_timeout' | 'policy_denied' | 'memory_budget' | 'fair_share';
@@ -101,9 +102,16 @@ export class ForwardedConnection {
     this.#upstream.on('data', () => { this.#lastActive = Date.now(); });
   }
 
-  /** What fair-shares.ts needs to pick a connection to reclaim. */
-  candidate(now: number): ReclaimCandidate<ForwardedConnection> {
-    return { item: this, identity: this.slot.identity ?? '', cls: this.slot.live ?? 'client', reclaimable: this.#kind !== 'stream' && this.#cut === undefined, idleMs: now - this.#lastActive };
+  /** What the reclaim rule (admission.ts, fair-shares.ts) needs to pick a connection to close for a newcomer. */
+  reclaimable(now: number): Reclaimable {
+    return {
+      slot: this.slot,
+      identity: this.slot.identity ?? '',
+      cls: this.slot.live ?? 'client',
+      reclaimable: this.#kind !== 'stream' && this.#cut === undefined,
+      idleMs: now - this.#lastActive,
+      cut: (detail) => this.cut('fair_share', { ...detail }),
+    };
   }
 
   /** A request refused and answered in Dask's words; the connection goes on. */

@@ -2,6 +2,7 @@
  * Port 8786: accept, sniff, TLS handshake under a deadline, authenticate,
  * dial the scheduler, forward. Each step is one module of this folder:
  *   sniff.ts         what the first bytes are (TLS, HTTP, plaintext Dask, garbage)
+ *   admission.ts     failed-handshake budget, fair shares, reclaim (here or in the primary)
  *   fair-shares.ts   slots per address, per certificate, per role class
  *   tls-options.ts   the TLS policy (versions, suites, client certificates)
  *   authenticate.ts  chain verdict + identity (cluster, role, revocation, EKU)
@@ -9,7 +10,6 @@
  *   pipe.ts          the byte copy, both ways, half-close, errors
  *   forwarded.ts     a live, authenticated connection (session, metrics, end)
  *   audit.ts         one line per decision
- * The per-address budget of failed handshakes is limits/failure-limiter.ts.
  * This folder knows nothing about Dask framing: wire-aware policy plugs in
  * through inspector.ts. It must not import dashboard/, telemetry/ internals
  * or policy/.
@@ -26,8 +26,8 @@ import { terminatorError } from './errors.js';
 import { ForwardedConnection } from './forwarded.js';
 import type { InspectorFactory } from './inspector.js';
 import type { Identity } from '../pki/identity.js';
-import { FailureLimiter } from '../limits/failure-limiter.js';
-import { FairShares, chooseVictim, isRefusal, type ShareLimits, type ShareRefusal, type Slot } from './fair-shares.js';
+import type { ShareLimits, ShareRefusal, Slot } from './fair-shares.js';
+import { SharedAdmission, isAdmissionRefusal, type Admission, type AdmissionRefusal, type ReclaimSource } from './admission.js';
 import { refuseDaskPeer } from './dask-refusal.js';
 import { RefusalCoalescer } from '../log/coalesce.js';
 import type { MemoryBudget } from '../limits/memory-budget.js';
@@ -54,6 +54,8 @@ export interface TerminatorOptions extends ShareLimits {
   readonly allowMissingEku?: boolean;
   /** What every connection buffers counts against this (limits/memory-budget.ts). */
   readonly memoryBudget?: MemoryBudget;
+  /** Where slots are decided; default: here (admission.ts). A data-plane process asks the primary (dataplane/). */
+  readonly admission?: (reclaim: ReclaimSource) => Admission;
 }
 
 export interface Terminator extends Component {
@@ -107,8 +109,7 @@ class TerminatorServer implements Terminator {
   readonly #ctx: GatewayContext;
   readonly #opts: TerminatorOptions;
   readonly #audit: ConnectionAudit;
-  readonly #limiter: FailureLimiter;
-  readonly #shares: FairShares;
+  readonly #admission: Admission;
   readonly #coalescer: RefusalCoalescer;
   readonly #front: NetServer;
   readonly #tls: TlsServer;
@@ -122,6 +123,8 @@ class TerminatorServer implements Terminator {
   readonly #stopTrust: () => void;
   readonly #tick: NodeJS.Timeout;
   #seq = 0;
+  /** Slots this process holds (handshaking plus live): what drain waits for. */
+  #held = 0;
   #draining = false;
   #closed: Promise<void> | undefined;
 
@@ -130,8 +133,11 @@ class TerminatorServer implements Terminator {
     this.#opts = opts;
     this.#coalescer = new RefusalCoalescer(ctx.log, { port: '8786', onCoalesced: () => ctx.metrics.logLinesCoalescedTotal.inc({ port: '8786' }) });
     this.#audit = new ConnectionAudit(ctx.log, ctx.metrics, this.#coalescer);
-    this.#limiter = new FailureLimiter({ failures: opts.failedHandshakesPerMinute, perMs: 60_000 });
-    this.#shares = new FairShares(opts);
+    const reclaim: ReclaimSource = () => {
+      const now = Date.now();
+      return [...this.#live].map((c) => c.reclaimable(now));
+    };
+    this.#admission = opts.admission?.(reclaim) ?? new SharedAdmission({ limits: opts, failedHandshakesPerMinute: opts.failedHandshakesPerMinute, metrics: ctx.metrics, reclaim });
     // Not half-open while handshaking: a peer that sends FIN mid-handshake has
     // given up and is refused at once. Authenticated sockets switch to
     // half-open in #onSecure so the pipe can forward half-closes.
@@ -150,7 +156,7 @@ class TerminatorServer implements Terminator {
   }
 
   get connections(): number {
-    return this.#shares.total;
+    return this.#held;
   }
 
   listen(): Promise<void> {
@@ -174,17 +180,25 @@ class TerminatorServer implements Terminator {
     const facts: ConnectionFacts = { conn: `${this.#idPrefix}-${(++this.#seq).toString(36)}`, peer: `${remote}:${raw.remotePort ?? 0}`, address: remote };
     raw.on('error', () => {}); // resets before or during the handshake are normal; the close path audits them
     if (this.#draining) return void raw.destroy();
-    if (this.#limiter.blocked(remote)) {
-      this.#audit.refused(facts, 'rate_limited', `more than ${this.#opts.failedHandshakesPerMinute} failed handshakes per minute`);
-      return void raw.destroy();
+    const slot = this.#admission.admit(remote);
+    if (slot instanceof Promise) {
+      slot.then((s) => this.#admitted(raw, facts, s), () => this.#admitted(raw, facts, { reason: 'admission_unavailable', detail: 'the primary process did not answer' }));
+    } else {
+      this.#admitted(raw, facts, slot);
     }
-    // Before any TLS work, so a flood costs the gateway an accept and a close. The peer sees the connection reset.
-    const slot = this.#shares.admit(remote);
-    if (isRefusal(slot)) {
+  }
+
+  #admitted(raw: Socket, facts: ConnectionFacts, slot: Slot | AdmissionRefusal): void {
+    if (isAdmissionRefusal(slot)) {
       this.#audit.refused(facts, slot.reason, slot.detail);
       return void raw.destroy();
     }
-    this.#publishSlots();
+    // Gone while the primary decided (another process's turn): the slot goes straight back.
+    if (raw.destroyed || this.#draining) {
+      this.#admission.release(slot);
+      return void raw.destroy();
+    }
+    this.#held++;
     raw.setNoDelay(true);
     // A peer whose host vanished without a FIN gives its slot back (Linux: first probe after this, then 9 x 75 s).
     raw.setKeepAlive(true, KEEPALIVE_AFTER_MS);
@@ -199,8 +213,8 @@ class TerminatorServer implements Terminator {
     };
     this.#pending.set(key, p);
     raw.once('close', () => {
-      this.#shares.release(slot);
-      this.#publishSlots();
+      this.#admission.release(slot);
+      this.#held--;
       if (this.#pending.get(key) === p) this.#pending.delete(key);
       clearTimeout(p.timer);
       if (!p.settled) this.#refuse(p, p.tlsError ? 'tls_handshake_failed' : 'handshake_aborted', p.tlsError ?? 'connection closed before the handshake completed');
@@ -243,7 +257,7 @@ class TerminatorServer implements Terminator {
       const spoke = kind === 'need_more' ? 'garbage' : kind;
       this.#settle(p);
       this.#audit.protocolMismatch(p.facts, spoke);
-      this.#limiter.fail(p.raw.remoteAddress ?? 'unknown');
+      this.#admission.failed(p.raw.remoteAddress ?? 'unknown');
       if (spoke === 'http') {
         p.raw.end(HTTP_EXPLANATION);
         setTimeout(() => p.raw.destroy(), 1_000).unref();
@@ -281,13 +295,19 @@ class TerminatorServer implements Terminator {
       return this.#refuse(p, verdict.reason, verdict.detail);
     }
     p.facts.role = verdict.identity.role;
-    const over = this.#promote(p.slot, verdict.uri, verdict.identity.role);
+    const over = this.#admission.promote(p.slot, verdict.uri, verdict.identity.role);
+    const go = (o: ShareRefusal | null) => this.#promoted(p, s, o, verdict.identity, verdict.serial, verdict.sanHosts, verdict.notAfter);
+    if (over instanceof Promise) over.then(go, () => go({ reason: 'too_many_connections', detail: 'the primary process did not answer' }));
+    else go(over);
+  }
+
+  #promoted(p: Pending, s: TLSSocket, over: ShareRefusal | null, identity: Identity, serial: string, sanHosts: string[], notAfter: Date): void {
+    if (p.settled || s.destroyed) return; // timed out or drained while the primary decided; the close releases the slot
     if (over) return this.#refuseOverShare(p, s, over);
-    this.#publishSlots();
     s.allowHalfOpen = true;
     s.setNoDelay(true);
     this.#settle(p);
-    void this.#connectUpstream(p, s, verdict.identity, verdict.serial, verdict.sanHosts, verdict.notAfter);
+    void this.#connectUpstream(p, s, identity, serial, sanHosts, notAfter);
   }
 
   async #connectUpstream(p: Pending, peer: TLSSocket, identity: Identity, serial: string, sanHosts: string[], notAfter: Date): Promise<void> {
@@ -336,20 +356,6 @@ class TerminatorServer implements Terminator {
     this.#expires.set(conn, notAfter.getTime());
   }
 
-  /** A live slot for this identity, reclaiming an idle one from the biggest holder of a full share if need be. */
-  #promote(slot: Slot, identity: string, role: Identity['role']): ShareRefusal | null {
-    const over = this.#shares.promote(slot, identity, role);
-    if (!over || !['client_share_full', 'worker_share_full', 'too_many_connections'].includes(over.reason)) return over;
-    const cls = role === 'client' ? 'client' : 'cluster';
-    const now = Date.now();
-    const victim = chooseVictim([...this.#live].map((c) => c.candidate(now)), { identity, cls });
-    if (!victim) return over;
-    this.#shares.release(victim.slot); // now, not when its sockets finish closing: the newcomer takes the slot
-    victim.cut('fair_share', { reclaimed_for: identity, share: over.reason });
-    this.#ctx.metrics.connectionsReclaimedTotal.inc({ class: cls });
-    return this.#shares.promote(slot, identity, role);
-  }
-
   /**
    * An authenticated peer over its share: audited, then told why in Dask's own
    * framing (dask-refusal.ts), so its Python raises with the reason. Not a
@@ -365,13 +371,6 @@ class TerminatorServer implements Terminator {
     });
   }
 
-  #publishSlots(): void {
-    const g = this.#ctx.metrics.connectionSlots;
-    g.set({ state: 'handshaking' }, this.#shares.handshakes);
-    g.set({ state: 'client' }, this.#shares.live('client'));
-    g.set({ state: 'cluster' }, this.#shares.live('cluster'));
-  }
-
   #settle(p: Pending): void {
     p.settled = true;
     clearTimeout(p.timer);
@@ -381,7 +380,7 @@ class TerminatorServer implements Terminator {
   #refuse(p: Pending, reason: string, detail?: string): void {
     if (p.settled) return;
     this.#settle(p);
-    if (reason !== 'upstream_unavailable') this.#limiter.fail(p.raw.remoteAddress ?? p.facts.peer.replace(/:\d+$/, ''));
+    if (reason !== 'upstream_unavailable') this.#admission.failed(p.raw.remoteAddress ?? p.facts.peer.replace(/:\d+$/, ''));
     this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
     this.#audit.refused(p.facts, reason, detail);
     // Destroy exactly one of the raw socket and the TLSSocket wrapping its
@@ -404,7 +403,7 @@ class TerminatorServer implements Terminator {
     this.#draining = true;
     this.#front.close();
     const until = Date.now() + deadlineMs;
-    while (this.#shares.total > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    while (this.#held > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     for (const c of [...this.#live]) c.cut('drain');
     for (const p of [...this.#pending.values()]) this.#refuse(p, 'draining');
   }
@@ -417,9 +416,9 @@ class TerminatorServer implements Terminator {
       clearInterval(this.#tick);
       clearInterval(this.#expiryTick);
       const deadline = Date.now() + 2_000;
-      while (this.#shares.total > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (this.#held > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       this.#coalescer.close();
-      this.#ctx.log.info('terminator_closed', { remaining: this.#shares.total });
+      this.#ctx.log.info('terminator_closed', { remaining: this.#held });
     })();
     return this.#closed;
   }

@@ -55,14 +55,15 @@ t.test('policy never touches TLS or sockets, and reaches the terminator only thr
 const FLOORS: readonly (readonly string[])[] = [
   ['cli'],
   ['gateway', 'control-plane-dev'], // the composition root; the development receiver, a root of its own
+  ['dataplane'], // the data-plane processes (--processes N): the primary's side, and the root of each process
   ['terminator', 'dashboard', 'telemetry', 'credentials', 'policy', 'supervisor'], // the components
   ['runtime'], // services the components share
   ['pki', 'config', 'wire', 'tokens'],
   ['errors', 'log', 'limits'], // limits/ is pure bookkeeping over node: only; config declares its keys' help from it
 ];
 const floorOf = (folder: string) => FLOORS.length - FLOORS.findIndex((f) => f.includes(folder));
-const COMPONENTS = FLOORS[2]!;
-const SERVICES = FLOORS[3]!;
+const COMPONENTS = FLOORS[3]!;
+const SERVICES = FLOORS[4]!;
 
 t.test('every folder of src/ stands on a floor', async (t) => {
   const folders = readdirSync(SRC, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
@@ -104,9 +105,15 @@ t.test('the PKI depends on nothing but the error catalogue', async (t) => {
   t.same(crossing('pki').filter((e) => folderOf(e.to) !== 'errors').map((e) => `${e.file} -> ${e.to}`), []);
 });
 
-t.test('only gateway/compose.ts and the CLI start components', async (t) => {
+t.test('only gateway/compose.ts, a data-plane process and the CLI start components', async (t) => {
   const starters = all.filter((e) => ['terminator/terminator.ts', 'dashboard/index.ts', 'telemetry/telemetry.ts', 'credentials/index.ts'].includes(e.to) && !e.typeOnly);
-  t.same([...new Set(starters.map((e) => e.file))].filter((f) => f !== 'gateway/compose.ts' && !f.startsWith('cli/')), []);
+  t.same([...new Set(starters.map((e) => e.file))].filter((f) => f !== 'gateway/compose.ts' && f !== 'dataplane/worker.ts' && !f.startsWith('cli/')), []);
+});
+
+t.test('the data plane is started by the composition root only, and imports nothing above it', async (t) => {
+  const users = all.filter((e) => !e.builtin && folderOf(e.to) === 'dataplane' && e.from !== 'dataplane');
+  t.same([...new Set(users.map((e) => e.file))], ['gateway/compose.ts']);
+  t.ok(all.some((e) => e.file === 'dataplane/worker.ts' && e.to === 'terminator/terminator.ts' && !e.typeOnly), 'a data-plane process runs the same terminator');
 });
 
 t.test('the import scanner sees the imports it judges (a rule over nothing would always pass)', async (t) => {

@@ -1,6 +1,14 @@
 /** Keys of port 8786: where it listens, where the scheduler is, and its limits. */
+import { availableParallelism } from 'node:os';
 import { key, parse, type SliceOf } from '../spec.js';
 import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION } from '../../limits/descriptor-budget.js';
+
+/** More processes than this would each hold too few slots to matter, and the primary answers them all. */
+const MAX_PROCESSES = 64;
+
+function processes(raw: unknown, k: string): number {
+  return raw === 'auto' ? Math.min(MAX_PROCESSES, availableParallelism()) : parse.int(1, MAX_PROCESSES)(raw, k);
+}
 
 export const terminatorKeys = {
   listen: key({ key: 'listen', flag: 'listen', placeholder: 'HOST:PORT', describe: 'address of the mutual-TLS Dask port', default: { host: '0.0.0.0', port: 8786 }, parse: parse.endpoint() }),
@@ -17,6 +25,7 @@ export const terminatorKeys = {
   maxConnectionsPerIdentity: key({ key: 'terminator.max-connections-per-identity', flag: 'max-connections-per-identity', placeholder: 'N', describe: 'live connections of one certificate (SPIFFE URI); a worker or client holds a handful', default: 256, parse: parse.int(1, 1_000_000) }),
   reserveWorkersPercent: key({ key: 'terminator.reserve-workers-percent', flag: 'reserve-workers-percent', placeholder: 'PCT', describe: 'share of --max-connections that client certificates can never take (kept for workers and admins)', default: 25, parse: parse.int(0, 50) }),
   reserveClientsPercent: key({ key: 'terminator.reserve-clients-percent', flag: 'reserve-clients-percent', placeholder: 'PCT', describe: 'share of --max-connections that worker and admin certificates can never take (kept for clients)', default: 10, parse: parse.int(0, 50) }),
+  processes: key({ key: 'terminator.processes', flag: 'processes', placeholder: 'N|auto', describe: `data-plane processes that accept and forward 8786 connections, sharing every limit (auto: one per CPU core, at most ${MAX_PROCESSES}; 1: the whole gateway is one process)`, default: 1, parse: processes }),
   memoryBudgetBytes: key({ key: 'terminator.memory-budget-bytes', flag: 'memory-budget-bytes', placeholder: 'BYTES', describe: 'bytes buffered for peers across all 8786 connections (partial frame 0, TLS data, queued writes); when spent, the holders stop being read', default: 256 * 1024 * 1024, parse: parse.int(1024 * 1024, 2 ** 40) }),
 };
 

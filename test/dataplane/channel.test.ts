@@ -1,0 +1,49 @@
+import t from 'tap';
+import { Channel } from '../../src/dataplane/channel.js';
+import { ipcPair } from '../helpers/ipc-pair.js';
+
+// The channel's deadlines do not hold a process open (real processes have sockets); this test has nothing else.
+const keepAlive = setInterval(() => {}, 1_000);
+t.teardown(() => clearInterval(keepAlive));
+
+t.test('a request gets its own answer, events arrive, a throwing handler answers with its error', async (t) => {
+  const [a, b] = ipcPair();
+  const left = new Channel(a);
+  const right = new Channel(b);
+  const seen: unknown[] = [];
+  right.handle('double', (x) => (x as number) * 2).handle('slow', (x) => new Promise((r) => setTimeout(() => r(x), 30)));
+  right.handle('boom', () => { throw new Error('no such slot'); }).handle('note', (x) => void seen.push(x));
+  const [slow, fast] = await Promise.all([left.request('slow', 'first'), left.request('double', 21)]);
+  t.same([slow, fast], ['first', 42], 'answers find their requests, whatever order they come back in');
+  await t.rejects(left.request('boom', null), /no such slot/);
+  await t.rejects(left.request('missing', null), /no handler for missing/);
+  left.notify('note', { k: 1 });
+  await new Promise((r) => setTimeout(r, 20));
+  t.same(seen, [{ k: 1 }]);
+});
+
+t.test('no answer within the deadline rejects; closing rejects what waits; a closed channel refuses at once', async (t) => {
+  const [a, b] = ipcPair();
+  const left = new Channel(a);
+  new Channel(b).handle('never', () => new Promise(() => {}));
+  await t.rejects(left.request('never', null, 50), /no answer to never within 50 ms/);
+  const waiting = left.request('never', null, 10_000);
+  left.close();
+  await t.rejects(waiting, /channel closed/);
+  await t.rejects(left.request('never', null), /channel closed before never/);
+});
+
+t.test('a gone peer: sending fails cleanly; foreign messages on the pipe are ignored', async (t) => {
+  const [a, b] = ipcPair();
+  const left = new Channel(a);
+  const right = new Channel(b).handle('x', () => 1);
+  a.cut();
+  await t.rejects(left.request('x', null), /the other process is gone/);
+  t.doesNotThrow(() => left.notify('x', null));
+  const [c, d] = ipcPair();
+  const ch = new Channel(c).handle('ping', () => 'pong');
+  for (const junk of [null, 'text', { gw: 2, kind: 'req', id: 1, op: 'ping' }, { gw: 1, kind: 'req', op: 'ping' }, { gw: 1, kind: 'res', id: 99 }]) d.send(junk);
+  const probe = new Channel(d);
+  t.equal(await probe.request('ping', null), 'pong', 'still answering after junk');
+  void ch; void right;
+});

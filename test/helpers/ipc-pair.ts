@@ -1,0 +1,32 @@
+/**
+ * Two ends of an in-memory IPC pipe for dataplane/ tests: each message is
+ * delivered asynchronously, as JSON (what the cluster pipe carries), so a
+ * Set or an Error that would not survive the real pipe does not survive here.
+ */
+import { EventEmitter } from 'node:events';
+import type { IpcPort } from '../../src/dataplane/channel.js';
+
+export interface IpcEnd extends IpcPort {
+  /** Stops delivery both ways, like a process that exited. */
+  cut(): void;
+}
+
+export function ipcPair(): [IpcEnd, IpcEnd] {
+  const a = new EventEmitter();
+  const b = new EventEmitter();
+  let open = true;
+  const end = (self: EventEmitter, other: EventEmitter): IpcEnd => ({
+    send(m: unknown) {
+      if (!open) throw Object.assign(new Error('channel closed'), { code: 'ERR_IPC_CHANNEL_CLOSED' });
+      const text = JSON.stringify(m);
+      setImmediate(() => open && other.emit('message', JSON.parse(text)));
+      return true;
+    },
+    on: (e, l) => self.on(e, l),
+    off: (e, l) => self.off(e, l),
+    cut() {
+      open = false;
+    },
+  });
+  return [end(a, b), end(b, a)];
+}
