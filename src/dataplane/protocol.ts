@@ -4,6 +4,7 @@
  * no functions, no Errors.
  */
 import type { TrustMaterial } from '../runtime/context.js';
+import type { SessionsClosed } from '../runtime/sessions.js';
 import type { TerminatorOptions } from '../terminator/terminator.js';
 import type { PolicyConfig } from '../config/keys/policy.js';
 import type { ShareLimits, ShareRefusal } from '../terminator/fair-shares.js';
@@ -74,10 +75,7 @@ export interface TrustUpdate {
 }
 
 /** Sessions one process closed for a trust change. */
-export interface TrustApplied {
-  readonly revoked: Readonly<Record<string, number>>;
-  readonly untrusted: { readonly sessions: number; readonly serials: readonly string[] };
-}
+export type TrustApplied = SessionsClosed;
 
 export type AdmitAnswer = { readonly key: number } | { readonly refusal: AdmissionRefusal };
 

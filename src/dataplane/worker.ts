@@ -10,10 +10,9 @@ import { relayLogger } from './log-relay.js';
 import { RelayedTrust } from './relayed-trust.js';
 import { RemoteAdmission } from './remote-admission.js';
 import { createMetrics } from '../runtime/metrics.js';
-import { SessionRegistry } from '../runtime/sessions.js';
+import { SessionRegistry, closeForTrustChange } from '../runtime/sessions.js';
 import type { GatewayContext } from '../runtime/context.js';
 import { meteredMemoryBudget } from '../runtime/metered-budget.js';
-import { issuedByAny } from '../pki/certificate.js';
 import { startTerminator, type Terminator } from '../terminator/terminator.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { PolicyHolder } from '../policy/holder.js';
@@ -82,14 +81,11 @@ async function start(ch: Channel, init: WorkerInit): Promise<Running> {
   };
 }
 
-/** The same closes a trust change causes in the primary (gateway/compose.ts), counted for its one audit line. */
+/** The same closes a trust change causes in the primary, counted for its one audit line (gateway/compose.ts). */
 function applyTrust(ctx: GatewayContext, trust: RelayedTrust, u: TrustUpdate): TrustApplied {
   const m = fromWireTrust(u.material);
   trust.apply(m, [...u.newlyRevoked], [...u.removedCas]);
-  const revoked: Record<string, number> = {};
-  for (const serial of u.newlyRevoked) revoked[serial] = ctx.sessions.revokeSerial(serial);
-  const untrusted = u.removedCas.length > 0 ? ctx.sessions.closeUntrusted((der) => issuedByAny(der, m.caPem)) : { sessions: 0, serials: [] };
-  return { revoked, untrusted };
+  return closeForTrustChange(ctx.sessions, m, u.newlyRevoked, u.removedCas);
 }
 
 function inspectorFor(ch: Channel, init: WorkerInit, ctx: GatewayContext): InspectorFactory | undefined {

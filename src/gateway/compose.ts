@@ -13,18 +13,16 @@ import { terminatorKeys } from '../config/keys/terminator.js';
 import { dashboardKeys } from '../config/keys/dashboard.js';
 import { credentialsKeys } from '../config/keys/credentials.js';
 import type { Component, GatewayContext } from '../runtime/context.js';
-import { SessionRegistry } from '../runtime/sessions.js';
+import { SessionRegistry, closeForTrustChange, type SessionsClosed } from '../runtime/sessions.js';
 import { settingsFrom, type GatewaySettings } from './settings.js';
 import { openTrust } from '../runtime/material.js';
 import { ensurePrivateDir } from '../pki/state-dir.js';
-import { issuedByAny } from '../pki/certificate.js';
 import { startTerminator } from '../terminator/terminator.js';
 import { crlPathFor, startDashboard } from '../dashboard/index.js';
 import type { InspectorFactory } from '../terminator/inspector.js';
 import { GatewayError } from '../errors/base.js';
 import { policyForDataPlane, policyForTerminator } from '../policy/setup.js';
 import { startDataPlane, type DataPlane } from '../dataplane/primary.js';
-import type { TrustMaterial } from '../runtime/context.js';
 import { credentialsSettings, startCredentials } from '../credentials/index.js';
 import { startTelemetry, telemetrySettings } from '../telemetry/telemetry.js';
 import { revocationSinkFor } from '../runtime/revocation-sink.js';
@@ -91,7 +89,7 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
   // process, not only new handshakes; so does a CA leaving the trust store
   // (rotate-ca finish): what no longer chains is closed.
   trust.onChange((m, newlyRevoked, removedCas) => {
-    const here = closeSessions(sessions, m, newlyRevoked, removedCas);
+    const here = closeForTrustChange(sessions, m, newlyRevoked, removedCas);
     if (!dataPlane) return auditTrustChange(log, here, removedCas);
     void dataPlane.applyTrust(m, newlyRevoked, removedCas).then((there) => auditTrustChange(log, sumApplied([here, ...there]), removedCas));
   });
@@ -216,25 +214,13 @@ function checkMemoryBudget(policy: PolicyConfig, shareBytes: number, processes: 
   }
 }
 
-interface Closed {
-  readonly revoked: Readonly<Record<string, number>>;
-  readonly untrusted: { readonly sessions: number; readonly serials: readonly string[] };
-}
-
-function closeSessions(sessions: SessionRegistry, m: TrustMaterial, newlyRevoked: string[], removedCas: string[]): Closed {
-  const revoked: Record<string, number> = {};
-  for (const serial of newlyRevoked) revoked[serial] = sessions.revokeSerial(serial);
-  const untrusted = removedCas.length > 0 ? sessions.closeUntrusted((der) => issuedByAny(der, m.caPem)) : { sessions: 0, serials: [] };
-  return { revoked, untrusted };
-}
-
 /** One audit line per revoked serial and one per CA change, with the sessions closed in every process. */
-function auditTrustChange(log: Logger, c: Closed, removedCas: string[]): void {
+function auditTrustChange(log: Logger, c: SessionsClosed, removedCas: string[]): void {
   for (const [serial, closed] of Object.entries(c.revoked)) log.audit('revocation_applied', { serial, sessions_closed: closed });
   if (removedCas.length > 0) log.audit('ca_removed', { removed_cas: removedCas, reason: 'unknown_ca', sessions_closed: c.untrusted.sessions, serials: c.untrusted.serials });
 }
 
-function sumApplied(all: readonly Closed[]): Closed {
+function sumApplied(all: readonly SessionsClosed[]): SessionsClosed {
   const revoked: Record<string, number> = {};
   const serials = new Set<string>();
   let sessions = 0;

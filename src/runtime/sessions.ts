@@ -5,6 +5,9 @@
  * longer chains to a trusted CA. 8786 connections, dashboard sessions and
  * WebSockets all register here.
  */
+import { issuedByAny } from '../pki/certificate.js';
+import type { TrustMaterial } from './context.js';
+
 export interface LiveSession {
   readonly kind: 'dask' | 'dashboard-ws' | 'dashboard-http' | 'credentials';
   readonly serial?: string;
@@ -96,4 +99,18 @@ function closeAll(map: Map<string, Set<LiveSession>>, key: string, reason: 'revo
   map.delete(key);
   for (const s of list) s.close(reason);
   return list.length;
+}
+
+/** What one process closed for one trust change: sessions per newly revoked serial, and those a removed CA left unchained. */
+export interface SessionsClosed {
+  readonly revoked: Readonly<Record<string, number>>;
+  readonly untrusted: { readonly sessions: number; readonly serials: readonly string[] };
+}
+
+/** The closes a trust change causes, in whichever process holds the sessions (the primary, each data-plane process). */
+export function closeForTrustChange(sessions: SessionRegistry, m: TrustMaterial, newlyRevoked: readonly string[], removedCas: readonly string[]): SessionsClosed {
+  const revoked: Record<string, number> = {};
+  for (const serial of newlyRevoked) revoked[serial] = sessions.revokeSerial(serial);
+  const untrusted = removedCas.length > 0 ? sessions.closeUntrusted((der) => issuedByAny(der, m.caPem)) : { sessions: 0, serials: [] };
+  return { revoked, untrusted };
 }
