@@ -25,3 +25,13 @@ t.test('flags beat the environment, which beats the file; an unknown file key is
   t.throws(() => resolveRunConfig({ flags: {}, env: {}, file: { path: '/etc/gw/config.yaml', values: { lisen: 'x' } } }), { code: 'GW_CONFIG_INVALID', message: /lisen: unknown key/ });
   t.throws(() => resolveRunConfig({ flags: {}, env: { SCHEDULER_GATEWAY_MAX_CONNECTIONS: 'many' } }), { message: /SCHEDULER_GATEWAY_MAX_CONNECTIONS/ });
 });
+
+t.test('--processes: auto is one per core (at most 64); anything but 1..64 or auto is refused, naming the key', async (t) => {
+  const { availableParallelism } = await import('node:os');
+  t.equal(resolveRunConfig({ flags: {}, env: {} }).terminator.processes, 1, 'one process unless asked');
+  t.equal(resolveRunConfig({ flags: { processes: 'auto' }, env: {} }).terminator.processes, Math.min(64, availableParallelism()));
+  t.equal(resolveRunConfig({ flags: {}, env: { SCHEDULER_GATEWAY_PROCESSES: '3' } }).terminator.processes, 3);
+  for (const bad of ['0', '65', 'many', '-1', '2.5', 'AUTO']) {
+    t.throws(() => resolveRunConfig({ flags: { processes: bad }, env: {} }), { code: 'GW_CONFIG_INVALID', message: /--processes: expected an integer from 1 to 64/ }, bad);
+  }
+});
