@@ -33,6 +33,8 @@ ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/cli/bin.js"]
 # SCHEDULER_GATEWAY_PASSPHRASE (or --passphrase-file) and SCHEDULER_GATEWAY_SCHEDULER=HOST:PORT (your scheduler
 # on loopback, e.g. a container sharing this network namespace). Without a scheduler it exits with a message
 # and writes nothing. It never mints certificates or writes unencrypted keys.
+# SCHEDULER_GATEWAY_PROCESSES=N runs the Dask port on N processes (README: Using every core); give N, not auto,
+# when the container's CPUs are limited by a quota (auto counts the host's CPUs the container may run on).
 # Development mode (a local Dask scheduler, a development CA, unencrypted keys in the volume) is explicit:
 #   docker run IMAGE run --dev --dir /var/lib/scheduler-gateway
 CMD ["run", "--dir", "/var/lib/scheduler-gateway"]
