@@ -21,7 +21,7 @@ function get(port: number, path: string, method = 'GET'): Promise<{ status: numb
 t.test('serves the registry in Prometheus text format on loopback', async (t) => {
   const metrics = createMetrics();
   metrics.connectionsTotal.inc({ port: '8786', role: 'client' }, 3);
-  const server = await startMetricsServer({ listen: { host: '127.0.0.1', port: 0 }, unsafePublic: false, registry: metrics.registry, log: silentLogger });
+  const server = await startMetricsServer({ listen: { host: '127.0.0.1', port: 0 }, unsafePublic: false, reader: metrics.registry, log: silentLogger });
   t.teardown(() => server.close());
   const res = await get(server.address.port, '/metrics');
   t.equal(res.status, 200);
@@ -43,20 +43,20 @@ t.test('renderMetrics gives the registry\'s text and its content type', async (t
 
 t.test('refuses a non-loopback address unless --metrics-listen-unsafe-public', async (t) => {
   const metrics = createMetrics({ defaultMetrics: false });
-  const e = await startMetricsServer({ listen: { host: '0.0.0.0', port: 0 }, unsafePublic: false, registry: metrics.registry, log: silentLogger }).catch((x: unknown) => x) as GatewayError;
+  const e = await startMetricsServer({ listen: { host: '0.0.0.0', port: 0 }, unsafePublic: false, reader: metrics.registry, log: silentLogger }).catch((x: unknown) => x) as GatewayError;
   t.type(e, GatewayError);
   t.equal(e.code, 'GW_TELEMETRY_BAD_ENDPOINT');
   t.match(e.message, /--metrics-listen-unsafe-public/);
-  const ok = await startMetricsServer({ listen: { host: '0.0.0.0', port: 0 }, unsafePublic: true, registry: metrics.registry, log: silentLogger });
+  const ok = await startMetricsServer({ listen: { host: '0.0.0.0', port: 0 }, unsafePublic: true, reader: metrics.registry, log: silentLogger });
   await ok.close();
   t.pass('with the opt-in it listens');
 });
 
 t.test('a port in use is a clear startup error', async (t) => {
   const metrics = createMetrics({ defaultMetrics: false });
-  const a = await startMetricsServer({ listen: { host: '127.0.0.1', port: 0 }, unsafePublic: false, registry: metrics.registry, log: silentLogger });
+  const a = await startMetricsServer({ listen: { host: '127.0.0.1', port: 0 }, unsafePublic: false, reader: metrics.registry, log: silentLogger });
   t.teardown(() => a.close());
-  const e = await startMetricsServer({ listen: { host: '127.0.0.1', port: a.address.port }, unsafePublic: false, registry: metrics.registry, log: silentLogger }).catch((x: unknown) => x) as GatewayError;
+  const e = await startMetricsServer({ listen: { host: '127.0.0.1', port: a.address.port }, unsafePublic: false, reader: metrics.registry, log: silentLogger }).catch((x: unknown) => x) as GatewayError;
   t.match(e.message, /EADDRINUSE/);
 });
 
