@@ -5,6 +5,8 @@ import { createMetrics } from '../../src/runtime/metrics.js';
 import { parsePrometheusText } from '../../src/telemetry/prom-parse.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { GatewayError } from '../../src/errors/base.js';
+import { aggregatedReader, type MetricsJson } from '../../src/runtime/metrics-aggregate.js';
+import { captureLogger } from './helpers.js';
 
 function get(port: number, path: string, method = 'GET'): Promise<{ status: number; type: string | undefined; body: string }> {
   return new Promise((resolve, reject) => {
@@ -60,3 +62,21 @@ t.test('a port in use is a clear startup error', async (t) => {
   t.match(e.message, /EADDRINUSE/);
 });
 
+
+t.test('a reading of several processes that cannot be combined answers 500 with a log line, and the next one is served', async (t) => {
+  const primary = createMetrics({ defaultMetrics: false });
+  const worker = createMetrics({ defaultMetrics: false });
+  worker.connectionsTotal.inc({ port: '8786', role: 'worker' }, 4);
+  let peer: () => Promise<MetricsJson> = async () => [{ name: 'x', help: 'h', type: 'gauge', aggregator: 'median', values: [] }] as unknown as MetricsJson;
+  const cap = captureLogger();
+  const server = await startMetricsServer({ listen: { host: '127.0.0.1', port: 0 }, unsafePublic: false, reader: aggregatedReader(primary.registry, async () => [await peer()]), log: cap.log });
+  t.teardown(() => server.close());
+  const bad = await get(server.address.port, '/metrics');
+  t.equal(bad.status, 500);
+  t.equal(bad.body, 'error\n', 'nothing of the reading leaks into the answer');
+  t.ok(cap.lines().some((l) => l['event'] === 'telemetry_metrics_render_failed' && String((l['err'] as { message?: string }).message).includes('median')), 'the reason is logged');
+  peer = () => worker.registry.getMetricsAsJSON();
+  const good = await get(server.address.port, '/metrics');
+  t.equal(good.status, 200);
+  t.equal(parsePrometheusText(good.body).samples.find((s) => s.name === 'scheduler_gateway_connections_total')?.value, 4);
+});
