@@ -7,7 +7,10 @@
  * the end of the turn: stdout to a pipe or file is a synchronous syscall
  * per write, and two per connection were ~5 % of a handshake's CPU
  * (bench/FINDINGS.md). Pending lines are flushed on process exit; only a
- * SIGKILL can lose them, at most one turn's worth.
+ * SIGKILL can lose them, at most one turn's worth. Several processes may
+ * share one stdout pipe: each write is cut on a line boundary, kept within
+ * PIPE_BUF, which the kernel writes whole, and issued only once the previous
+ * one is done, so no process's line is split by another's.
  */
 import type { Writable } from 'node:stream';
 
@@ -54,11 +57,14 @@ export interface LoggerOptions {
 type Sink = (line: string) => void;
 type Stream = Writable | NodeJS.WritableStream;
 
-function writeTo(stream: Stream, text: string): void {
+/** False when the write threw: its callback will never come. */
+function writeTo(stream: Stream, text: string, done?: () => void): boolean {
   try {
-    stream.write(text);
+    stream.write(text, done);
+    return true;
   } catch {
     // A closed stdout (EPIPE) must degrade logging, not crash the gateway.
+    return false;
   }
 }
 
@@ -77,29 +83,72 @@ export function survivesWriteErrors(stream: Stream): void {
   stream.on('error', () => {});
 }
 
-/** A log flood must not grow the buffer without bound: past this, write now. */
-const BATCH_MAX_CHARS = 64 * 1024;
+/**
+ * POSIX writes at most PIPE_BUF bytes (4096 on Linux) to a pipe in one
+ * piece; a longer write may be interleaved with another writer's. A batch
+ * never exceeds it. One line longer than that is written alone and may
+ * interleave on a shared pipe; lines are a few hundred bytes in practice.
+ */
+export const PIPE_BUF = 4096;
 const pendingFlushes = new Set<() => void>();
 let exitHooked = false;
 
+/**
+ * Writes batches one at a time. While a write is pending (a full pipe),
+ * Node queues the next ones and hands them to the kernel together, in one
+ * writev larger than PIPE_BUF that a full pipe takes in pieces; so the next
+ * batch waits for the pending one's callback. A write the stream took at
+ * once (writableLength back to 0) is not waited for, and a bare { write }
+ * sink (tests, embedders), which has no writableLength, never is.
+ */
+function oneWriteAtATime(stream: Stream): (text: string) => void {
+  const waiting: string[] = [];
+  let inFlight: object | undefined;
+  const next = () => {
+    while (!inFlight && waiting.length > 0) {
+      const write = {};
+      inFlight = write;
+      const issued = writeTo(stream, waiting.shift()!, () => {
+        if (inFlight !== write) return;
+        inFlight = undefined;
+        next();
+      });
+      const pending = issued && (stream as Writable).writableLength > 0;
+      if (!pending && inFlight === write) inFlight = undefined;
+    }
+  };
+  return (text) => {
+    waiting.push(text);
+    next();
+  };
+}
+
 function batchedSink(stream: Stream): Sink {
+  const send = oneWriteAtATime(stream);
   let buffered = '';
+  let bufferedBytes = 0;
   let scheduled = false;
-  const flush = () => {
-    scheduled = false;
-    pendingFlushes.delete(flush);
+  const cut = () => {
     if (!buffered) return;
     const text = buffered;
     buffered = '';
-    writeTo(stream, text);
+    bufferedBytes = 0;
+    send(text);
+  };
+  const flush = () => {
+    scheduled = false;
+    pendingFlushes.delete(flush);
+    cut();
   };
   if (!exitHooked) {
     exitHooked = true;
     process.on('exit', () => { for (const f of [...pendingFlushes]) f(); });
   }
   return (line) => {
+    const bytes = Buffer.byteLength(line);
+    if (bufferedBytes + bytes > PIPE_BUF) cut();
     buffered += line;
-    if (buffered.length >= BATCH_MAX_CHARS) return flush();
+    bufferedBytes += bytes;
     if (scheduled) return;
     scheduled = true;
     pendingFlushes.add(flush);
@@ -110,7 +159,7 @@ function batchedSink(stream: Stream): Sink {
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const stream = opts.stream ?? process.stdout;
   survivesWriteErrors(stream);
-  return loggerOn(opts.batch ? batchedSink(stream) : (line) => writeTo(stream, line), opts);
+  return loggerOn(opts.batch ? batchedSink(stream) : oneWriteAtATime(stream), opts);
 }
 
 /** Children share their parent's sink, so a batch keeps the lines in order. */

@@ -6,7 +6,7 @@
  * its own typed slice (config/keys/*.ts) when it is started.
  */
 import type { Logger } from '../log/logger.js';
-import type { GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics, MetricsReader } from './metrics.js';
 import type { SessionRegistry } from './sessions.js';
 
 /** The TLS material of the cluster as currently loaded; swapped atomically on reload. */
@@ -38,6 +38,8 @@ export interface RevocationSink {
 export interface GatewayContext {
   readonly log: Logger;
   readonly metrics: GatewayMetrics;
+  /** What /metrics and the control-plane stream read, when it is not `metrics.registry` alone (several processes: metrics-aggregate.ts). */
+  readonly metricsReader?: MetricsReader;
   readonly sessions: SessionRegistry;
   readonly trust: TrustSource;
   readonly clusterId: string;

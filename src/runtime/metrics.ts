@@ -1,14 +1,39 @@
 /**
  * The gateway's own metrics. Names are API: declared here once, never renamed.
  * Modules receive this object by injection; nothing else creates metrics.
+ *
+ * With several processes each has its own registry, and /metrics and the
+ * control-plane stream carry their combination (metrics-aggregate.ts), made
+ * per family by its `aggregator`. The rule: a family combines by sum unless
+ * it says otherwise. Sum is right for counters and histograms, for gauges of
+ * what each process holds (connections, slots, bytes buffered), for limits
+ * each process sets to the share it enforces (connection_limit,
+ * memory_budget_limit_bytes: the sum is the limit in force), and for
+ * unlabelled gauges only the primary sets (spool, stream lag, websockets):
+ * a process that never sets one reports 0. A labelled gauge that no process
+ * or every process may set to the same fact (an expiry) combines by min:
+ * a process that never sets it reports no series, so the min is the one
+ * value, or the soonest when processes disagree (one still holding the old
+ * certificate); a sum would multiply it and max would pick the stale one.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export type Port = '8786' | '8787' | 'credentials' | 'metrics';
 
+/** What /metrics and telemetry read: one registry, or the combination of every process's (metrics-aggregate.ts). */
+export type MetricsReader = Pick<Registry, 'contentType' | 'metrics' | 'getMetricsAsJSON'>;
+
+/** prom-client omits the start time when combining; the gateway's start is its oldest process's. */
+const START_TIME = 'scheduler_gateway_process_start_time_seconds';
+
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'scheduler_gateway_' });
+  if (opts.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry, prefix: 'scheduler_gateway_' });
+    const start = registry.getSingleMetric(START_TIME);
+    // prom-client reads `aggregator` off the metric object; its typings do not declare the field.
+    if (start) Object.assign(start, { aggregator: 'min' });
+  }
   const r = [registry];
   const m = {
     registry,
@@ -24,7 +49,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     dashboardDisconnectsTotal: new Counter({ name: 'scheduler_gateway_dashboard_disconnects_total', help: 'Dashboard exchanges ended by a browser or the upstream dashboard going away', labelNames: ['peer', 'stage'] as const, registers: r }),
     upstreamErrorsTotal: new Counter({ name: 'scheduler_gateway_upstream_errors_total', help: 'Failures reaching the scheduler or its dashboard', labelNames: ['upstream', 'kind'] as const, registers: r }),
     reloadsTotal: new Counter({ name: 'scheduler_gateway_reloads_total', help: 'Reloads of TLS material, revocations or policy', labelNames: ['what', 'result'] as const, registers: r }),
-    certificateExpirySeconds: new Gauge({ name: 'scheduler_gateway_certificate_expiry_seconds', help: 'Seconds until each loaded certificate expires', labelNames: ['certificate'] as const, registers: r }),
+    certificateExpirySeconds: new Gauge({ name: 'scheduler_gateway_certificate_expiry_seconds', help: 'Seconds until each loaded certificate expires', labelNames: ['certificate'] as const, aggregator: 'min', registers: r }),
     revocationsAppliedTotal: new Counter({ name: 'scheduler_gateway_revocations_applied_total', help: 'Live sessions closed because their credential was revoked or expired', labelNames: ['kind'] as const, registers: r }),
     inputRejectedTotal: new Counter({ name: 'scheduler_gateway_input_rejected_total', help: 'Hostile or malformed input refused, by surface and reason', labelNames: ['surface', 'reason'] as const, registers: r }),
     spoolBatches: new Gauge({ name: 'scheduler_gateway_telemetry_spool_batches', help: 'Batches waiting in the telemetry spool', registers: r }),
@@ -39,7 +64,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     streamErrorsTotal: new Counter({ name: 'scheduler_gateway_telemetry_stream_errors_total', help: 'Control-plane connection failures by reason (tls, auth, http, network, protocol, timeout)', labelNames: ['reason'] as const, registers: r }),
     spoolRecoveredTotal: new Counter({ name: 'scheduler_gateway_telemetry_spool_recovered_total', help: 'Spool files found torn or corrupt at startup and removed', labelNames: ['kind'] as const, registers: r }),
     tokenStoreErrorsTotal: new Counter({ name: 'scheduler_gateway_token_store_errors_total', help: 'Token database failures seen by the running gateway (full or read-only disk, ...), by error code', labelNames: ['code'] as const, registers: r }),
-    credentialsExpirationSeconds: new Gauge({ name: 'scheduler_gateway_credentials_expiration_timestamp_seconds', help: 'Unix time at which the held cloud credential of each provider expires', labelNames: ['provider'] as const, registers: r }),
+    credentialsExpirationSeconds: new Gauge({ name: 'scheduler_gateway_credentials_expiration_timestamp_seconds', help: 'Unix time at which the held cloud credential of each provider expires', labelNames: ['provider'] as const, aggregator: 'min', registers: r }),
     logLinesCoalescedTotal: new Counter({ name: 'scheduler_gateway_log_lines_coalesced_total', help: 'Refusal audit lines folded into a refusals_coalesced summary instead of being written (log/coalesce.ts)', labelNames: ['port'] as const, registers: r }),
     memoryBudgetUsedBytes: new Gauge({ name: 'scheduler_gateway_memory_budget_used_bytes', help: 'Bytes buffered for peers across all connections, counted against --memory-budget-bytes', registers: r }),
     memoryBudgetLimitBytes: new Gauge({ name: 'scheduler_gateway_memory_budget_limit_bytes', help: 'The memory budget in force (--memory-budget-bytes)', registers: r }),

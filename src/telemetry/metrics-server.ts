@@ -5,15 +5,15 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import type { MetricsReader } from '../runtime/metrics.js';
 import type { Logger } from '../log/logger.js';
 import type { Endpoint } from '../config/spec.js';
 import { formatEndpoint } from '../config/spec.js';
 import { telemetryError } from './errors.js';
 import { isLoopbackHost } from '../config/loopback.js';
 
-export async function renderMetrics(registry: Registry): Promise<{ contentType: string; body: string }> {
-  return { contentType: registry.contentType, body: await registry.metrics() };
+export async function renderMetrics(reader: MetricsReader): Promise<{ contentType: string; body: string }> {
+  return { contentType: reader.contentType, body: await reader.metrics() };
 }
 
 export interface MetricsServer {
@@ -21,7 +21,7 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: boolean; registry: Registry; log: Logger }): Promise<MetricsServer> {
+export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: boolean; reader: MetricsReader; log: Logger }): Promise<MetricsServer> {
   const { listen } = o;
   if (listen.path !== undefined) throw telemetryError('badEndpoint', { key: '--metrics-listen', reason: 'expected HOST:PORT' });
   if (!isLoopbackHost(listen.host) && !o.unsafePublic) {
@@ -40,7 +40,7 @@ export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: bo
       return;
     }
     try {
-      const { contentType, body } = await renderMetrics(o.registry);
+      const { contentType, body } = await renderMetrics(o.reader);
       res.writeHead(200, { 'content-type': contentType });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch (e) {

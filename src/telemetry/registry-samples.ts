@@ -6,15 +6,15 @@
  * series name, type, string labels in a prototype-less object), so both
  * sources pass through the same privacy filter unchanged.
  */
-import type { Registry } from 'prom-client';
+import type { MetricsReader } from '../runtime/metrics.js';
 import type { MetricType, Sample } from './prom-parse.js';
 
 /** prom-client's types declare a numeric enum; at run time `type` is the text-format word. */
 const TYPES: readonly string[] = ['counter', 'gauge', 'histogram', 'summary'];
 
-export async function registrySamples(registry: Registry): Promise<Sample[]> {
+export async function registrySamples(reader: MetricsReader): Promise<Sample[]> {
   const out: Sample[] = [];
-  for (const family of await registry.getMetricsAsJSON()) {
+  for (const family of await reader.getMetricsAsJSON()) {
     const type = String(family.type);
     if (!TYPES.includes(type)) throw new Error(`prom-client metric ${family.name} has unknown type ${type}`);
     for (const v of family.values as { value: number; labels: Record<string, string | number | undefined>; metricName?: string }[]) {

@@ -5,8 +5,9 @@
  * failure in it stops the gateway once it has started.
  *
  * Folder map, in the path of a sample (the gateway's metrics are declared
- * once, in runtime/metrics.ts): registry-samples.ts (the gateway's own
- * samples), scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
+ * once, in runtime/metrics.ts, and read through ctx.metricsReader when several
+ * processes' are combined): registry-samples.ts (the gateway's own samples),
+ * scrape.ts (bounded HTTP fetch), prom-parse.ts (strict
  * text-format parser), allowlist.ts + privacy.ts (what may leave), collector.ts
  * (a batch's samples), spool.ts (durable queue), backoff.ts + stream.ts (WSS to
  * the control plane), protocol.ts + commands.ts (messages, signed commands),
@@ -154,8 +155,9 @@ export async function startTelemetry(ctx: GatewayContext, s: TelemetrySettings, 
   const hashKey = s.hashLabels && stateDirForKey ? loadHashKey(stateDirForKey) : undefined;
   if (s.hashLabels && !hashKey) throw telemetryError('badEndpoint', { key: '--telemetry-hash-labels', reason: 'needs a state directory or --spool-dir for its key' });
 
+  const reader = ctx.metricsReader ?? ctx.metrics.registry;
   const collector = new Collector({
-    gatewaySamples: () => registrySamples(ctx.metrics.registry),
+    gatewaySamples: () => registrySamples(reader),
     schedulerUrl: s.schedulerUrl,
     scrapeIntervalMs: s.scrapeIntervalMs,
     scrapeTimeoutMs: deps.scrapeTimeoutMs ?? Math.min(10_000, Math.max(100, s.scrapeIntervalMs)),
@@ -189,7 +191,7 @@ export async function startTelemetry(ctx: GatewayContext, s: TelemetrySettings, 
   }
   // Everything that can refuse the configuration has run: only now listen and connect.
   const metricsServer = s.metricsListen
-    ? await startMetricsServer({ listen: s.metricsListen, unsafePublic: s.metricsUnsafePublic, registry: ctx.metrics.registry, log })
+    ? await startMetricsServer({ listen: s.metricsListen, unsafePublic: s.metricsUnsafePublic, reader, log })
     : undefined;
   if (stream && s.controlPlane) {
     stream.start();

@@ -1,7 +1,8 @@
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
-import { createLogger, redact } from '../../src/log/logger.js';
+import { createLogger, redact, PIPE_BUF } from '../../src/log/logger.js';
 
 function recorder(opts: { throws?: boolean } = {}) {
   const writes: string[] = [];
@@ -58,9 +59,118 @@ t.test('batch: a flood is written as it goes, never buffered without bound', asy
   const log = createLogger({ stream: r.stream, batch: true });
   for (let i = 0; i < 2000; i++) log.info('flood', { i, pad: 'x'.repeat(100) });
   t.ok(r.writes.length >= 3, `written during the turn (${r.writes.length} writes)`);
-  t.ok(r.writes.every((w) => w.length < 64 * 1024 + 400), 'each write stays near the cap');
+  t.ok(r.writes.every((w) => Buffer.byteLength(w) <= PIPE_BUF), 'no write exceeds PIPE_BUF');
   await turn();
   t.equal(r.lines().length, 2000, 'every line arrives');
+});
+
+const bytes = (s: string) => Buffer.byteLength(s);
+
+t.test('batch: writes are cut on line boundaries and hold at most PIPE_BUF bytes, multi-byte text counted in bytes', async (t) => {
+  const r = recorder();
+  const log = createLogger({ stream: r.stream, batch: true });
+  const sent: string[] = [];
+  for (let i = 0; i < 300; i++) {
+    // 1 to 3 bytes per character, line lengths varying, so cuts fall anywhere.
+    const pad = ['x', 'é', '€'][i % 3]!.repeat(40 + (i * 37) % 200);
+    log.info('line', { i, pad });
+    sent.push(pad);
+  }
+  await turn();
+  t.ok(r.writes.every((w) => bytes(w) <= PIPE_BUF), `every write is at most ${PIPE_BUF} bytes (largest ${Math.max(...r.writes.map(bytes))})`);
+  t.ok(r.writes.every((w) => w.endsWith('}\n') && w.startsWith('{"time"')), 'every write starts and ends on a line boundary');
+  t.same(r.lines().map((l) => l['pad']), sent, 'every line, whole and in order');
+  // Still batches, not a write per line: each write was cut only because the next line did not fit.
+  const lengths = r.writes.map(bytes);
+  const firstLineOf = (w: string) => bytes(w.slice(0, w.indexOf('\n') + 1));
+  t.ok(r.writes.slice(1).every((w, k) => lengths[k]! + firstLineOf(w) > PIPE_BUF), `${r.writes.length} writes for 300 lines: each one full`);
+});
+
+t.test('batch: a line longer than PIPE_BUF is written alone, its neighbours batched around it', async (t) => {
+  const r = recorder();
+  const log = createLogger({ stream: r.stream, batch: true });
+  log.info('before');
+  log.info('huge', { pad: 'y'.repeat(2 * PIPE_BUF) });
+  log.info('after');
+  log.info('after2');
+  await turn();
+  t.same(r.writes.map((w) => w.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { event: string }).event)), [['before'], ['huge'], ['after', 'after2']]);
+});
+
+t.test('a write still pending (a full pipe) holds the next one back, so Node never joins them into one larger write', async (t) => {
+  for (const batch of [true, false]) {
+    const chunks: number[] = [];
+    let newlines = 0;
+    let joined = 0;
+    let pending = 0;
+    let overlapping = 0;
+    // Completes each write a little later, as a full pipe does; Node queues what comes meanwhile and would pass it to writev.
+    const stream = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        if (++pending > 1) overlapping++;
+        chunks.push(chunk.length);
+        newlines += chunk.toString().split('\n').length - 1;
+        setTimeout(() => { pending--; cb(); }, 1);
+      },
+      writev(list, cb) {
+        joined++;
+        chunks.push(list.reduce((n, c) => n + (c.chunk as Buffer).length, 0));
+        newlines += list.reduce((n, c) => n + String(c.chunk).split('\n').length - 1, 0);
+        setTimeout(cb, 1);
+      },
+    });
+    const log = createLogger({ stream, batch });
+    for (let i = 0; i < 200; i++) log.info('line', { i, pad: 'z'.repeat(200) });
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + 10_000;
+      const poll = () => (newlines === 200 ? resolve()
+        : Date.now() > deadline ? reject(new Error('timed out waiting for the writes')) : setTimeout(poll, 5));
+      poll();
+    });
+    t.equal(joined, 0, `batch ${batch}: no writev`);
+    t.equal(overlapping, 0, `batch ${batch}: one write at a time`);
+    t.ok(chunks.every((n) => n <= PIPE_BUF), `batch ${batch}: ${chunks.length} writes, none over PIPE_BUF`);
+  }
+});
+
+t.test('two processes logging to one pipe: every line arrives whole', async (t) => {
+  const lines = 2000;
+  const fixture = fileURLToPath(new URL('./fixtures/pipe-writers.ts', import.meta.url));
+  const child = spawn(process.execPath, [...process.execArgv, fixture], {
+    env: { ...process.env, SGW_PIPE_WRITERS: JSON.stringify({ lines, burst: 100 }) }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  t.teardown(() => { clearTimeout(killer); child.kill('SIGKILL'); });
+  const out: Buffer[] = [];
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  // A reader slower than the writers fills the pipe, so that the writers block and compete for it mid-write.
+  child.stdout.pause();
+  const resume = setTimeout(() => child.stdout.resume(), 300);
+  t.teardown(() => clearTimeout(resume));
+  child.stdout.on('data', (c: Buffer) => {
+    out.push(c);
+    child.stdout.pause();
+    setTimeout(() => child.stdout.resume(), 1);
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  t.equal(code, 0, `the writers exit cleanly ${err}`);
+  const text = Buffer.concat(out).toString('utf8');
+  const rows = text.split('\n').filter(Boolean);
+  let broken = 0;
+  const seqs: Record<string, number[]> = { a: [], b: [] };
+  for (const row of rows) {
+    try {
+      const l = JSON.parse(row) as { writer: 'a' | 'b'; seq: number };
+      seqs[l.writer]!.push(l.seq);
+    } catch {
+      broken++;
+    }
+  }
+  t.equal(broken, 0, `no line was split by the other process (${rows.length} lines, ${text.length} characters)`);
+  const all = Array.from({ length: lines }, (_, i) => i);
+  t.same(seqs['a'], all, 'writer a: every line, in order');
+  t.same(seqs['b'], all, 'writer b: every line, in order');
 });
 
 t.test('a stream that throws (EPIPE) degrades logging instead of crashing', async (t) => {

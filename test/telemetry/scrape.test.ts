@@ -5,6 +5,7 @@ import { Collector } from '../../src/telemetry/collector.js';
 import { registrySamples } from '../../src/telemetry/registry-samples.js';
 import { DEFAULT_ALLOWLIST } from '../../src/telemetry/allowlist.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
+import { aggregatedReader } from '../../src/runtime/metrics-aggregate.js';
 import { GatewayError } from '../../src/errors/base.js';
 import { captureLogger, metricValue } from './helpers.js';
 
@@ -78,4 +79,22 @@ t.test('a hostile /metrics body is logged and counted, and the batch says the sc
   t.ok(batch.samples.some((s) => s.source === 'gateway'), 'the gateway part still goes out');
   t.equal(await metricValue(metrics.scrapeErrorsTotal), 1);
   t.ok(cap.lines().some((l) => l['event'] === 'telemetry_scrape_failed' && String(l['problem']).includes('unterminated label value')));
+});
+
+t.test('fed the combined reading of several processes, a batch carries the sums over processes', async (t) => {
+  const [primary, workerA, workerB] = [createMetrics({ defaultMetrics: false }), createMetrics({ defaultMetrics: false }), createMetrics({ defaultMetrics: false })];
+  primary.connectionsTotal.inc({ port: '8787', role: 'client' }, 2);
+  workerA.connectionsTotal.inc({ port: '8786', role: 'worker' }, 3);
+  workerB.connectionsTotal.inc({ port: '8786', role: 'worker' }, 4);
+  primary.spoolBatches.set(5);
+  const reader = aggregatedReader(primary.registry, async () => Promise.all([workerA, workerB].map((m) => m.registry.getMetricsAsJSON())));
+  const c = new Collector({
+    gatewaySamples: () => registrySamples(reader), schedulerUrl: undefined, scrapeIntervalMs: 60_000, scrapeTimeoutMs: 1000, scrapeMaxBytes: 1 << 20,
+    allowlist: DEFAULT_ALLOWLIST, hashKey: undefined, metrics: primary, log: captureLogger().log, now: () => new Date(),
+  });
+  const { samples } = await c.collect();
+  const shipped = (name: string, labels: Record<string, string>) => samples.filter((s) => s.source === 'gateway' && s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  t.same(shipped('scheduler_gateway_connections_total', { port: '8786', role: 'worker' }).map((s) => s.value), [7], 'both workers\' connections, in one sample');
+  t.same(shipped('scheduler_gateway_connections_total', { port: '8787', role: 'client' }).map((s) => s.value), [2]);
+  t.same(shipped('scheduler_gateway_telemetry_spool_batches', {}).map((s) => s.value), [5], 'the primary\'s spool, not multiplied');
 });

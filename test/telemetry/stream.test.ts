@@ -8,6 +8,9 @@ import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { devTls } from '../../src/control-plane-dev/dev-cert.js';
 import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger, type TelemetryTestContext } from './helpers.js';
 import type { ReceiverDb } from '../../src/control-plane-dev/receiver-db.js';
+import { createMetrics } from '../../src/runtime/metrics.js';
+import { aggregatedReader } from '../../src/runtime/metrics-aggregate.js';
+import { parsePrometheusText } from '../../src/telemetry/prom-parse.js';
 
 const FAST = { backoff: { baseMs: 50, capMs: 300 }, ackTimeoutMs: 2000 };
 
@@ -129,6 +132,26 @@ t.test('gzip batches travel as binary frames and hashed labels arrive as h: valu
   t.match(expiry?.labels['certificate'], /^h:[0-9a-f]{16}$/, 'the certificate name left only as a keyed hash');
   t.notOk(rx.db.batches(cluster)[0]!.body.includes('alice'));
   t.equal(statSync(join(dir, 'telemetry-hash.key')).mode & 0o777, 0o600, 'the hash key is private');
+});
+
+t.test('with a combined reader in the context, /metrics and the stream both carry the sum over processes', async (t) => {
+  const dir = tempDir(t);
+  const rx = await testReceiver(t, dir);
+  await rx.start();
+  const cluster = 'several-processes';
+  const base = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool') }) });
+  const worker = createMetrics({ defaultMetrics: false });
+  const ctx = { ...base, metricsReader: aggregatedReader(base.metrics.registry, async () => [await worker.registry.getMetricsAsJSON()]) };
+  ctx.metrics.bytesTotal.inc({ port: '8786', direction: 'in' }, 100);
+  worker.bytesTotal.inc({ port: '8786', direction: 'in' }, 23);
+  const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
+  t.teardown(() => tel.close());
+  const res = await fetch(`http://127.0.0.1:${tel.address!.port}/metrics`);
+  const served = parsePrometheusText(await res.text()).samples.find((s) => s.name === 'scheduler_gateway_bytes_total' && s.labels['direction'] === 'in');
+  t.equal(served?.value, 123, '/metrics serves the sum');
+  await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
+  const body = JSON.parse(rx.db.batches(cluster)[0]!.body) as { samples: { name: string; labels: Record<string, string>; value: number }[] };
+  t.same(body.samples.filter((s) => s.name === 'scheduler_gateway_bytes_total' && s.labels['direction'] === 'in').map((s) => s.value), [123], 'the batch carries the sum');
 });
 
 t.test('a control plane answering HTTP errors or garbage is counted and retried, and nothing is lost', async (t) => {
