@@ -104,6 +104,16 @@ function gatewayEntry(env) {
   return process.env.BENCH_GATEWAY_BIN ?? join(env.root, 'dist/cli/bin.js');
 }
 
+/**
+ * Where --cpu-prof writes: <name>-<tag>.cpuprofile, or for a multi-process gateway (its workers inherit the
+ * flags, and Node 20 has no pid placeholder for --cpu-prof-name) one default-named profile per process in a
+ * directory <name>-<tag>/ (see cpuprofile.mjs).
+ */
+function cpuProfileTarget(env, name, workers) {
+  const base = `${name}-${env.tag}`;
+  return workers ? ['--cpu-prof-dir', join(env.profileDir, base)] : ['--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${base}.cpuprofile`];
+}
+
 /** Worker processes `--processes` asks for: auto is one per core. */
 const workerCount = (processes) => (processes === 'auto' ? os.availableParallelism() : processes);
 
@@ -116,8 +126,7 @@ function gateway(name, { inspect, processes }) {
     async start(env) {
       const port = await freePort();
       const nodeFlags = env.profileDir
-        ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`,
-          '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
+        ? ['--cpu-prof', '--cpu-prof-interval', '250', ...cpuProfileTarget(env, name, workers), '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
         : [];
       const hook = gcHook(env, name);
       const args = [...nodeFlags, ...hook.flags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect, processes })];

@@ -1,9 +1,12 @@
 // Target verdicts and profile windows: the parts of the report that decide pass/miss.
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { markdown, ratioVsHaproxy, targets } from '../lib/report.mjs';
 import { summarizeRuns } from '../lib/stats.mjs';
-import { summarizeProfile } from '../lib/cpuprofile.mjs';
+import { summarizeProfile, summarizeProfiles } from '../lib/cpuprofile.mjs';
 
 function results(gw) {
   return {
@@ -129,4 +132,27 @@ test('CPU per unit of work is given for every contender, gateway-1p included', (
   assert.ok(lines.includes('| CPU s per GiB | 1.20 | 1.90 | 2.10 |'), lines.filter((l) => l.startsWith('| CPU')).join('\n'));
   assert.ok(lines.includes('| CPU µs per round trip (1 conn) | — | 50.0 | — |'));
   assert.ok(lines.includes('| CPU ms per handshake | — | 3.00 | 3.20 |'));
+});
+
+test('a multi-process profile directory is summarized per process, each within its axis window', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-prof-'));
+  try {
+    const profile = (fn) => ({
+      startTime: 1000,
+      nodes: [{ id: 1, callFrame: { functionName: fn, url: 'file:///r/dist/x.js', lineNumber: 0 } }, { id: 2, callFrame: { functionName: 'startup', url: 'node:internal/x', lineNumber: 0 } }],
+      samples: [2, 2, 1, 1],
+      timeDeltas: [0, 100, 100, 100],
+    });
+    mkdirSync(join(dir, 'gateway-bulk-gateway-r1'));
+    writeFileSync(join(dir, 'gateway-bulk-gateway-r1', 'CPU.1.101.0.001.cpuprofile'), JSON.stringify(profile('worker')));
+    writeFileSync(join(dir, 'gateway-bulk-gateway-r1', 'CPU.1.100.0.001.cpuprofile'), JSON.stringify(profile('primary')));
+    writeFileSync(join(dir, 'gateway-1p-bulk-gateway-1p-r1.cpuprofile'), JSON.stringify(profile('single')));
+    const windows = { 'gateway-bulk-gateway-r1.cpuprofile': { from: 1150, to: 1400 } };
+    const s = summarizeProfiles(dir, 10, windows);
+    assert.deepEqual(Object.keys(s.files), ['gateway-1p-bulk-gateway-1p-r1.cpuprofile', 'gateway-bulk-gateway-r1/CPU.1.100.0.001.cpuprofile', 'gateway-bulk-gateway-r1/CPU.1.101.0.001.cpuprofile']);
+    assert.deepEqual(s.files['gateway-bulk-gateway-r1/CPU.1.101.0.001.cpuprofile'].functions.map((f) => f.name), ['worker dist/x.js:1'], 'the window drops start-up');
+    assert.equal(s.files['gateway-1p-bulk-gateway-1p-r1.cpuprofile'].functions.length, 2, 'no window: the whole lifetime');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
