@@ -104,7 +104,7 @@ export function targets(results, gw) {
   }
   // Only the contender's own Dask variant counts: gateway-1p is not judged on the multi-process gateway's workload.
   const d = ratio(a.dask?.[gw]?.total_s ?? null, a.dask?.['native-tls']?.total_s ?? null);
-  add('Dask workload vs native TLS', '≤ 1.00×', d, d <= 1.0);
+  add('Dask workload vs native TLS', '≤ 1.00×', d, d <= 1.0, a.dask && !a.dask[gw] ? 'no Dask variant' : undefined);
   return out;
 }
 
