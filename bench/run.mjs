@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// `npm run bench`: the gateway against direct TCP, haproxy, stunnel and a
-// naive Node terminator, plus a real Dask workload. Writes
-// bench/results/<timestamp>.json and bench/results/latest.md.
+// `npm run bench`: the gateway (multi-process as deployed, and in one process)
+// against direct TCP, haproxy and a naive Node terminator (stunnel on request),
+// plus a real Dask workload. Writes bench/results/<timestamp>.json and bench/results/latest.md.
 //
 //   node bench/run.mjs [--quick] [--only=bulk,pingpong,multi,handshake,memory,dask]
-//                      [--contenders=direct,haproxy,stunnel,node-baseline,gateway,gateway-inspect]
+//                      [--contenders=direct,haproxy,stunnel,node-baseline,gateway-1p,gateway,gateway-inspect]
 //                      [--runs=N] [--profile[=v8|perf]] [--no-build]
 // Every axis runs N times (3; 1 with --quick) per contender, the contender order
 // rotated from run to run; the page gives each figure's median and min–max.
