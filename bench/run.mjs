@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// `npm run bench`: the gateway against direct TCP, haproxy, stunnel and a
-// naive Node terminator, plus a real Dask workload. Writes
-// bench/results/<timestamp>.json and bench/results/latest.md.
+// `npm run bench`: the gateway (multi-process as deployed, and in one process)
+// against direct TCP, haproxy and a naive Node terminator (stunnel on request),
+// plus a real Dask workload. Writes bench/results/<timestamp>.json and bench/results/latest.md.
 //
 //   node bench/run.mjs [--quick] [--only=bulk,pingpong,multi,handshake,memory,dask]
-//                      [--contenders=direct,haproxy,stunnel,node-baseline,gateway,gateway-inspect]
+//                      [--contenders=direct,haproxy,stunnel,node-baseline,gateway-1p,gateway,gateway-inspect]
 //                      [--runs=N] [--profile[=v8|perf]] [--no-build]
 // Every axis runs N times (3; 1 with --quick) per contender, the contender order
 // rotated from run to run; the page gives each figure's median and min–max.
@@ -39,11 +39,11 @@ function parseFlags(argv) {
     else if (k === '--only' && v) o.only = v.split(',');
     else if (k === '--contenders' && v) o.contenders = v.split(',');
     else if (k === '--runs' && /^[1-9]\d?$/.test(v ?? '')) o.runs = Number(v);
-    else throw new Error(`unknown flag ${a}\nusage: node bench/run.mjs [--quick] [--only=${ALL_AXES.join(',')}] [--contenders=${DEFAULT_CONTENDERS.join(',')}] [--runs=N] [--profile[=v8|perf]] [--no-build]`);
+    else throw new Error(`unknown flag ${a}\nusage: node bench/run.mjs [--quick] [--only=${ALL_AXES.join(',')}] [--contenders=${Object.keys(CONTENDERS).join(',')}] [--runs=N] [--profile[=v8|perf]] [--no-build]`);
   }
   if (o.profile && !['all', 'v8', 'perf'].includes(o.profile)) throw new Error(`--profile takes v8 or perf, not '${o.profile}'`);
   for (const x of o.only) if (!ALL_AXES.includes(x)) throw new Error(`unknown axis '${x}' (axes: ${ALL_AXES.join(', ')})`);
-  for (const c of o.contenders) if (!CONTENDERS[c]) throw new Error(`unknown contender '${c}' (contenders: ${DEFAULT_CONTENDERS.join(', ')})`);
+  for (const c of o.contenders) if (!CONTENDERS[c]) throw new Error(`unknown contender '${c}' (contenders: ${Object.keys(CONTENDERS).join(', ')})`);
   return o;
 }
 
@@ -159,6 +159,7 @@ async function main() {
         await perf?.stop();
       }
       if (inst.threads) r.threads = inst.threads;
+      if (inst.processes) r.processes = inst.processes;
       // A contender that refuses part of a step is measured at fewer connections than the others: say so.
       for (const st of r.steps ?? []) {
         if (st.held < st.target * 0.98) notes.push(`${name} held only ${st.held} of ${st.target} connections in run ${run + 1} (${st.failed} refused or failed)`);

@@ -161,8 +161,9 @@ export const AXES = {
       await loadgen(ctx, ['handshake', '--port', String(inst.port), '--count', '50', '--seconds', '5', '--parallel', '4', ...tlsArgs(ctx, contender, { verify: false })]);
       const base = await rssAtMoment(ctx, inst);
       const steps = await holdSteps(ctx, contender, inst, async (held) => {
-        // Profiling runs: a heap snapshot at the last step, after its RSS was read, shows what a connection holds.
-        if (ctx.profileDir && contender.name.startsWith('gateway')) await heapSnapshot(ctx, contender, inst, held);
+        // Profiling runs: a heap snapshot at the last step, after its RSS was read, shows what a connection holds
+        // (one process only: a worker's heap divided by every held connection would say nothing).
+        if (ctx.profileDir && contender.name.startsWith('gateway') && inst.processes === 1) await heapSnapshot(ctx, contender, inst, held);
       });
       return memoryFigures(base, steps, pid !== undefined);
     },

@@ -1,12 +1,12 @@
 // The contenders: each terminates mutual TLS 1.3 on 127.0.0.1 (except
 // "direct", the plain-TCP limit) and forwards to the bench backend. Each is
-// started fresh per axis by start(env) -> { port, proc }.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+// started fresh per axis by start(env) -> { port, proc, processes, threads }.
+import { existsSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
 import { CLUSTER } from './certs.mjs';
-import { freePort, startProcess, waitForPort } from './proc.mjs';
+import { gcHook, withGc } from './gc.mjs';
+import { freePort, processTree, startProcess, threadCount, waitForPort, waitForWorkers } from './proc.mjs';
 
 /**
  * haproxy as Debian ships it to its users: the TLS lines of the packaged
@@ -51,11 +51,16 @@ socket = r:TCP_NODELAY=1
 `;
 }
 
-/** Arguments of `scheduler-gateway run` in bring-your-own-PEM mode. BENCH_GATEWAY_ARGS appends more. */
-export function gatewayArgs({ port, backendPort, certs, inspect, maxConns }) {
+/**
+ * Arguments of `scheduler-gateway run` in bring-your-own-PEM mode. processes 'auto' forks one data-plane worker
+ * per core (the product as deployed on this machine); 1 passes no flag, so it also runs builds without
+ * --processes. BENCH_GATEWAY_ARGS appends more.
+ */
+export function gatewayArgs({ port, backendPort, certs, inspect, maxConns, processes = 1 }) {
   const extra = (process.env.BENCH_GATEWAY_ARGS ?? '').split(' ').filter(Boolean);
   return [
     'run',
+    ...(processes === 1 ? [] : ['--processes', String(processes)]),
     '--tls-ca', certs.ca,
     '--tls-cert', certs.gw.cert,
     '--tls-key', certs.gw.key,
@@ -81,46 +86,17 @@ export function gatewayArgs({ port, backendPort, certs, inspect, maxConns }) {
   ];
 }
 
-async function launch(name, cmd, args, env, port, extra = {}) {
+/** Starts a contender and waits until it accepts on port, and until all its `workers` worker processes listen. */
+async function launch(name, cmd, args, env, port, { workers = 0, ...extra } = {}) {
   const proc = startProcess(`${name}-${env.tag}`, cmd, args, { logDir: env.logs, ...extra });
   try {
     await waitForPort(port, { proc, timeoutMs: 30000 });
+    if (workers) await waitForWorkers(proc, port, workers);
   } catch (e) {
     await proc.stop();
     throw e;
   }
-  return { port, proc, threads: threadCount(proc.pid) };
-}
-
-/** Node flags and environment that let the bench force a full GC in a Node contender (see gc-hook.mjs). */
-function gcHook(env, name) {
-  const file = join(env.logs, `gc-${name}-${env.tag}.txt`);
-  writeFileSync(file, '');
-  return { flags: ['--expose-gc', '--import', pathToFileURL(join(env.root, 'bench/lib/gc-hook.mjs')).href], env: { BENCH_GC_FILE: file }, file };
-}
-
-/** inst.gc(): signals the hook and resolves true once it acknowledged a finished GC (false after 10 s). */
-function withGc(inst, file) {
-  let asked = 0;
-  inst.gc = async () => {
-    asked++;
-    process.kill(inst.proc.pid, 'SIGWINCH');
-    const end = Date.now() + 10000;
-    while (Date.now() < end) {
-      if (readFileSync(file, 'utf8').split('\n').filter(Boolean).length >= asked) return true;
-      await sleep(20);
-    }
-    return false;
-  };
-  return inst;
-}
-
-function threadCount(pid) {
-  try {
-    return Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN);
-  } catch {
-    return null;
-  }
+  return { port, proc, processes: processTree(proc.pid).length, threads: threadCount(proc.pid) };
 }
 
 /** The gateway's entry point; BENCH_GATEWAY_BIN points at another build (e.g. a before/after comparison). */
@@ -128,7 +104,21 @@ function gatewayEntry(env) {
   return process.env.BENCH_GATEWAY_BIN ?? join(env.root, 'dist/cli/bin.js');
 }
 
-function gateway(name, inspect) {
+/**
+ * Where --cpu-prof writes: <name>-<tag>.cpuprofile, or for a multi-process gateway (its workers inherit the
+ * flags, and Node 20 has no pid placeholder for --cpu-prof-name) one default-named profile per process in a
+ * directory <name>-<tag>/ (see cpuprofile.mjs).
+ */
+function cpuProfileTarget(env, name, workers) {
+  const base = `${name}-${env.tag}`;
+  return workers ? ['--cpu-prof-dir', join(env.profileDir, base)] : ['--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${base}.cpuprofile`];
+}
+
+/** Worker processes `--processes` asks for: auto is one per core, at most the gateway's 64. */
+const workerCount = (processes) => (processes === 'auto' ? Math.min(64, os.availableParallelism()) : processes);
+
+function gateway(name, { inspect, processes }) {
+  const workers = processes === 1 ? 0 : workerCount(processes);
   return {
     name,
     tls: true,
@@ -136,12 +126,13 @@ function gateway(name, inspect) {
     async start(env) {
       const port = await freePort();
       const nodeFlags = env.profileDir
-        ? ['--cpu-prof', '--cpu-prof-interval', '250', '--cpu-prof-dir', env.profileDir, '--cpu-prof-name', `${name}-${env.tag}.cpuprofile`,
-          '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
+        ? ['--cpu-prof', '--cpu-prof-interval', '250', ...cpuProfileTarget(env, name, workers), '--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${env.profileDir}`]
         : [];
       const hook = gcHook(env, name);
-      const args = [...nodeFlags, ...hook.flags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect })];
-      return withGc(await launch(name, process.execPath, args, env, port, { cwd: env.work, env: hook.env }), hook.file);
+      const args = [...nodeFlags, ...hook.flags, gatewayEntry(env), ...gatewayArgs({ ...env, port, inspect, processes })];
+      // gateway-1p must stay one process whatever the bench's own environment says.
+      const procEnv = { ...hook.env, SCHEDULER_GATEWAY_PROCESSES: undefined };
+      return withGc(await launch(name, process.execPath, args, env, port, { cwd: env.work, env: procEnv, workers }), hook.file);
     },
   };
 }
@@ -190,8 +181,12 @@ export const CONTENDERS = {
       return withGc(await launch('node-baseline', process.execPath, args, env, port, { env: hook.env }), hook.file);
     },
   },
-  gateway: gateway('gateway', false),
-  'gateway-inspect': gateway('gateway-inspect', true),
+  'gateway-1p': gateway('gateway-1p', { inspect: false, processes: 1 }),
+  // The product as it would be deployed on this machine: the issue-17 targets are judged on these two.
+  gateway: gateway('gateway', { inspect: false, processes: 'auto' }),
+  'gateway-inspect': gateway('gateway-inspect', { inspect: true, processes: 'auto' }),
 };
 
-export const DEFAULT_CONTENDERS = Object.keys(CONTENDERS);
+// stunnel is selectable (--contenders) but not in the default run: with gateway-1p and the multi-process
+// gateways' start-up, three runs of every contender would not fit the 15-minute budget (bench/README.md).
+export const DEFAULT_CONTENDERS = Object.keys(CONTENDERS).filter((c) => c !== 'stunnel');

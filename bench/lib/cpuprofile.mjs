@@ -1,7 +1,7 @@
 // Summarizes V8 .cpuprofile files (node --cpu-prof): self time per function
 // and per category, so the report can say what limits an axis.
 import { readFileSync, readdirSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 
 function category(frame) {
   const { functionName: fn, url } = frame;
@@ -52,20 +52,35 @@ export function summarizeProfile(profile, top = 20, window = undefined) {
   return { busy_ms: total / 1000, idle_ms: idle / 1000, functions: rank(fns).slice(0, top), categories: rank(cats) };
 }
 
+/**
+ * The .cpuprofile files in dir, each with the key of its window: a file's own name, or for a multi-process
+ * contender (one profile per process, in a subdirectory <name>-<tag>/) that of the single profile, <name>-<tag>.cpuprofile.
+ */
+function profileFiles(dir) {
+  const out = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (e.isFile() && e.name.endsWith('.cpuprofile')) out.push({ f: e.name, key: e.name });
+    if (e.isDirectory()) {
+      for (const f of readdirSync(join(dir, e.name)).filter((x) => x.endsWith('.cpuprofile'))) out.push({ f: `${e.name}/${f}`, key: `${e.name}.cpuprofile` });
+    }
+  }
+  return out.sort((a, b) => a.f.localeCompare(b.f));
+}
+
 /** Summaries of every .cpuprofile in dir, with a markdown rendering; windows maps file name to {from, to}. */
 export function summarizeProfiles(dir, top = 20, windows = {}) {
   const out = { files: {} };
   const md = ['# Gateway CPU profiles (self time, idle excluded)', ''];
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sort()) {
+  for (const { f, key } of profileFiles(dir)) {
     let s;
     try {
-      s = summarizeProfile(JSON.parse(readFileSync(join(dir, f), 'utf8')), top, windows[f]);
+      s = summarizeProfile(JSON.parse(readFileSync(join(dir, f), 'utf8')), top, windows[key]);
     } catch (e) {
       md.push(`## ${f}`, '', `unreadable: ${e.message}`, '');
       continue;
     }
-    out.files[basename(f)] = s;
-    const scope = windows[f] ? 'during the axis only' : 'whole process lifetime';
+    out.files[f] = s;
+    const scope = windows[key] ? 'during the axis only' : 'whole process lifetime';
     md.push(`## ${f}`, '', `${scope}: busy ${s.busy_ms.toFixed(0)} ms, idle ${s.idle_ms.toFixed(0)} ms`, '');
     md.push('| category | self ms | % |', '|---|---:|---:|');
     for (const c of s.categories) md.push(`| ${c.name} | ${c.ms.toFixed(0)} | ${c.pct.toFixed(1)} |`);

@@ -4,7 +4,7 @@
 // so the gateway's split can be set beside haproxy's for the same axis.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { runCommand, startProcess } from './proc.mjs';
+import { processTree, runCommand, startProcess } from './proc.mjs';
 
 export function perfAvailable() {
   const r = spawnSync('perf', ['--version'], { encoding: 'utf8' });
@@ -17,7 +17,7 @@ export function perfAvailable() {
  * stop() ends it with SIGINT so perf writes its data.
  */
 export async function startPerf(pid, file, logDir, name) {
-  const p = startProcess(name, 'perf', ['record', '-F', '999', '-p', String(pid), '-o', file, '-q'], { logDir });
+  const p = startProcess(name, 'perf', ['record', '-F', '999', '-p', processTree(pid).join(','), '-o', file, '-q'], { logDir });
   await new Promise((resolve) => setTimeout(resolve, 1500));
   return {
     async stop() {

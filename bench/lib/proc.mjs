@@ -1,7 +1,7 @@
 // Child processes for the bench: spawn with logs on disk, wait for a port,
 // read CPU time and RSS of a whole process tree from /proc, stop by pid.
 import { spawn } from 'node:child_process';
-import { createWriteStream, readFileSync, readdirSync } from 'node:fs';
+import { createWriteStream, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -136,10 +136,13 @@ export function descendants(pid) {
   return out;
 }
 
+/** pid and its live descendants: a contender's whole process tree (cluster workers are children of the primary). */
+export const processTree = (pid) => [pid, ...descendants(pid)];
+
 /** CPU seconds (user + system, all threads) of pid and its live descendants. */
 export function cpuSeconds(pid) {
   let ticks = 0;
-  for (const p of [pid, ...descendants(pid)]) {
+  for (const p of processTree(pid)) {
     const st = readStat(p);
     if (st) ticks += st.utime + st.stime;
   }
@@ -175,13 +178,70 @@ export function cpuShares({ wall, cores, contender, backend, loadgen, machine })
 /** Resident set size in bytes of pid and its live descendants. */
 export function rssBytes(pid) {
   let kb = 0;
-  for (const p of [pid, ...descendants(pid)]) {
+  for (const p of processTree(pid)) {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
       if (m) kb += Number(m[1]);
     } catch {}
   }
   return kb * 1024;
+}
+
+/** Threads of pid and its live descendants (null when none could be read). */
+export function threadCount(pid) {
+  let n = null;
+  for (const p of processTree(pid)) {
+    try {
+      n = (n ?? 0) + Number(/Threads:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {}
+  }
+  return n;
+}
+
+/** The inode of the socket listening on 127.0.0.1:port (/proc/net/tcp), or null. */
+export function listenInode(port) {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[3] === '0A') return f[9];
+  }
+  return null;
+}
+
+/** Which of pids hold socket inode among their descriptors. */
+export function socketHolders(inode, pids) {
+  const target = `socket:[${inode}]`;
+  return pids.filter((p) => {
+    try {
+      return readdirSync(`/proc/${p}/fd`).some((fd) => {
+        try {
+          return readlinkSync(`/proc/${p}/fd/${fd}`) === target;
+        } catch {
+          return false;
+        }
+      });
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Resolves once `workers` descendants of proc hold the socket listening on port
+ * (a cluster primary hands the listening socket to each worker as it starts), so
+ * an axis never starts with workers still booting; rejects at the deadline or if proc exits.
+ */
+export async function waitForWorkers(proc, port, workers, { timeoutMs = 30000 } = {}) {
+  const end = Date.now() + timeoutMs;
+  let holders = [];
+  while (Date.now() < end) {
+    if (proc.exited) throw new Error(`${proc.name} exited (${JSON.stringify(proc.exited)}) before its ${workers} workers listened`);
+    const inode = listenInode(port);
+    holders = inode ? socketHolders(inode, descendants(proc.pid)) : [];
+    if (holders.length >= workers) return holders;
+    await sleep(50);
+  }
+  throw new Error(`${proc.name}: ${holders.length} of ${workers} worker processes listening on ${port} after ${timeoutMs} ms`);
 }
 
 /** Runs a command to completion with a hard time limit; resolves {code, stdout, stderr, timedOut}. */

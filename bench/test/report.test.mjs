@@ -1,9 +1,12 @@
 // Target verdicts and profile windows: the parts of the report that decide pass/miss.
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { markdown, ratioVsHaproxy, targets } from '../lib/report.mjs';
 import { summarizeRuns } from '../lib/stats.mjs';
-import { summarizeProfile } from '../lib/cpuprofile.mjs';
+import { summarizeProfile, summarizeProfiles } from '../lib/cpuprofile.mjs';
 
 function results(gw) {
   return {
@@ -90,4 +93,66 @@ test('a profile window keeps only the samples taken inside it', () => {
   const win = summarizeProfile(profile, 10, { from: 1200, to: 1500 });
   assert.deepEqual(win.functions.map((f) => f.name), ['hot dist/terminator/pipe.js:10']);
   assert.equal(win.categories[0].name, 'gateway code');
+});
+
+function withSingleProcess() {
+  const r = results({ bulk: 800, bulkInspect: 780, p50: 40 });
+  r.meta.contenders = ['direct', 'haproxy', 'node-baseline', 'gateway-1p', 'gateway', 'gateway-inspect'];
+  r.axes.bulk['gateway-1p'] = { mb_per_s: 600, cpu_s_per_gib: 1.9 };
+  r.axes.bulk.gateway.cpu_s_per_gib = 2.1;
+  r.axes.bulk.haproxy.cpu_s_per_gib = 1.2;
+  r.axes.handshake.gateway = { per_s: 900, processes: 3, cpu_ms_per_handshake: 3.2 };
+  r.axes.handshake['gateway-1p'] = { per_s: 500, processes: 1, cpu_ms_per_handshake: 3.0 };
+  r.axes.pingpong['gateway-1p'] = { p50_us: 45, cpu_us_per_rt: 50 };
+  return r;
+}
+
+test('the target table names the product columns and shows gateway-1p beside gateway for reference', () => {
+  const md = markdown(withSingleProcess());
+  const header = md.split('\n').find((l) => l.startsWith('| target | limit |'));
+  assert.equal(header, '| target | limit | gateway (product, inspection off, 3 processes) | gateway-1p (reference: the same in one process, 1 process) | gateway-inspect (product, inspection on (the default)) | node-baseline (reference: naive Node) |');
+  assert.match(md, /issue-17 verdicts are the \*\*product\*\* columns: gateway and gateway-inspect/);
+  const hs = md.split('\n').find((l) => l.startsWith('| handshakes/s vs haproxy'));
+  assert.match(hs, /\| 1\.50× \*\*pass\*\* \| 0\.83× \*\*MISS\*\* \|/, 'gateway 900/600 passes, gateway-1p 500/600 misses, in that order');
+});
+
+test('gateway-1p is not judged on the multi-process gateway\'s Dask workload', () => {
+  const r = withSingleProcess();
+  assert.equal(verdict(targets(r, 'gateway'), 'Dask').pass, true);
+  assert.equal(verdict(targets(r, 'gateway-1p'), 'Dask').measured, null);
+  r.axes.dask['gateway-1p'] = { total_s: 11 };
+  assert.equal(verdict(targets(r, 'gateway-1p'), 'Dask').pass, false);
+});
+
+test('CPU per unit of work is given for every contender, gateway-1p included', () => {
+  const md = markdown(withSingleProcess());
+  const lines = md.split('\n');
+  const head = lines.find((l) => l.startsWith('| unit |'));
+  assert.equal(head, '| unit | haproxy | gateway-1p | gateway |', 'contenders with no CPU figure (node-baseline here) are left out');
+  assert.ok(lines.includes('| CPU s per GiB | 1.20 | 1.90 | 2.10 |'), lines.filter((l) => l.startsWith('| CPU')).join('\n'));
+  assert.ok(lines.includes('| CPU µs per round trip (1 conn) | — | 50.0 | — |'));
+  assert.ok(lines.includes('| CPU ms per handshake | — | 3.00 | 3.20 |'));
+});
+
+test('a multi-process profile directory is summarized per process, each within its axis window', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-prof-'));
+  try {
+    const profile = (fn) => ({
+      startTime: 1000,
+      nodes: [{ id: 1, callFrame: { functionName: fn, url: 'file:///r/dist/x.js', lineNumber: 0 } }, { id: 2, callFrame: { functionName: 'startup', url: 'node:internal/x', lineNumber: 0 } }],
+      samples: [2, 2, 1, 1],
+      timeDeltas: [0, 100, 100, 100],
+    });
+    mkdirSync(join(dir, 'gateway-bulk-gateway-r1'));
+    writeFileSync(join(dir, 'gateway-bulk-gateway-r1', 'CPU.1.101.0.001.cpuprofile'), JSON.stringify(profile('worker')));
+    writeFileSync(join(dir, 'gateway-bulk-gateway-r1', 'CPU.1.100.0.001.cpuprofile'), JSON.stringify(profile('primary')));
+    writeFileSync(join(dir, 'gateway-1p-bulk-gateway-1p-r1.cpuprofile'), JSON.stringify(profile('single')));
+    const windows = { 'gateway-bulk-gateway-r1.cpuprofile': { from: 1150, to: 1400 } };
+    const s = summarizeProfiles(dir, 10, windows);
+    assert.deepEqual(Object.keys(s.files), ['gateway-1p-bulk-gateway-1p-r1.cpuprofile', 'gateway-bulk-gateway-r1/CPU.1.100.0.001.cpuprofile', 'gateway-bulk-gateway-r1/CPU.1.101.0.001.cpuprofile']);
+    assert.deepEqual(s.files['gateway-bulk-gateway-r1/CPU.1.101.0.001.cpuprofile'].functions.map((f) => f.name), ['worker dist/x.js:1'], 'the window drops start-up');
+    assert.equal(s.files['gateway-1p-bulk-gateway-1p-r1.cpuprofile'].functions.length, 2, 'no window: the whole lifetime');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
