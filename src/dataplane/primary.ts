@@ -18,7 +18,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { MetricsJson } from '../runtime/metrics-aggregate.js';
 import type { Component, GatewayContext, TrustMaterial } from '../runtime/context.js';
 import { Channel, type IpcPort } from './channel.js';
 import { AdmissionBroker, type BrokerOptions } from './broker.js';
@@ -28,8 +28,6 @@ import type { PolicyHolder } from '../policy/holder.js';
 import type { PolicyConfig } from '../config/keys/policy.js';
 import { WorkerDirectory } from '../policy/worker-directory.js';
 import { GatewayError } from '../errors/base.js';
-
-export type ProcessMetrics = MetricObjectWithValues<MetricValue<string>>[];
 
 export interface DataPlaneOptions {
   readonly processes: number;
@@ -50,7 +48,7 @@ export interface DataPlane extends Component {
   applyTrust(m: TrustMaterial, newlyRevoked: string[], removedCas: string[]): Promise<TrustApplied[]>;
   publishPolicy(holder: PolicyHolder): void;
   /** The registry of every process that answers within the deadline. */
-  processMetrics(timeoutMs: number): Promise<ProcessMetrics[]>;
+  processMetrics(timeoutMs: number): Promise<MetricsJson[]>;
 }
 
 const START_MS = 30_000;
@@ -214,9 +212,9 @@ class ProcessGroup implements DataPlane {
     for (const m of this.#live()) m.ch!.notify(OP.policy, text);
   }
 
-  async processMetrics(timeoutMs: number): Promise<ProcessMetrics[]> {
-    const all = await Promise.all(this.#live().map((m) => m.ch!.request<ProcessMetrics>(OP.metrics, null, timeoutMs).catch(() => undefined)));
-    return all.filter((x): x is ProcessMetrics => x !== undefined);
+  async processMetrics(timeoutMs: number): Promise<MetricsJson[]> {
+    const all = await Promise.all(this.#live().map((m) => m.ch!.request<MetricsJson>(OP.metrics, null, timeoutMs).catch(() => undefined)));
+    return all.filter((x): x is MetricsJson => x !== undefined);
   }
 
   async drain(deadlineMs: number): Promise<void> {

@@ -30,6 +30,7 @@ import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, planConnectionCaps, rea
 import type { GatewayMetrics } from '../runtime/metrics.js';
 import { meteredMemoryBudget } from '../runtime/metered-budget.js';
 import { configError } from '../config/spec.js';
+import { aggregatedReader } from '../runtime/metrics-aggregate.js';
 
 export interface GatewayDeps {
   readonly log?: Logger;
@@ -74,9 +75,12 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
   const sessions = new SessionRegistry();
   if (settings.pki.mode === 'pem' && settings.stateDir) ensurePrivateDir(settings.stateDir);
   const trust = await openTrust(settings.pki, { env: deps.env ?? process.env, log, metrics, ...(deps.trustPollMs !== undefined ? { pollMs: deps.trustPollMs } : {}) });
+  let dataPlane: DataPlane | undefined;
   const ctx: GatewayContext = {
     log,
     metrics,
+    // With several processes, /metrics and the control-plane stream read every process (a silent one is left out).
+    ...(processes > 1 ? { metricsReader: aggregatedReader(metrics.registry, () => dataPlane?.processMetrics(PROCESS_METRICS_MS) ?? Promise.resolve([])) } : {}),
     sessions,
     trust,
     clusterId: trust.current().clusterId,
@@ -84,7 +88,6 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
     allowMissingEku: settings.allowMissingEku,
     now: () => new Date(),
   };
-  let dataPlane: DataPlane | undefined;
   // Revocation reaches live sessions on every port and in every data-plane
   // process, not only new handshakes; so does a CA leaving the trust store
   // (rotate-ca finish): what no longer chains is closed.
@@ -177,6 +180,9 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
     close: () => shutdown(0),
   };
 }
+
+/** How long /metrics waits for a data-plane process's registry before leaving it out. */
+const PROCESS_METRICS_MS = 2_000;
 
 const CAP_KEYS: Readonly<Record<Listener, string>> = {
   terminator: terminatorKeys.maxConnections.key,
