@@ -285,7 +285,6 @@ class TerminatorServer implements Terminator {
     const p = this.#pendingOf(s);
     if (!p) return void s.destroy();
     if (p.settled) return; // timed out or drained: the raw socket is already being destroyed
-    this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
     const trust = this.#ctx.trust;
     const verdict = authenticatePeer(s, { clusterId: trust.current().clusterId, isRevoked: (x) => trust.isRevoked(x), now: this.#ctx.now(), allowMissingEku: this.#opts.allowMissingEku === true });
     if (verdict.serial) p.facts.serial = verdict.serial;
@@ -304,6 +303,8 @@ class TerminatorServer implements Terminator {
   #promoted(p: Pending, s: TLSSocket, over: ShareRefusal | null, identity: Identity, serial: string, sanHosts: string[], notAfter: Date): void {
     if (p.settled || s.destroyed) return; // timed out or drained while the primary decided; the close releases the slot
     if (over) return this.#refuseOverShare(p, s, over);
+    // Once per connection: refusals observe their own duration (#refuse, #refuseOverShare).
+    this.#ctx.metrics.handshakeSeconds.observe({ port: '8786' }, (performance.now() - p.startedAt) / 1000);
     s.allowHalfOpen = true;
     s.setNoDelay(true);
     this.#settle(p);
