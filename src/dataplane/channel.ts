@@ -103,8 +103,15 @@ export class Channel {
     if (m.kind !== 'req' || typeof m.id !== 'number') return;
     const id = m.id;
     if (!handler) return void this.#send({ gw: 1, kind: 'res', id, error: `no handler for ${String(m.op)}` });
-    Promise.resolve()
-      .then(() => handler(m.body))
+    // Called now, not in a microtask: several messages can arrive in one read, and a handler (init) may
+    // register the handlers of the messages right behind it.
+    let answer: unknown;
+    try {
+      answer = handler(m.body);
+    } catch (e) {
+      return void this.#send({ gw: 1, kind: 'res', id, error: e instanceof Error ? e.message : String(e) });
+    }
+    Promise.resolve(answer)
       .then(
         (body) => this.#send({ gw: 1, kind: 'res', id, body }),
         (e: unknown) => this.#send({ gw: 1, kind: 'res', id, error: e instanceof Error ? e.message : String(e) }),

@@ -47,3 +47,16 @@ t.test('a gone peer: sending fails cleanly; foreign messages on the pipe are ign
   t.equal(await probe.request('ping', null), 'pong', 'still answering after junk');
   void ch; void right;
 });
+
+t.test('a handler runs as its message arrives: one that registers handlers serves the messages right behind it', async (t) => {
+  const [a, b] = ipcPair();
+  const left = new Channel(a);
+  const right = new Channel(b);
+  right.handle('init', () => {
+    right.handle('after', (x) => `seen ${String(x)}`);
+    return new Promise((r) => setTimeout(() => r('ready'), 20));
+  });
+  // Both leave in one turn and arrive back to back, as two messages of one read do.
+  const [init, after] = await Promise.all([left.request('init', null), left.request('after', 1)]);
+  t.same([init, after], ['ready', 'seen 1']);
+});
