@@ -8,6 +8,7 @@
  * Real Dask through several processes: processes-dask.test.ts.
  */
 import t, { type Test } from 'tap';
+import cluster_ from 'node:cluster';
 import { connect as netConnect } from 'node:net';
 import { makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -158,6 +159,29 @@ t.test('a data-plane process killed with SIGKILL is replaced and its slots are f
   t.equal(fresh.length, onVictim.length, `the ${onVictim.length} slot(s) the killed process held are admitted again`);
   t.equal((await open()).outcome, 'refused', 'and the limit still holds');
   await closeAll([...held, ...fresh]);
+});
+
+t.test('a revocation while a data-plane process restarts reaches it through its init, without killing it', async (t) => {
+  const { cluster, gw } = await start(t);
+  const bob = await cluster.issue('client', 'bob');
+  const [victim] = dataPlanePids(gw.lines);
+  const forked = new Promise<void>((resolve) => cluster_.once('fork', () => resolve()));
+  process.kill(victim!, 'SIGKILL');
+  await forked;
+  // The replacement is loading its modules: it cannot answer yet.
+  await cluster.revoke(bob.serial);
+  const serial = normalizeSerial(bob.serial);
+  await gw.waitForLog((l) => l.event === 'dataplane_process_restarted', 60_000, 'dataplane_process_restarted');
+  const applied = await gw.waitForLog((l) => l.event === 'revocation_applied' && l.serial === serial, 15_000, 'revocation_applied');
+  const reloaded = gw.lines.find((l) => l.event === 'trust_reloaded' && Array.isArray(l.newly_revoked) && l.newly_revoked.includes(serial));
+  const lag = Date.parse(String(applied.time)) - Date.parse(String(reloaded?.time));
+  t.ok(lag < 2_000, `the revocation was audited ${lag} ms after the trust reload, without waiting for the starting process`);
+  t.same(gw.lines.filter((l) => l.event === 'dataplane_trust_failed'), [], 'no process was reported failing the trust change');
+  t.equal(gw.lines.filter((l) => l.event === 'dataplane_process_exited').length, 1, 'the new process was not killed');
+  // Both processes refuse the revoked certificate: connect until each has refused it once.
+  const tries = await openUntil(gw, () => holdTls(gw.port, creds(cluster, bob)), (h) => processesOf(gw, h).size === 2);
+  t.same(processesOf(gw, tries), new Set([1, 2]), 'both processes were tried');
+  t.ok(tries.every((h) => h.outcome === 'refused'), 'and each refused the revoked certificate');
 });
 
 t.test('drain cuts the live connections of every process at the deadline, and every process exits', async (t) => {
