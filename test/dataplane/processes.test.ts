@@ -1,16 +1,18 @@
 /**
  * The multi-process data plane (--processes 2) with real processes and raw
  * mTLS connections in front of an echo upstream (no Dask semantics needed,
- * inspection off): limits count every process's connections, a revocation
- * closes sessions in every process with one audit line, a killed process is
- * replaced and gives its slots back, drain reaches every process, and a
- * process whose primary is gone closes its connections and exits.
+ * inspection off): limits and the failed-handshake budget count every
+ * process's connections, a revocation closes sessions in every process with
+ * one audit line (and reaches a process that is starting through its init),
+ * a killed process is replaced and gives its slots back, drain reaches every
+ * process, and a process whose primary is gone closes its connections and
+ * exits.
  * Real Dask through several processes: processes-dask.test.ts.
  */
 import t, { type Test } from 'tap';
 import cluster_ from 'node:cluster';
 import { connect as netConnect } from 'node:net';
-import { makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
+import { forgeCertificate, makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/dask.js';
 import { GREETING, dataPlanePids, echoes, holdTls, pidGone, processOf, type Held } from '../helpers/data-plane.js';
@@ -42,7 +44,7 @@ async function openUntil(gw: TestGateway, open: () => Promise<Held>, enough: (he
   return held;
 }
 
-const processesOf = (gw: TestGateway, held: readonly Held[]) => new Set(held.map((h) => processOf(gw.lines, h)).filter((p) => p !== undefined));
+const processesOf = (gw: TestGateway, held: readonly Held[], host = '127.0.0.1') => new Set(held.map((h) => processOf(gw.lines, h, host)).filter((p) => p !== undefined));
 
 /** Opens connections until one is refused, with both processes taking part: a per-process count would admit the limit in each. */
 async function overTheLimit(t: Test, gw: TestGateway, open: () => Promise<Held>): Promise<Held[]> {
@@ -100,6 +102,23 @@ t.test('max-connections-per-address counts the connections of every process', as
   t.ok(await echoes(again), 'after closing one, a new connection is admitted and forwards');
   t.equal((await open()).outcome, 'refused', 'and the next is refused again');
   await closeAll([...held, other, again]);
+});
+
+t.test('the failed-handshake budget of an address is spent by failures in any process', async (t) => {
+  const { cluster, gw } = await start(t, { 'failed-handshake-rate': '4' });
+  const stranger = await forgeCertificate({ uris: [`spiffe://${cluster.clusterId}/client/stranger`] });
+  const from = { localAddress: '127.0.0.3' };
+  for (let i = 0; i < 4; i++) {
+    t.equal((await holdTls(gw.port, { ca: cluster.caPem, cert: stranger.certPem, key: stranger.keyPem }, from)).outcome, 'refused', `failed handshake ${i + 1} (unknown CA)`);
+  }
+  const alice = await cluster.issue('client', 'alice');
+  // Valid certificates from that address now, until both processes have answered: a budget per process would admit some.
+  const after = await openUntil(gw, () => holdTls(gw.port, creds(cluster, alice), from), (h) => processesOf(gw, h, '127.0.0.3').size === 2);
+  t.same(processesOf(gw, after, '127.0.0.3'), new Set([1, 2]), `both processes answered the ${after.length} attempts`);
+  t.ok(after.every((h) => h.outcome === 'refused'), 'every one was refused');
+  const limited = gw.audits('connection_refused').filter((l) => l.reason === 'rate_limited' && String(l.peer).startsWith('127.0.0.3:'));
+  t.same(new Set(limited.map((l) => l.dataplane)), new Set([1, 2]), 'as rate_limited by each process');
+  t.equal((await holdTls(gw.port, creds(cluster, alice))).outcome, 'forwarded', 'another address is unaffected');
 });
 
 t.test('a revocation closes the sessions of the certificate in every process, with one audit line', async (t) => {
