@@ -2,7 +2,7 @@
  * The multi-process data plane (--processes 2) with real processes and raw
  * mTLS connections in front of an echo upstream (no Dask semantics needed,
  * inspection off): limits and the failed-handshake budget count every
- * process's connections, a revocation closes sessions in every process with
+ * process's connections, a full share is reclaimed across processes, a revocation closes sessions in every process with
  * one audit line (and reaches a process that is starting through its init),
  * a killed process is replaced and gives its slots back, drain reaches every
  * process, and a process whose primary is gone closes its connections and
@@ -119,6 +119,34 @@ t.test('the failed-handshake budget of an address is spent by failures in any pr
   const limited = gw.audits('connection_refused').filter((l) => l.reason === 'rate_limited' && String(l.peer).startsWith('127.0.0.3:'));
   t.same(new Set(limited.map((l) => l.dataplane)), new Set([1, 2]), 'as rate_limited by each process');
   t.equal((await holdTls(gw.port, creds(cluster, alice))).outcome, 'forwarded', 'another address is unaffected');
+});
+
+t.test('a full client share is reclaimed from idle connections in either process', async (t) => {
+  // 40 slots: 10 for handshakes, 10 kept for workers: client certificates share 20.
+  const { cluster, gw } = await start(t, { 'max-connections': '40' });
+  const mallory = await cluster.issue('client', 'mallory');
+  const hog = await openUntil(gw, () => holdTls(gw.port, creds(cluster, mallory)), (h) => h.some((x) => x.outcome === 'refused'));
+  const hogs = forwarded(hog);
+  t.equal(hogs.length, 20, 'one certificate fills the client share');
+  t.same(processesOf(gw, hogs), new Set([1, 2]), 'with connections in both processes');
+  await waitFor(() => gw.lines.some((l) => l.event === 'connection_refused' && l.reason === 'client_share_full'), { timeoutMs: 5_000, what: 'client_share_full' });
+  // Reclaim takes connections idle for a second or more.
+  await new Promise((r) => setTimeout(r, 1_100));
+  const alice = await cluster.issue('client', 'alice');
+  const cuts = () => gw.audits('connection_closed').filter((l) => l.reason === 'fair_share' && l.uri === mallory.uri);
+  const newcomers: Held[] = [];
+  const crossed = () => newcomers.some((h, i) => cuts()[i] !== undefined && cuts()[i]!.dataplane !== processOf(gw.lines, h));
+  while (newcomers.length < 8 && !crossed()) {
+    newcomers.push(await holdTls(gw.port, creds(cluster, alice)));
+    await waitFor(() => cuts().length >= newcomers.length && processOf(gw.lines, newcomers.at(-1)!) !== undefined, { timeoutMs: 5_000, what: 'the reclaim audited' });
+  }
+  t.ok(newcomers.every((h) => h.outcome === 'forwarded'), `each of ${newcomers.length} new connections of another certificate was admitted`);
+  t.equal(cuts().length, newcomers.length, 'each took one idle connection of the biggest holder');
+  t.ok(crossed(), 'a newcomer in one process took its slot from a connection in the other');
+  await waitFor(() => hogs.filter((h) => h.socket.destroyed).length >= newcomers.length, { timeoutMs: 5_000, what: 'the reclaimed connections closed' });
+  t.equal(hogs.filter((h) => h.socket.destroyed).length, newcomers.length, 'exactly that many of its connections were closed');
+  t.equal((await holdTls(gw.port, creds(cluster, mallory))).outcome, 'refused', 'the share is still full for the holder');
+  await closeAll([...hog, ...newcomers]);
 });
 
 t.test('a revocation closes the sessions of the certificate in every process, with one audit line', async (t) => {
