@@ -128,9 +128,10 @@ class ProcessGroup implements DataPlane {
     const log = this.#ctx.log.child({ dataplane: m.index });
     ch.handle(OP.log, (entries) => writeRelayed(log, entries));
     ch.handle(OP.workerRegistered, (b) => this.#relayRegistration(m, b));
-    this.#broker.attach(m.index, ch);
     worker.once('exit', (code, signal) => this.#exited(m, worker, code, signal));
     await this.#ready(ch, worker);
+    // Not before: the broker asks every attached process for reclaim candidates, and one still loading would never answer.
+    this.#broker.attach(m.index, ch);
     const init = ch.request<Listening>(OP.init, this.#initFor(m), this.#o.startTimeoutMs ?? START_MS);
     m.initialized = true;
     const listening = await init;

@@ -231,6 +231,29 @@ t.test('a revocation while a data-plane process restarts reaches it through its 
   t.ok(tries.every((h) => h.outcome === 'refused'), 'and each refused the revoked certificate');
 });
 
+t.test('a reclaim while a data-plane process restarts does not wait for it', async (t) => {
+  const { cluster, gw } = await start(t, { 'max-connections': '40' });
+  const mallory = await cluster.issue('client', 'mallory');
+  const alice = await cluster.issue('client', 'alice');
+  const fill = async () => forwarded(await openUntil(gw, () => holdTls(gw.port, creds(cluster, mallory)), (h) => h.some((x) => x.outcome === 'refused')));
+  const hogs = await fill();
+  await new Promise((r) => setTimeout(r, 1_100)); // reclaim takes connections idle for a second or more
+  const [victim] = dataPlanePids(gw.lines);
+  const forked = new Promise<void>((resolve) => cluster_.once('fork', () => resolve()));
+  process.kill(victim!, 'SIGKILL');
+  await forked;
+  // While the replacement loads its modules: the share is full again, with the survivor's idle connections.
+  const refill = await fill();
+  const began = Date.now();
+  const newcomer = await holdTls(gw.port, creds(cluster, alice));
+  const took = Date.now() - began;
+  t.notOk(gw.lines.some((l) => l.event === 'dataplane_process_restarted'), 'the replacement was still starting (else this test proves nothing)');
+  t.equal(newcomer.outcome, 'forwarded', 'a newcomer is admitted by reclaiming an idle connection');
+  t.ok(took < 800, `in ${took} ms: the starting process, which cannot answer, was not asked for candidates`);
+  await gw.waitForLog((l) => l.event === 'dataplane_process_restarted', 60_000, 'dataplane_process_restarted');
+  await closeAll([...hogs, ...refill, newcomer]);
+});
+
 t.test('drain cuts the live connections of every process at the deadline, and every process exits', async (t) => {
   const { cluster, gw } = await start(t);
   const alice = await cluster.issue('client', 'alice');
