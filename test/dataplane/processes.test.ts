@@ -3,7 +3,8 @@
  * mTLS connections in front of an echo upstream (no Dask semantics needed,
  * inspection off): limits and the failed-handshake budget count every
  * process's connections, a full share is reclaimed across processes, a revocation closes sessions in every process with
- * one audit line (and reaches a process that is starting through its init),
+ * one audit line (and reaches a process that is starting through its init;
+ * a reclaim does not wait for one),
  * a killed process is replaced and gives its slots back, drain reaches every
  * process, and a process whose primary is gone closes its connections and
  * exits.
