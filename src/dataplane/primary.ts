@@ -66,6 +66,8 @@ interface Member {
   ch: Channel | undefined;
   startedAt: number;
   failures: number;
+  /** Its `init` is sent: it hears of every later change; what came before is in its init. */
+  initialized: boolean;
 }
 
 export async function startDataPlane(ctx: GatewayContext, o: DataPlaneOptions): Promise<DataPlane> {
@@ -90,7 +92,7 @@ class ProcessGroup implements DataPlane {
     this.#ctx = ctx;
     this.#o = o;
     this.#broker = new AdmissionBroker({ ...o.broker, metrics: ctx.metrics });
-    this.#members = Array.from({ length: o.processes }, (_, i) => ({ index: i + 1, worker: undefined, ch: undefined, startedAt: 0, failures: 0 }));
+    this.#members = Array.from({ length: o.processes }, (_, i) => ({ index: i + 1, worker: undefined, ch: undefined, startedAt: 0, failures: 0, initialized: false }));
   }
 
   get address(): AddressInfo {
@@ -120,13 +122,17 @@ class ProcessGroup implements DataPlane {
     m.worker = worker;
     m.ch = ch;
     m.startedAt = Date.now();
+    m.initialized = false;
     const log = this.#ctx.log.child({ dataplane: m.index });
     ch.handle(OP.log, (entries) => writeRelayed(log, entries));
     ch.handle(OP.workerRegistered, (b) => this.#relayRegistration(m, b));
-    this.#broker.attach(m.index, ch);
     worker.once('exit', (code, signal) => this.#exited(m, worker, code, signal));
     await this.#ready(ch, worker);
-    const listening = await ch.request<Listening>(OP.init, this.#initFor(m), this.#o.startTimeoutMs ?? START_MS);
+    // Not before: the broker asks every attached process for reclaim candidates, and one still loading would never answer.
+    this.#broker.attach(m.index, ch);
+    const init = ch.request<Listening>(OP.init, this.#initFor(m), this.#o.startTimeoutMs ?? START_MS);
+    m.initialized = true;
+    const listening = await init;
     this.#address ??= listening.address as AddressInfo;
   }
 
@@ -192,8 +198,12 @@ class ProcessGroup implements DataPlane {
     for (const m of this.#members) if (m !== from) m.ch?.notify(OP.workerRegistered, { address, owner });
   }
 
+  /**
+   * The processes a change must reach. One still starting would drop it unanswered (it has no
+   * handlers before `init`) and be killed for that; its init carries the change instead.
+   */
   #live(): Member[] {
-    return this.#members.filter((m) => m.ch !== undefined);
+    return this.#members.filter((m) => m.ch !== undefined && m.initialized);
   }
 
   async applyTrust(material: TrustMaterial, newlyRevoked: string[], removedCas: string[]): Promise<TrustApplied[]> {

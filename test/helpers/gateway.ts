@@ -7,6 +7,9 @@
  *   startTestGateway({cluster, scheduler, config?, t?}) -> TestGateway
  *     .gw (RunningGateway) .port .address ('tls://127.0.0.1:<port>') .lines (parsed log lines)
  *     .audits(event?) .waitForLog(pred, timeoutMs) .close()
+ *
+ * SCHEDULER_GATEWAY_TEST_PROCESSES=N runs every such gateway with --processes N
+ * unless the test sets it (a local look for differences; CI runs without it).
  */
 import { createLogger } from '../../src/log/logger.js';
 import { startGateway, type RunningGateway } from '../../src/gateway/compose.js';
@@ -49,7 +52,7 @@ export async function startTestGateway(o: TestGatewayOptions): Promise<TestGatew
     if (o.echo) process.stderr.write(raw + '\n');
     if (parsed) lines.push(parsed as LogLine);
   });
-  const flags: Flags = { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: o.scheduler, 'log-level': 'debug', ...o.flags };
+  const flags: Flags = { dir: o.cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: o.scheduler, 'log-level': 'debug', ...(process.env.SCHEDULER_GATEWAY_TEST_PROCESSES ? { processes: process.env.SCHEDULER_GATEWAY_TEST_PROCESSES } : {}), ...o.flags };
   const config = resolveRunConfig({ flags, env: {} });
   const gw = await startGateway(config, {
     log: createLogger({ stream: sink, level: 'debug' }),

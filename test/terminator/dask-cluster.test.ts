@@ -12,7 +12,9 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { clientPrelude, eachDaskVersion, runClient, spawnDaskScript, startScheduler, startWorker, waitFor, type DaskProcess, type DaskVersion } from '../helpers/dask.js';
 import { encryptPrivateKeyPem } from '../../src/pki/keystore.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
+import { checkWorkout, workoutPython } from '../helpers/dask-workout.js';
 
+const WORKOUT = { tasks: 2000, mib: 20 };
 const files = (i: { caPath: string; certPath: string; keyPath: string }) => ({ ca: i.caPath, cert: i.certPath, key: i.keyPath });
 
 eachDaskVersion(t, 'a real cluster through the gateway', async (t, version: DaskVersion) => {
@@ -35,34 +37,12 @@ c.close()
   t.test('a client through the gateway runs 2,000 tasks, moves 20 MiB byte-exact, transfers between workers, and uses client.run and get_client', async (t) => {
     const alice = await cluster.issue('client', 'alice');
     const out = await runClient<Record<string, unknown>>(`${clientPrelude(gw.address, files(alice))}
-c.wait_for_workers(2, timeout=60)
-futs = c.map(lambda x: x * 2, range(2000), pure=False)
-total = sum(c.gather(futs))
-payload = os.urandom(20 * 1024 * 1024)
-[fut] = c.scatter([payload])
-back = c.gather(fut)
-ws = sorted(c.scheduler_info()["workers"])
-a = c.submit(lambda: os.urandom(1_000_000), workers=[ws[0]], pure=False)
-b = c.submit(lambda blob: hashlib.sha256(blob).hexdigest(), a, workers=[ws[1]])
-moved = b.result() == hashlib.sha256(a.result()).hexdigest()
-holders = sorted(c.who_has(a)[a.key])
-pids = c.run(lambda: os.getpid())
-def inner(n):
-    from distributed import get_client
-    cl = get_client()
-    return [cl.submit(lambda v: v + 1, n, pure=False).result(), cl.scheduler.address]
-nested = c.submit(inner, 41, pure=False).result()
-print(json.dumps({"total": total, "sent": hashlib.sha256(payload).hexdigest(), "received": hashlib.sha256(back).hexdigest(),
-  "size": len(back), "workers": ws, "moved": moved, "holders": holders, "pids": sorted(pids.values()), "nested": nested}))
+${workoutPython(WORKOUT)}
+print(json.dumps({**workout, "pids": sorted(c.run(lambda: os.getpid()).values())}))
 c.close()
 `, { timeoutMs: 180_000, version });
-    t.equal(out.total, 2 * (1999 * 2000) / 2, '2,000 tasks computed');
-    t.equal(out.size, 20 * 1024 * 1024, '20 MiB came back');
-    t.equal(out.received, out.sent, 'scatter + gather is byte-exact (sha256)');
-    t.equal(out.moved, true, 'a task on the second worker read data produced on the first');
-    t.same(out.holders, out.workers, 'both workers hold the transferred key');
+    checkWorkout(t, out, { ...WORKOUT, gatewayAddress: gw.address });
     t.equal(new Set(out.pids as number[]).size, 2, 'client.run reached both worker processes');
-    t.same(out.nested, [42, gw.address], 'get_client() inside a task connects through the gateway');
     const accepted = gw.audits('connection_accepted');
     t.ok(accepted.some((l) => l.uri === `spiffe://${cluster.clusterId}/client/alice`), 'the client connection is audited with its identity');
     t.ok(accepted.some((l) => l.uri === `spiffe://${cluster.clusterId}/worker/w1` && l.serial), 'worker connections are audited with identity and serial');
