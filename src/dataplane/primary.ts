@@ -246,7 +246,9 @@ class ProcessGroup implements DataPlane {
     const w = m.worker;
     if (!w) return;
     const exited = new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve())));
-    await m.ch?.request(OP.close, null, 5_000).catch(() => undefined);
+    // One still loading holds no connection and would drop the request unanswered: it is stopped at once.
+    if (m.initialized) await m.ch?.request(OP.close, null, 5_000).catch(() => undefined);
+    else w.kill('SIGTERM');
     const timer = setTimeout(() => w.kill('SIGKILL'), 5_000);
     await exited;
     clearTimeout(timer);
