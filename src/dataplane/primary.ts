@@ -123,8 +123,7 @@ class ProcessGroup implements DataPlane {
     m.ch = ch;
     m.startedAt = Date.now();
     m.initialized = false;
-    const log = this.#ctx.log.child({ dataplane: m.index });
-    ch.handle(OP.log, (entries) => writeRelayed(log, entries));
+    ch.handle(OP.log, (text) => writeRelayed(this.#ctx.log, text));
     ch.handle(OP.workerRegistered, (b) => this.#relayRegistration(m, b));
     worker.once('exit', (code, signal) => this.#exited(m, worker, code, signal));
     await this.#ready(ch, worker);

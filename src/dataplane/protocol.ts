@@ -10,7 +10,6 @@ import type { PolicyConfig } from '../config/keys/policy.js';
 import type { ShareLimits, ShareRefusal } from '../terminator/fair-shares.js';
 import type { AdmissionRefusal, ReclaimDetail } from '../terminator/admission.js';
 import type { Role } from '../pki/identity.js';
-import type { Fields, Level } from '../log/logger.js';
 
 export const OP = {
   // primary -> data plane
@@ -100,8 +99,3 @@ export interface CutOrder {
   readonly detail: ReclaimDetail;
 }
 
-export interface LogEntry {
-  readonly level: Level;
-  readonly event: string;
-  readonly fields: Fields | undefined;
-}

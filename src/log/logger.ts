@@ -27,6 +27,8 @@ export interface Logger {
   /** Security-relevant decisions: always written, whatever the level. */
   audit(event: string, fields?: Fields): void;
   child(bindings: Fields): Logger;
+  /** Writes lines another logger already formatted and redacted (a data-plane process's), as they are. */
+  raw(lines: string): void;
 }
 
 const SECRET_KEY = /token|secret|passphrase|password|authorization|cookie|private.?key|credential|session.?id/i;
@@ -46,7 +48,7 @@ export function redact(value: unknown, depth = 0): unknown {
 }
 
 export interface LoggerOptions {
-  stream?: Writable | NodeJS.WritableStream;
+  stream?: Stream;
   level?: Exclude<Level, 'audit'>;
   bindings?: Fields;
   now?: () => Date;
@@ -55,7 +57,8 @@ export interface LoggerOptions {
 }
 
 type Sink = (line: string) => void;
-type Stream = Writable | NodeJS.WritableStream;
+/** A bare `{ write }` is enough (tests, embedders, a data-plane process's pipe to its primary). */
+export type Stream = Writable | NodeJS.WritableStream | { write(text: string, done?: () => void): unknown };
 
 /** False when the write threw: its callback will never come. */
 function writeTo(stream: Stream, text: string, done?: () => void): boolean {
@@ -78,7 +81,7 @@ const guarded = new WeakSet<object>();
  */
 export function survivesWriteErrors(stream: Stream): void {
   // A bare { write } sink (tests, embedders) cannot emit 'error'.
-  if (guarded.has(stream) || typeof stream.on !== 'function') return;
+  if (guarded.has(stream) || !('on' in stream) || typeof stream.on !== 'function') return;
   guarded.add(stream);
   stream.on('error', () => {});
 }
@@ -186,6 +189,7 @@ function loggerOn(sink: Sink, opts: LoggerOptions): Logger {
     error: (e, f) => write('error', e, f),
     audit: (e, f) => write('audit', e, f),
     child: (b) => loggerOn(sink, { ...opts, bindings: { ...opts.bindings, ...b } }),
+    raw: (lines) => sink(lines),
   };
 }
 
@@ -193,4 +197,5 @@ function loggerOn(sink: Sink, opts: LoggerOptions): Logger {
 export const silentLogger: Logger = {
   debug() {}, info() {}, warn() {}, error() {}, audit() {},
   child() { return silentLogger; },
+  raw() {},
 };
