@@ -83,7 +83,7 @@ async function start(ch: Channel, init: WorkerInit): Promise<Running> {
 function applyTrust(ctx: GatewayContext, trust: RelayedTrust, u: TrustUpdate): TrustApplied {
   const m = fromWireTrust(u.material);
   trust.apply(m, [...u.newlyRevoked], [...u.removedCas]);
-  return closeForTrustChange(ctx.sessions, m, u.newlyRevoked, u.removedCas);
+  return closeForTrustChange(ctx.sessions, m.caPem, u.newlyRevoked, u.removedCas);
 }
 
 function inspectorFor(ch: Channel, init: WorkerInit, ctx: GatewayContext): InspectorFactory | undefined {

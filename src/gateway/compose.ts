@@ -92,7 +92,7 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
   // process, not only new handshakes; so does a CA leaving the trust store
   // (rotate-ca finish): what no longer chains is closed.
   trust.onChange((m, newlyRevoked, removedCas) => {
-    const here = closeForTrustChange(sessions, m, newlyRevoked, removedCas);
+    const here = closeForTrustChange(sessions, m.caPem, newlyRevoked, removedCas);
     if (!dataPlane) return auditTrustChange(log, here, removedCas);
     void dataPlane.applyTrust(m, newlyRevoked, removedCas).then((there) => auditTrustChange(log, sumApplied([here, ...there]), removedCas));
   });

@@ -6,7 +6,6 @@
  * WebSockets all register here.
  */
 import { issuedByAny } from '../pki/certificate.js';
-import type { TrustMaterial } from './context.js';
 
 export interface LiveSession {
   readonly kind: 'dask' | 'dashboard-ws' | 'dashboard-http' | 'credentials';
@@ -107,10 +106,10 @@ export interface SessionsClosed {
   readonly untrusted: { readonly sessions: number; readonly serials: readonly string[] };
 }
 
-/** The closes a trust change causes, in whichever process holds the sessions (the primary, each data-plane process). */
-export function closeForTrustChange(sessions: SessionRegistry, m: TrustMaterial, newlyRevoked: readonly string[], removedCas: readonly string[]): SessionsClosed {
+/** The closes a trust change causes (`caPem`: the CAs trusted now), in whichever process holds the sessions (the primary, each data-plane process). */
+export function closeForTrustChange(sessions: SessionRegistry, caPem: string, newlyRevoked: readonly string[], removedCas: readonly string[]): SessionsClosed {
   const revoked: Record<string, number> = {};
   for (const serial of newlyRevoked) revoked[serial] = sessions.revokeSerial(serial);
-  const untrusted = removedCas.length > 0 ? sessions.closeUntrusted((der) => issuedByAny(der, m.caPem)) : { sessions: 0, serials: [] };
+  const untrusted = removedCas.length > 0 ? sessions.closeUntrusted((der) => issuedByAny(der, caPem)) : { sessions: 0, serials: [] };
   return { revoked, untrusted };
 }
