@@ -82,11 +82,18 @@ export class AdmissionBroker {
   }
 
   #release(key: number): void {
+    // Undefined: released already (reclaimed, or its process exited).
+    const h = this.#forget(key);
+    if (h) this.#admission.release(h.slot);
+  }
+
+  /** Takes the slot out of its process's account; the caller says what becomes of it. */
+  #forget(key: number): Held | undefined {
     const h = this.#held.get(key);
-    if (!h) return; // released already: reclaimed, or its process exited
+    if (!h) return undefined;
     this.#held.delete(key);
     this.#perProcess.set(h.process, (this.#perProcess.get(h.process) ?? 1) - 1);
-    this.#admission.release(h.slot);
+    return h;
   }
 
   /** Every process's idle candidates; a process that does not answer in time offers none. */
@@ -105,8 +112,7 @@ export class AdmissionBroker {
       slot: h.slot, identity: c.identity, cls: c.cls, reclaimable: c.reclaimable, idleMs: c.idleMs,
       cut: (detail) => {
         // The slot is the newcomer's now (SharedAdmission released it); the process's own release will find it gone.
-        this.#held.delete(c.key);
-        this.#perProcess.set(process, (this.#perProcess.get(process) ?? 1) - 1);
+        this.#forget(c.key);
         ch.notify(OP.cut, { key: c.key, detail });
       },
     }];

@@ -42,8 +42,6 @@ export interface DataPlaneOptions {
 
 export interface DataPlane extends Component {
   readonly address: AddressInfo;
-  /** Slots held across every process. */
-  readonly connections: number;
   /** Sends a trust change to every process; resolves with what each closed. */
   applyTrust(m: TrustMaterial, newlyRevoked: string[], removedCas: string[]): Promise<TrustApplied[]>;
   publishPolicy(holder: PolicyHolder): void;
@@ -99,10 +97,6 @@ class ProcessGroup implements DataPlane {
     return this.#address!;
   }
 
-  get connections(): number {
-    return this.#broker.total;
-  }
-
   async start(): Promise<void> {
     // Before the first fork: the processes accept on the shared socket themselves.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
@@ -117,7 +111,7 @@ class ProcessGroup implements DataPlane {
   }
 
   async #spawn(m: Member): Promise<void> {
-    const worker = cluster.fork({ SCHEDULER_GATEWAY_DATAPLANE_INDEX: String(m.index) });
+    const worker = cluster.fork();
     const ch = new Channel(worker as unknown as IpcPort);
     m.worker = worker;
     m.ch = ch;
@@ -129,16 +123,20 @@ class ProcessGroup implements DataPlane {
     await this.#ready(ch, worker);
     // Not before: the broker asks every attached process for reclaim candidates, and one still loading would never answer.
     this.#broker.attach(m.index, ch);
-    const init = ch.request<Listening>(OP.init, this.#initFor(m), this.#o.startTimeoutMs ?? START_MS);
+    const init = ch.request<Listening>(OP.init, this.#initFor(m), this.#startMs);
     m.initialized = true;
     const listening = await init;
     this.#address ??= listening.address as AddressInfo;
   }
 
+  get #startMs(): number {
+    return this.#o.startTimeoutMs ?? START_MS;
+  }
+
   /** Its modules are loaded and it listens on the pipe (or it died first). */
   #ready(ch: Channel, worker: Worker): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new GatewayError('GW_USAGE', `a data-plane process did not start within ${this.#o.startTimeoutMs ?? START_MS} ms`)), this.#o.startTimeoutMs ?? START_MS);
+      const timer = setTimeout(() => reject(new GatewayError('GW_USAGE', `a data-plane process did not start within ${this.#startMs} ms`)), this.#startMs);
       const died = (code: number | null) => {
         clearTimeout(timer);
         reject(new GatewayError('GW_USAGE', `a data-plane process exited (code ${code}) before it was ready`));
@@ -156,7 +154,6 @@ class ProcessGroup implements DataPlane {
     const policy = this.#o.policy;
     return {
       index: m.index,
-      count: this.#members.length,
       logLevel: this.#o.logLevel,
       allowMissingEku: this.#ctx.allowMissingEku,
       trust: toWireTrust(this.#ctx.trust.current()),

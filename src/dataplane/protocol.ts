@@ -49,7 +49,6 @@ export interface PolicyText {
 
 export interface WorkerInit {
   readonly index: number;
-  readonly count: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
   readonly allowMissingEku: boolean;
   readonly trust: WireTrust;

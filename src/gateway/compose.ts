@@ -101,39 +101,35 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
   const addresses: Record<string, AddressInfo> = {};
   try {
     const limits = { ...settings.shares, maxConnections: caps.terminator };
+    const port = {
+      listen: settings.listen,
+      scheduler: settings.scheduler,
+      handshakeTimeoutMs: settings.handshakeTimeoutMs,
+      failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
+      upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
+      idleTimeoutMs: settings.idleTimeoutMs,
+    };
     if (processes > 1) {
+      // Every process has the open-files limit the primary planned with, and holds 8786 connections only.
+      const cap = Math.min(config.terminator.maxConnections, caps.terminator * processes);
       const holder = policyForDataPlane(ctx, config.policy, components, (h) => dataPlane?.publishPolicy(h));
       dataPlane = await startDataPlane(ctx, {
         processes,
         logLevel: settings.logLevel,
         memoryBudgetBytes: memoryShare,
         policy: holder ? { config: config.policy, holder } : undefined,
-        terminator: {
-          listen: settings.listen,
-          scheduler: settings.scheduler,
-          handshakeTimeoutMs: settings.handshakeTimeoutMs,
-          failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
-          upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
-          idleTimeoutMs: settings.idleTimeoutMs,
-          shares: limits,
-        },
-        // Every process has the open-files limit the primary planned with, and holds 8786 connections only.
-        broker: { limits: { ...limits, maxConnections: Math.min(config.terminator.maxConnections, caps.terminator * processes) }, failedHandshakesPerMinute: settings.failedHandshakesPerMinute, perProcessCap: caps.terminator },
+        terminator: { ...port, shares: limits },
+        broker: { limits: { ...limits, maxConnections: cap }, failedHandshakesPerMinute: settings.failedHandshakesPerMinute, perProcessCap: caps.terminator },
       });
       components.push(dataPlane);
       addresses.terminator = dataPlane.address;
-      metrics.connectionLimit.set({ port: PORT_LABEL.terminator }, Math.min(config.terminator.maxConnections, caps.terminator * processes));
+      metrics.connectionLimit.set({ port: PORT_LABEL.terminator }, cap);
     } else {
       const terminator = await startTerminator(ctx, {
-        listen: settings.listen,
-        scheduler: settings.scheduler,
-        handshakeTimeoutMs: settings.handshakeTimeoutMs,
+        ...port,
         ...limits,
         allowMissingEku: settings.allowMissingEku,
         memoryBudget: meteredMemoryBudget(memoryShare, metrics),
-        failedHandshakesPerMinute: settings.failedHandshakesPerMinute,
-        upstreamConnectTimeoutMs: settings.upstreamConnectTimeoutMs,
-        idleTimeoutMs: settings.idleTimeoutMs,
         ...policyForTerminator(ctx, config.policy, deps.inspector, components),
       });
       components.push(terminator);
