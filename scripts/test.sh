@@ -27,6 +27,8 @@ if [ $# -eq 0 ]; then
   if ! { npx tap report json-summary >/dev/null && node scripts/coverage-floor.mjs; }; then extra_fail=$((extra_fail + 1)); fi
 fi
 node scripts/dask-wall-time.mjs || true
+# The failures' names go last, next to the count: a CI log is read from its tail.
+node scripts/tap-failures.mjs "$log" || true
 fail=$((fail + extra_fail))
 [ "$fail" -eq 0 ] || rc=1
 if [ -n "$skip" ] && [ "$skip" != 0 ]; then echo "$pass passed, $fail failed, $skip skipped"; else echo "$pass passed, $fail failed"; fi
