@@ -50,10 +50,17 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   if (config.terminator.scheduler === undefined) {
     if (!dev) throw new GatewayError('GW_USAGE', 'no --scheduler: pass --scheduler HOST:PORT (your Dask scheduler on loopback), or --dev for a local development scheduler with a development PKI');
     if (config.common.tlsCert !== undefined) throw new GatewayError('GW_USAGE', '--tls-cert excludes --dev: the development scheduler uses its own development PKI');
+    // From the environment it is set aside with a warning (dev-pki.ts): a shell may hold it for another directory.
+    if (presentFlags(runKeys, { ...sources, env: {} }).has('passphrase-file')) throw new GatewayError('GW_USAGE', '--passphrase-file excludes --dev: the development PKI keeps its passphrase beside its keys (.dev-passphrase)');
     embedded = await startEmbeddedScheduler({ dir: config.common.dir, env: io.env, log, python });
     // The 8787 proxy follows the embedded scheduler's dashboard unless told otherwise.
     const upstream = present.has('dashboard-upstream') ? config.dashboard.upstream : { host: '127.0.0.1', port: embedded.dashboardPort };
-    config = { ...config, terminator: { ...config.terminator, scheduler: embedded.scheduler }, dashboard: { ...config.dashboard, upstream } };
+    config = {
+      ...config,
+      common: { ...config.common, passphraseFile: embedded.bundles.passphraseFile },
+      terminator: { ...config.terminator, scheduler: embedded.scheduler },
+      dashboard: { ...config.dashboard, upstream },
+    };
   }
 
   let gw;

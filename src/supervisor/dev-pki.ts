@@ -6,7 +6,10 @@
  * can dial tls:// workers), one worker's and one client's. Existing bundles
  * are reused, so a restart does not issue new certificates. A directory
  * whose CA was made by `certs init` (a production CA) is refused before
- * anything is minted or written.
+ * anything is minted or written. The passphrase is always the one beside the
+ * keys: a SCHEDULER_GATEWAY_PASSPHRASE left in an operator's shell for a
+ * production directory must not be tried on (or, worse, be taken as) the
+ * development one.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { initCluster } from '../pki/init.js';
 import { issueCertificate } from '../pki/issue.js';
 import { bundlePaths, writeBundle, type BundleFiles } from '../pki/bundle.js';
-import { resolvePassphrase } from '../pki/passphrase.js';
+import { PASSPHRASE_ENV, PASSPHRASE_FILE_ENV, readPassphraseFile } from '../pki/passphrase.js';
 import { readIndex, readState } from '../pki/records.js';
 import { statePath } from '../pki/state-dir.js';
 import type { Logger } from '../log/logger.js';
@@ -26,6 +29,8 @@ export interface DevBundles {
   readonly scheduler: BundleFiles;
   readonly worker: BundleFiles;
   readonly client: BundleFiles;
+  /** The development passphrase's file: the gateway opens the PKI with it. */
+  readonly passphraseFile: string;
 }
 
 export const DEV_NAMES = { scheduler: 'scheduler', worker: 'worker-1', client: 'client-1' } as const;
@@ -41,7 +46,10 @@ export async function ensureDevelopmentPki(dir: string, env: NodeJS.ProcessEnv, 
     created = true;
     log.warn('development_pki_created', { dir, cluster: clusterId, note: 'the passphrase is stored beside the keys (.dev-passphrase): development only' });
   }
-  const { passphrase } = resolvePassphrase({ env, dir });
+  const passphraseFile = statePath(dir, 'devPassphrase');
+  const passphrase = readPassphraseFile(passphraseFile);
+  const ignored = [PASSPHRASE_ENV, PASSPHRASE_FILE_ENV].filter((v) => env[v] !== undefined && env[v] !== '');
+  if (ignored.length > 0) log.warn('passphrase_environment_ignored', { variables: ignored, why: '--dev uses the development passphrase beside its keys' });
   const issuedDir = join(dir, 'issued');
   const bundle = async (role: 'scheduler' | 'worker' | 'client', name: string): Promise<BundleFiles> => {
     const out = join(issuedDir, name);
@@ -54,6 +62,7 @@ export async function ensureDevelopmentPki(dir: string, env: NodeJS.ProcessEnv, 
   return {
     clusterId: readState(dir).clusterId,
     created,
+    passphraseFile,
     scheduler: await bundle('scheduler', DEV_NAMES.scheduler),
     worker: await bundle('worker', DEV_NAMES.worker),
     client: await bundle('client', DEV_NAMES.client),

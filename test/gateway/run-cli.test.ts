@@ -58,6 +58,7 @@ t.test('development mode is explicit: without --scheduler and without --dev, run
   const { io: cli } = io(cwd);
   await t.rejects(main([], cli), { code: 'GW_USAGE', message: /--scheduler HOST:PORT.*or --dev/ });
   await t.rejects(main(['--dev', '--scheduler', '127.0.0.1:1'], cli), { code: 'GW_USAGE', message: /--scheduler or --dev, not both/ });
+  await t.rejects(main(['--dev', '--passphrase-file', join(cwd, 'p')], cli), { code: 'GW_USAGE', message: /--passphrase-file excludes --dev/ });
   t.notOk(existsSync(join(cwd, 'certs')), 'no state directory, no certificates, no keys');
 });
 
@@ -80,7 +81,9 @@ t.test('the quick start: `run --dev`, then the printed worker and client command
   const cwd = mkdtempSync(join(tmpdir(), 'sgw-quickstart-'));
   t.teardown(() => rmSync(cwd, { recursive: true, force: true }));
   // Ports 0 so parallel tests never collide, a short drain so the connected worker is cut quickly; a user types what quickstart.sh runs.
-  const gw = spawn(process.execPath, [...process.execArgv, BIN, 'run', '--dev', '--dask-python', dask.python, '--listen', '127.0.0.1:0', '--dashboard-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drain-timeout-ms', '2000'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A passphrase left in the shell for some production directory must not be tried on the development one.
+  const env = { ...process.env, SCHEDULER_GATEWAY_PASSPHRASE: 'the passphrase of some other directory' };
+  const gw = spawn(process.execPath, [...process.execArgv, BIN, 'run', '--dev', '--dask-python', dask.python, '--listen', '127.0.0.1:0', '--dashboard-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0', '--drain-timeout-ms', '2000'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   gw.stdout.on('data', (d) => { stdout += d; });
@@ -120,6 +123,7 @@ t.test('the quick start: `run --dev`, then the printed worker and client command
   const schedulerPid = Number(/"scheduler_ready".*?"pid":(\d+)/.exec(stdout)?.[1]);
   t.ok(schedulerPid > 0, 'the embedded scheduler logged its pid');
   t.ok(existsSync(join(cwd, 'certs', '.dev-passphrase')), 'the development passphrase is kept beside the keys');
+  t.match(stdout, /"event":"passphrase_environment_ignored".*"variables":\["SCHEDULER_GATEWAY_PASSPHRASE"\]/, 'the passphrase in the environment was set aside, and said so');
   await waitFor(() => /"event":"connection_accepted".*"uri":"spiffe:\/\/dev\/client\/client-1"/.test(stdout), { what: 'the client connection audited' });
   t.pass('the client connection was audited with its identity');
 
