@@ -5,9 +5,16 @@
  * answer within its deadline rejects (the caller decides: refuse the
  * connection, leave the process out of /metrics); closing the channel
  * rejects whatever still waits. Handlers that throw answer with an error.
+ *
+ * The messages of one event-loop turn leave together, as one batch: each
+ * pipe message costs a serialization and a write syscall on one side and a
+ * read and a parse on the other, and in a handshake storm every connection
+ * sends several (admission at accept and after TLS, release, log lines);
+ * many connections' messages share one turn. Order is kept: one outbox.
  */
 export interface IpcPort {
-  send(message: unknown): boolean;
+  /** Node's: the callback gets an error when the pipe is closed (without one, Node emits 'error', which kills). */
+  send(message: unknown, callback: (error: Error | null) => void): boolean;
   on(event: 'message', listener: (message: unknown) => void): unknown;
   off(event: 'message', listener: (message: unknown) => void): unknown;
 }
@@ -22,7 +29,7 @@ interface Waiting {
 
 interface Message {
   readonly gw: 1;
-  readonly kind: 'req' | 'res' | 'evt';
+  readonly kind: 'req' | 'res' | 'evt' | 'batch';
   readonly op?: string;
   readonly id?: number;
   readonly body?: unknown;
@@ -40,6 +47,7 @@ export class Channel {
   readonly #waiting = new Map<number, Waiting>();
   readonly #handlers = new Map<string, Handler>();
   readonly #onMessage = (m: unknown) => this.#receive(m);
+  #outbox: Message[] = [];
   #next = 1;
   #closed = false;
 
@@ -64,7 +72,7 @@ export class Channel {
       }, timeoutMs);
       timer.unref();
       this.#waiting.set(id, { resolve: resolve as (b: unknown) => void, reject, timer });
-      if (!this.#send({ gw: 1, kind: 'req', op, id, body })) this.#fail(id, new ChannelError(`cannot send ${op}: the other process is gone`));
+      this.#send({ gw: 1, kind: 'req', op, id, body });
     });
   }
 
@@ -78,12 +86,32 @@ export class Channel {
     for (const id of [...this.#waiting.keys()]) this.#fail(id, new ChannelError('channel closed'));
   }
 
-  #send(m: Message): boolean {
+  /**
+   * Sends what waits in the outbox now, not at the end of the turn; `done`
+   * runs once that, and everything sent before it, has been written (or the
+   * other side is gone): what a process about to exit waits for.
+   */
+  flush(done?: () => void): void {
+    const batch = this.#outbox;
+    this.#outbox = [];
+    if (batch.length === 0 && !done) return;
+    const message = batch.length === 1 ? batch[0] : batch.length === 0 ? { gw: 0 } : { gw: 1, kind: 'batch', body: batch };
+    const gone = () => {
+      for (const m of batch) if (m.kind === 'req') this.#fail(m.id!, new ChannelError(`cannot send ${String(m.op)}: the other process is gone`));
+    };
     try {
-      return this.#port.send(m);
+      this.#port.send(message, (e) => {
+        if (e) gone();
+        done?.();
+      });
     } catch {
-      return false; // ERR_IPC_CHANNEL_CLOSED: the other side exited
+      gone(); // an in-memory port may throw where Node's calls back
+      done?.();
     }
+  }
+
+  #send(m: Message): void {
+    if (this.#outbox.push(m) === 1) setImmediate(() => this.flush());
   }
 
   #fail(id: number, e: Error): void {
@@ -97,6 +125,10 @@ export class Channel {
   #receive(raw: unknown): void {
     if (typeof raw !== 'object' || raw === null || (raw as Message).gw !== 1) return;
     const m = raw as Message;
+    if (m.kind === 'batch') {
+      if (Array.isArray(m.body)) for (const one of m.body) this.#receive(one);
+      return;
+    }
     if (m.kind === 'res') return this.#answered(m);
     const handler = m.op === undefined ? undefined : this.#handlers.get(m.op);
     if (m.kind === 'evt') return void handler?.(m.body);

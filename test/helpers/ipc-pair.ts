@@ -25,9 +25,14 @@ export function ipcPair(): [IpcEnd, IpcEnd] {
       for (const text of batch) if (open) other.emit('message', JSON.parse(text));
     };
     return {
-      send(m: unknown) {
-        if (!open) throw Object.assign(new Error('channel closed'), { code: 'ERR_IPC_CHANNEL_CLOSED' });
+      // As Node's: a closed pipe calls back with ERR_IPC_CHANNEL_CLOSED (and returns false), it does not throw.
+      send(m: unknown, callback: (error: Error | null) => void) {
+        if (!open) {
+          process.nextTick(callback, Object.assign(new Error('channel closed'), { code: 'ERR_IPC_CHANNEL_CLOSED' }));
+          return false;
+        }
         if (queued.push(JSON.stringify(m)) === 1) setImmediate(deliver);
+        setImmediate(callback, null);
         return true;
       },
       on: (e, l) => self.on(e, l),
