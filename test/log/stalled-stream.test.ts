@@ -9,8 +9,13 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { createLogger, MAX_BACKLOG_BYTES, PIPE_BUF, type Logger } from '../../src/log/logger.js';
+import { startGateway } from '../../src/gateway/compose.js';
+import { resolveRunConfig } from '../../src/config/load.js';
 import { lineSplitter } from '../helpers/json-lines.js';
 import { waitFor } from '../helpers/dask.js';
+import { makeTestCluster } from '../helpers/pki.js';
+import { startEcho } from '../hardening/harness.js';
+import { metricValue } from '../hardening/child.js';
 
 type Line = Record<string, unknown>;
 const turn = () => new Promise((r) => setImmediate(r));
@@ -172,3 +177,23 @@ t.test('a real pipe whose reader is paused: the logging process holds the cap an
   t.match(lines.slice(at + 1).map((l) => l['event']), ['after_gap'], 'a line logged after the gap arrives');
 });
 
+t.test('the gateway exports the count on /metrics as log_lines_dropped_total, with one process and with several', async (t) => {
+  const cluster = await makeTestCluster();
+  t.teardown(() => cluster.cleanup());
+  const echo = await startEcho(t);
+  for (const processes of ['1', '2']) {
+    const s = stalled();
+    const log = createLogger({ stream: s.stream, batch: true, maxBacklogBytes: 16 * 1024 });
+    const config = resolveRunConfig({ flags: { dir: cluster.dir, listen: '127.0.0.1:0', 'dashboard-listen': '127.0.0.1:0', 'metrics-listen': '127.0.0.1:0', scheduler: `127.0.0.1:${echo.port}`, processes }, env: {} });
+    const gw = await startGateway(config, { log, env: { SCHEDULER_GATEWAY_PASSPHRASE: cluster.passphrase } });
+    t.teardown(() => gw.close());
+    const port = gw.addresses.metrics!.port;
+    t.equal(await metricValue(port, 'scheduler_gateway_log_lines_dropped_total'), log.droppedLines(), `--processes ${processes}: the count before the flood`);
+    flood(log, 0, 2000);
+    await turn();
+    t.ok(log.droppedLines() > 1000, `--processes ${processes}: ${log.droppedLines()} lines dropped`);
+    t.equal(await metricValue(port, 'scheduler_gateway_log_lines_dropped_total'), log.droppedLines(), `--processes ${processes}: /metrics says so`);
+    s.release();
+    await gw.close();
+  }
+});
