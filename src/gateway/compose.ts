@@ -60,7 +60,7 @@ export async function startGateway(config: RunConfig, deps: GatewayDeps = {}): P
   const settings = settingsFrom(config);
   if (!settings.scheduler) throw new GatewayError('GW_USAGE', 'no --scheduler address: start the embedded scheduler first (cli/run.ts) or pass --scheduler HOST:PORT');
   const log = deps.log ?? createLogger({ level: settings.logLevel });
-  const metrics = createMetrics();
+  const metrics = createMetrics({ logLinesDropped: () => log.droppedLines() });
   const credentialsWanted = credentialsSettings(config.credentials, config.telemetry.controlPlane);
   const caps = effectiveCaps({
     terminator: config.terminator.maxConnections,

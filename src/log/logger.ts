@@ -11,6 +11,16 @@
  * share one stdout pipe: each write is cut on a line boundary, kept within
  * PIPE_BUF, which the kernel writes whole, and issued only once the previous
  * one is done, so no process's line is split by another's.
+ *
+ * While a write is pending (whoever reads stdout has stalled), the text that
+ * follows waits in memory, at most MAX_BACKLOG_BYTES of it: a peer that makes
+ * the gateway log fast must not grow its heap without limit. Past that, new
+ * lines are dropped and counted (`droppedLines()`, the metric
+ * `log_lines_dropped_total`) until the backlog has drained to half; then the
+ * logger writes one `log_lines_dropped` line, where the gap is, saying how
+ * many lines and bytes it lost. Audit lines are dropped like the others:
+ * waiting for the reader would take a synchronous write that stalls every
+ * connection, which is the attacker's win either way.
  */
 import type { Writable } from 'node:stream';
 
@@ -29,6 +39,8 @@ export interface Logger {
   child(bindings: Fields): Logger;
   /** Writes lines another logger already formatted and redacted (a data-plane process's), as they are. */
   raw(lines: string): void;
+  /** Lines dropped so far because the stream did not take them (shared by a logger and its children). */
+  droppedLines(): number;
 }
 
 const SECRET_KEY = /token|secret|passphrase|password|authorization|cookie|private.?key|credential|session.?id/i;
@@ -54,9 +66,12 @@ export interface LoggerOptions {
   now?: () => Date;
   /** Coalesce the lines of one event-loop turn into one write. */
   batch?: boolean;
+  /** The most text held while the stream is busy (default MAX_BACKLOG_BYTES; tests lower it). */
+  maxBacklogBytes?: number;
 }
 
-type Sink = (line: string) => void;
+/** `bytes`, when the caller knows it, spares measuring the text again. */
+type Sink = (text: string, bytes?: number) => void;
 /** A bare `{ write }` is enough (tests, embedders, a data-plane process's pipe to its primary). */
 export type Stream = Writable | NodeJS.WritableStream | { write(text: string, done?: () => void): unknown };
 
@@ -97,46 +112,103 @@ const pendingFlushes = new Set<() => void>();
 let exitHooked = false;
 
 /**
+ * Sized for a log reader's hiccup (journald rotating, a shipper
+ * reconnecting): some 25,000 lines of a few hundred bytes, seconds of a
+ * flood that log/coalesce.ts has already thinned, and small next to the
+ * 256 MiB memory budget for peers. It is the most a stalled reader costs
+ * the gateway; data-plane processes hold nothing, their primary writes for
+ * them (dataplane/log-relay.ts).
+ */
+export const MAX_BACKLOG_BYTES = 8 * 1024 * 1024;
+
+interface Gap {
+  lines: number;
+  bytes: number;
+}
+
+interface Outlet {
+  readonly send: Sink;
+  /** Lines dropped since the outlet was made. */
+  dropped(): number;
+}
+
+function linesIn(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+/**
  * Writes batches one at a time. While a write is pending (a full pipe),
  * Node queues the next ones and hands them to the kernel together, in one
  * writev larger than PIPE_BUF that a full pipe takes in pieces; so the next
  * batch waits for the pending one's callback. A write the stream took at
  * once (writableLength back to 0) is not waited for, and a bare { write }
  * sink (tests, embedders), which has no writableLength, never is.
+ *
+ * What waits is bounded by `maxBytes`. Once a text does not fit, every text
+ * is dropped until the queue is down to half, so the log has one gap per
+ * stall, not lines missing here and there, and `gapEnded` writes where it is.
  */
-function oneWriteAtATime(stream: Stream): (text: string) => void {
-  const waiting: string[] = [];
+function oneWriteAtATime(stream: Stream, maxBytes: number, gapEnded: (gap: Gap) => void): Outlet {
+  const waiting: Array<{ text: string; bytes: number }> = [];
+  let waitingBytes = 0;
   let inFlight: object | undefined;
+  let gap: Gap | undefined;
+  let dropped = 0;
+  const issue = (text: string) => {
+    const write = {};
+    inFlight = write;
+    const issued = writeTo(stream, text, () => {
+      if (inFlight !== write) return;
+      inFlight = undefined;
+      next();
+    });
+    const pending = issued && (stream as Writable).writableLength > 0;
+    if (!pending && inFlight === write) inFlight = undefined;
+  };
   const next = () => {
     while (!inFlight && waiting.length > 0) {
-      const write = {};
-      inFlight = write;
-      const issued = writeTo(stream, waiting.shift()!, () => {
-        if (inFlight !== write) return;
-        inFlight = undefined;
-        next();
-      });
-      const pending = issued && (stream as Writable).writableLength > 0;
-      if (!pending && inFlight === write) inFlight = undefined;
+      const w = waiting.shift()!;
+      waitingBytes -= w.bytes;
+      issue(w.text);
+    }
+    if (gap && waitingBytes <= maxBytes / 2) {
+      const ended = gap;
+      gap = undefined;
+      gapEnded(ended);
     }
   };
-  return (text) => {
-    waiting.push(text);
+  const send: Sink = (text, bytes) => {
+    // The common case, an idle stream, costs no measuring.
+    if (!inFlight && waiting.length === 0) return issue(text);
+    const size = bytes ?? Buffer.byteLength(text);
+    if (gap || waitingBytes + size > maxBytes) {
+      const lines = linesIn(text);
+      gap ??= { lines: 0, bytes: 0 };
+      gap.lines += lines;
+      gap.bytes += size;
+      dropped += lines;
+      return;
+    }
+    waiting.push({ text, bytes: size });
+    waitingBytes += size;
     next();
   };
+  return { send, dropped: () => dropped };
 }
 
-function batchedSink(stream: Stream): Sink {
-  const send = oneWriteAtATime(stream);
+function batchedSink(send: Sink): Sink {
   let buffered = '';
   let bufferedBytes = 0;
   let scheduled = false;
   const cut = () => {
     if (!buffered) return;
     const text = buffered;
+    const bytes = bufferedBytes;
     buffered = '';
     bufferedBytes = 0;
-    send(text);
+    send(text, bytes);
   };
   const flush = () => {
     scheduled = false;
@@ -162,11 +234,16 @@ function batchedSink(stream: Stream): Sink {
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const stream = opts.stream ?? process.stdout;
   survivesWriteErrors(stream);
-  return loggerOn(opts.batch ? batchedSink(stream) : oneWriteAtATime(stream), opts);
+  const outlet = oneWriteAtATime(stream, opts.maxBacklogBytes ?? MAX_BACKLOG_BYTES, (gap) => {
+    direct.error('log_lines_dropped', { lines: gap.lines, bytes: gap.bytes });
+  });
+  // Not batched: the report goes where the gap is, before lines of this turn still in a batch.
+  const direct = loggerOn(outlet.send, outlet.dropped, opts);
+  return opts.batch ? loggerOn(batchedSink(outlet.send), outlet.dropped, opts) : direct;
 }
 
 /** Children share their parent's sink, so a batch keeps the lines in order. */
-function loggerOn(sink: Sink, opts: LoggerOptions): Logger {
+function loggerOn(sink: Sink, dropped: () => number, opts: LoggerOptions): Logger {
   const minRank = LEVEL_RANK[opts.level ?? 'info'];
   const now = opts.now ?? (() => new Date());
   // The bindings are constant for a logger: serialize them once, not per line.
@@ -188,8 +265,9 @@ function loggerOn(sink: Sink, opts: LoggerOptions): Logger {
     warn: (e, f) => write('warn', e, f),
     error: (e, f) => write('error', e, f),
     audit: (e, f) => write('audit', e, f),
-    child: (b) => loggerOn(sink, { ...opts, bindings: { ...opts.bindings, ...b } }),
+    child: (b) => loggerOn(sink, dropped, { ...opts, bindings: { ...opts.bindings, ...b } }),
     raw: (lines) => sink(lines),
+    droppedLines: dropped,
   };
 }
 
@@ -198,4 +276,5 @@ export const silentLogger: Logger = {
   debug() {}, info() {}, warn() {}, error() {}, audit() {},
   child() { return silentLogger; },
   raw() {},
+  droppedLines: () => 0,
 };

@@ -26,7 +26,13 @@ export type MetricsReader = Pick<Registry, 'contentType' | 'metrics' | 'getMetri
 /** prom-client omits the start time when combining; the gateway's start is its oldest process's. */
 const START_TIME = 'scheduler_gateway_process_start_time_seconds';
 
-export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
+export interface MetricsOptions {
+  readonly defaultMetrics?: boolean;
+  /** The logger's count of dropped lines (Logger#droppedLines), read at each scrape. */
+  readonly logLinesDropped?: () => number;
+}
+
+export function createMetrics(opts: MetricsOptions = {}) {
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) {
     collectDefaultMetrics({ register: registry, prefix: 'scheduler_gateway_' });
@@ -65,6 +71,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     spoolRecoveredTotal: new Counter({ name: 'scheduler_gateway_telemetry_spool_recovered_total', help: 'Spool files found torn or corrupt at startup and removed', labelNames: ['kind'] as const, registers: r }),
     tokenStoreErrorsTotal: new Counter({ name: 'scheduler_gateway_token_store_errors_total', help: 'Token database failures seen by the running gateway (full or read-only disk, ...), by error code', labelNames: ['code'] as const, registers: r }),
     credentialsExpirationSeconds: new Gauge({ name: 'scheduler_gateway_credentials_expiration_timestamp_seconds', help: 'Unix time at which the held cloud credential of each provider expires', labelNames: ['provider'] as const, aggregator: 'min', registers: r }),
+    logLinesDroppedTotal: new Counter({ name: 'scheduler_gateway_log_lines_dropped_total', help: 'Log lines dropped because stdout did not take them (its reader stalled); each gap is marked by a log_lines_dropped line (log/logger.ts)', registers: r, collect() { this.reset(); this.inc(opts.logLinesDropped?.() ?? 0); } }),
     logLinesCoalescedTotal: new Counter({ name: 'scheduler_gateway_log_lines_coalesced_total', help: 'Refusal audit lines folded into a refusals_coalesced summary instead of being written (log/coalesce.ts)', labelNames: ['port'] as const, registers: r }),
     memoryBudgetUsedBytes: new Gauge({ name: 'scheduler_gateway_memory_budget_used_bytes', help: 'Bytes buffered for peers across all connections, counted against --memory-budget-bytes', registers: r }),
     memoryBudgetLimitBytes: new Gauge({ name: 'scheduler_gateway_memory_budget_limit_bytes', help: 'The memory budget in force (--memory-budget-bytes)', registers: r }),

@@ -86,7 +86,7 @@ export function scanLogEvents(root: string): EventScan {
         }
       }
       const name = ts.isPropertyAccessExpression(node) ? node.name : ts.isElementAccessExpression(node) ? node.argumentExpression : undefined;
-      if (name && sf.fileName !== loggerFile && isLoggerMethod(name) && !(ts.isPropertyAccessExpression(node) && ['child', 'raw'].includes(node.name.text))) {
+      if (name && isLoggerMethod(name) && !(ts.isPropertyAccessExpression(node) && ['child', 'raw', 'droppedLines'].includes(node.name.text))) {
         record(node, name, where(node));
       }
       ts.forEachChild(node, visit);
@@ -102,7 +102,8 @@ export function scanLogEvents(root: string): EventScan {
     };
     visit(sf);
   }
-  // child() makes a logger and raw() writes lines whose events were scanned where they were made (dataplane/).
+  // child() makes a logger, raw() writes lines whose events were scanned where they were made (dataplane/), droppedLines() reads a count.
+  // The logger's own event (log_lines_dropped) is a call in logger.ts, scanned like any other.
   return scan;
 }
 

@@ -104,7 +104,7 @@ t.test('the scan refuses an event name it cannot read', async (t) => {
   copyFileSync(join(root, 'src', 'log', 'logger.ts'), join(dir, 'src', 'log', 'logger.ts'));
   writeFileSync(join(dir, 'tsconfig.json'), readFileSync(join(root, 'tsconfig.json')));
   const s = scanLogEvents(dir);
-  t.same(sorted(s.events.keys()), ['literal_event']);
+  t.same(sorted(s.events.keys()), ['literal_event', 'log_lines_dropped'], 'and the logger\'s own event, copied with it');
   t.same(sorted(s.events.get('literal_event')!.fields), ['a']);
   t.match(s.problems, [/uses\.ts:4: .*log\.warn/, /uses\.ts:5: .*log\.audit/, /uses\.ts:7: .*error: e/]);
   t.equal(s.problems.length, 3);
