@@ -39,7 +39,7 @@ export function createRevocationSink(o: RevocationSinkOptions): RevocationSink {
       const normalized = normalizeSerial(serial);
       if (!o.persistCertificate) throw sinkError('certificate revocation needs a managed state directory (--dir)');
       await o.persistCertificate(normalized, reason);
-      if (o.trust) await o.trust.reload(`revocation from ${source}`).catch((e: unknown) => o.log.error('revocation_trust_reload_failed', { err: e }));
+      if (o.trust) await o.trust.reload(`revocation from ${source}`).catch((e: unknown) => o.log.error('revocation_trust_reload_failed', { error: e }));
       // Usually zero here: the trust reload above already cut them (gateway/compose.ts). Sessions count their own closes.
       const closed = o.sessions.revokeSerial(normalized);
       o.log.audit('revocation_certificate', { serial: normalized, reason, source, sessions_closed: closed });

@@ -119,7 +119,7 @@ export class CommandProcessor {
       await handler.apply(c.args, `control-plane:${c.id}`);
     } catch (e) {
       const reason = isGatewayError(e) ? e.message : 'internal error';
-      if (!isGatewayError(e)) log.error('telemetry_command_failed', { command_id: c.id, command: c.name, err: e });
+      if (!isGatewayError(e)) log.error('telemetry_command_failed', { command_id: c.id, command: c.name, error: e });
       return refuse(reason, 'failed');
     }
     this.#seen.set(c.id, issued + COMMAND_WINDOW_MS);

@@ -44,7 +44,7 @@ export async function startMetricsServer(o: { listen: Endpoint; unsafePublic: bo
       res.writeHead(200, { 'content-type': contentType });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch (e) {
-      o.log.error('telemetry_metrics_render_failed', { err: e });
+      o.log.error('telemetry_metrics_render_failed', { error: e });
       res.writeHead(500, { 'content-type': 'text/plain' }).end('error\n');
     }
   });

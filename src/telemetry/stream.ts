@@ -137,7 +137,7 @@ export class TelemetryStream {
     });
     ws.on('message', (data, isBinary) => {
       if (isBinary) return this.#violation(ws, 'binary message from the control plane');
-      this.#onMessage(ws, data.toString()).catch((e: unknown) => this.#o.log.error('telemetry_stream_message_failed', { err: e }));
+      this.#onMessage(ws, data.toString()).catch((e: unknown) => this.#o.log.error('telemetry_stream_message_failed', { error: e }));
     });
     ws.on('close', (code) => {
       const wasOpen = this.#open;
@@ -168,7 +168,7 @@ export class TelemetryStream {
       this.#inflight.delete(msg.seq);
       const entry = this.#o.spool.get(msg.seq);
       if (entry) this.#newestAckedCreated = Math.max(this.#newestAckedCreated, entry.createdMs);
-      await this.#o.spool.ack(msg.seq).catch((e: unknown) => this.#o.log.error('telemetry_spool_ack_failed', { seq: msg.seq, err: e }));
+      await this.#o.spool.ack(msg.seq).catch((e: unknown) => this.#o.log.error('telemetry_spool_ack_failed', { seq: msg.seq, error: e }));
       this.#o.metrics.streamBatchesTotal.inc({ outcome: msg.duplicate ? 'duplicate' : 'acked' });
       this.#o.backoff.reset();
       this.#updateLag();
@@ -212,7 +212,7 @@ export class TelemetryStream {
     try {
       await this.#pumpOnce();
     } catch (e) {
-      this.#o.log.error('telemetry_stream_send_failed', { err: e });
+      this.#o.log.error('telemetry_stream_send_failed', { error: e });
     }
   }
 

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
 import { startTestGateway } from '../helpers/gateway.js';
-import { freePort, waitFor } from '../helpers/dask.js';
+import { freePort } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { startEcho } from '../hardening/harness.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));

@@ -10,7 +10,8 @@
  */
 import t from 'tap';
 import { makeTestCluster } from '../helpers/pki.js';
-import { clientPrelude, eachDaskVersion, runClient, startScheduler, startWorker, waitFor, type DaskVersion } from '../helpers/dask.js';
+import { clientPrelude, eachDaskVersion, runClient, startScheduler, startWorker, type DaskVersion } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { metricValue, spawnGatewayChild } from '../hardening/child.js';
 import { daskHold, sampleProcess, steadyClientScript, type Held } from './attackers.js';
 

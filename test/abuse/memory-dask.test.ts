@@ -11,7 +11,8 @@
  */
 import t, { type Test } from 'tap';
 import { makeTestCluster } from '../helpers/pki.js';
-import { clientPrelude, eachDaskVersion, runClient, startScheduler, startWorker, waitFor } from '../helpers/dask.js';
+import { clientPrelude, eachDaskVersion, runClient, startScheduler, startWorker } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { metricValue, spawnGatewayChild, type GatewayChild } from '../hardening/child.js';
 import { rssBytes } from '../hardening/harness.js';
 import { bigFrame0, sampleProcess, steadyClientScript, type Creds, type Flood } from './attackers.js';

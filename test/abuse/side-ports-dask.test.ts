@@ -11,7 +11,8 @@
 import t from 'tap';
 import { Agent, request } from 'node:https';
 import { makeTestCluster } from '../helpers/pki.js';
-import { clientPrelude, eachDaskVersion, runClient, startScheduler, startWorker, waitFor } from '../helpers/dask.js';
+import { clientPrelude, eachDaskVersion, runClient, startScheduler, startWorker } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { metricValue, spawnGatewayChild, type GatewayChild } from '../hardening/child.js';
 import { rawHold, sampleProcess, steadyClientScript, tlsHold } from './attackers.js';
 

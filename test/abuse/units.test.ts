@@ -13,7 +13,7 @@ import { FirstOp } from '../../src/terminator/first-op.js';
 import { LISTENER_HANDSHAKE } from '../../src/wire/reply.js';
 import { msg } from '../wire/wire-helpers.js';
 import { jsonLineSink } from '../helpers/json-lines.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { pipeBoth } from '../../src/terminator/pipe.js';
 import { ConnectionAudit } from '../../src/terminator/audit.js';

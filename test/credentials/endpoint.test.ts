@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Agent } from 'node:https';
 import { makeTestCluster, forgeCertificate, type TestCluster } from '../helpers/pki.js';
 import { formatSpiffe } from '../../src/pki/identity.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { fakeAws, fetchCred, startCredGateway, tempDir, writeCredentialsFile, secretsOf, type CredGateway } from './harness.js';
 
 async function cluster(t: Test): Promise<TestCluster> {

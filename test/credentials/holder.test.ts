@@ -5,7 +5,7 @@ import { createMetrics } from '../../src/runtime/metrics.js';
 import { CredentialHolder } from '../../src/credentials/holder.js';
 import { pushCredentialsCommand } from '../../src/credentials/push-command.js';
 import { credentialSet } from '../../src/credentials/credential.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 
 function holder(t: Test) {
   let text = '';

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { testReceiver, type TestReceiver } from '../telemetry/helpers.js';
 import { runCerts } from '../pki/cli-harness.js';
 import { main as controlPlaneDev } from '../../src/cli/control-plane-dev.js';

@@ -8,7 +8,7 @@ import { CredentialHolder } from '../../src/credentials/holder.js';
 import { startFileSource } from '../../src/credentials/file-source.js';
 import { startCommandSource } from '../../src/credentials/command-source.js';
 import type { SourceDeps } from '../../src/credentials/source.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { fakeAws, processJson, secretsOf, tempDir, writeCredentialsFile } from './harness.js';
 
 function deps(t: Test) {

@@ -4,7 +4,8 @@
  * WebSocket, with each way of logging in, and every way of being refused.
  */
 import t from 'tap';
-import { requireDask, startScheduler, stopAll, waitFor } from '../helpers/dask.js';
+import { requireDask, startScheduler, stopAll } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { closed, opened, refusedWith, startTestDashboard, type TestDashboard } from './harness.js';
 import type { TestIssued } from '../helpers/pki.js';
 

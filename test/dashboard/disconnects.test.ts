@@ -11,7 +11,8 @@ import { connect, createServer as createNetServer, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls';
 import { createHash } from 'node:crypto';
 import { numOpenSockets } from '../../src/dashboard/proxy.js';
-import { startTestDashboard, waitFor, type TestDashboard } from './harness.js';
+import { startTestDashboard, type TestDashboard } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 import { getRequest, rawClient, upgradeRequest } from './raw-client.js';
 
 interface Misbehaving {
@@ -114,7 +115,7 @@ t.test('a browser that resets a live WebSocket: one debug line, one count, the u
   c.reset();
   await upstreamClosed('/ws');
   await waitFor(async () => (await disconnects(d, 'browser', 'websocket')) === 1, { what: 'browser/websocket counted' });
-  const line = await waitFor(() => d.lines.find((l) => l.event === 'dashboard_disconnect'));
+  const line = await waitFor(() => d.lines.find((l) => l.event === 'dashboard_disconnect'), { what: 'a dashboard_disconnect line' });
   t.match(line, { level: 'debug', peer: 'browser', stage: 'websocket', code: 'ECONNRESET', path: '/ws' });
   t.same(noisyLines(d), [], 'no error, warning or refusal for a closed tab');
   await waitFor(async () => (await d.metrics.websocketsOpen.get()).values[0]?.value === 0, { what: 'websockets_open back to 0' });

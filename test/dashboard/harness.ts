@@ -19,7 +19,6 @@ import { crlPathFor, startDashboard, type DashboardComponent, type DashboardOpti
 import type { DashboardLimits } from '../../src/dashboard/server.js';
 import { TokenStore, type Scope } from '../../src/tokens/store.js';
 import { makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
-import { waitFor } from '../helpers/dask.js';
 
 export type LogLine = Record<string, unknown> & { event: string; level: string };
 
@@ -165,8 +164,6 @@ export function refusedWith(ws: WebSocket): Promise<number> {
     ws.once('error', (e) => reject(e));
   });
 }
-
-export { waitFor };
 
 export interface FakeUpstream {
   readonly port: number;

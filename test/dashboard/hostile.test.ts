@@ -7,7 +7,8 @@
 import t from 'tap';
 import { connect, type TLSSocket } from 'node:tls';
 import { numOpenSockets } from '../../src/dashboard/proxy.js';
-import { startFakeUpstream, startTestDashboard, waitFor, type TestDashboard } from './harness.js';
+import { startFakeUpstream, startTestDashboard, type TestDashboard } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Raw { text: string; status: number }
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { startFakeUpstream, startTestDashboard } from './harness.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 
 t.test('a request without credentials gets the login page (browsers) or a 401 (scripts), and is counted', async (t) => {
   const up = await startFakeUpstream(t);

@@ -4,7 +4,8 @@ import { connect } from 'node:tls';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { forgeCertificate, EKU } from '../helpers/pki.js';
-import { startFakeUpstream, startTestDashboard, waitFor } from './harness.js';
+import { startFakeUpstream, startTestDashboard } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 import { startDashboard, type DashboardOptions } from '../../src/dashboard/index.js';
 
 function handshake(port: number, opts: Record<string, unknown>): Promise<string> {

@@ -11,7 +11,8 @@
 import t from 'tap';
 import { request as httpsRequest } from 'node:https';
 import type { Page } from 'playwright-core';
-import { DASK_2026, clientPrelude, requireDask, runClient, spawnDaskScript, startWorker, stopAll, waitFor } from '../helpers/dask.js';
+import { DASK_2026, clientPrelude, requireDask, runClient, spawnDaskScript, startWorker, stopAll } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { metricValue, spawnGatewayChild, type GatewayChild } from '../hardening/child.js';
 import { files, startBokehCluster, type BokehCluster } from './bokeh-cluster.js';
 import { chromiumAvailable, launchKillableChromium } from './chromium.js';

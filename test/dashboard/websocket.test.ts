@@ -1,5 +1,6 @@
 import t from 'tap';
-import { closed, opened, refusedWith, startFakeUpstream, startTestDashboard, waitFor } from './harness.js';
+import { closed, opened, refusedWith, startFakeUpstream, startTestDashboard } from './harness.js';
+import { waitFor } from '../helpers/wait.js';
 import type WebSocket from 'ws';
 import { forgeCertificate } from '../helpers/pki.js';
 

@@ -15,7 +15,7 @@ import cluster_ from 'node:cluster';
 import { connect as netConnect } from 'node:net';
 import { forgeCertificate, makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { GREETING, dataPlanePids, echoes, holdTls, pidGone, processOf, type Held } from '../helpers/data-plane.js';
 import { startEcho } from '../hardening/harness.js';
 import { spawnGatewayChild } from '../hardening/child.js';

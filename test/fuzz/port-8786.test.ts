@@ -17,7 +17,7 @@ import { connect as netConnect, createServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { pack } from 'msgpackr';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { bytes, casesFromEnv, mutate, openFds, prng, seedFromEnv, startEcho, startVolumeGateway, type VolumeGateway } from '../hardening/harness.js';
 import { message, HANDSHAKE } from '../wire/wire-helpers.js';
 import { heapAfterGc, opMap, pick, value } from './fuzz-kit.js';

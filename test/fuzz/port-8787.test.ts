@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { crlPathFor, startDashboard, type DashboardComponent } from '../../src/dashboard/index.js';
 import { TokenStore } from '../../src/tokens/store.js';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { bytes, casesFromEnv, mutate, openFds, prng, seedFromEnv, startEcho, startVolumeGateway, type VolumeGateway } from '../hardening/harness.js';
 import { heapAfterGc, mutateText, NASTY, pick } from './fuzz-kit.js';
 

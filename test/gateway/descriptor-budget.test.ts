@@ -7,7 +7,7 @@ import { DESCRIPTOR_RESERVE, DESCRIPTORS_PER_CONNECTION, openFilesLimit, planCon
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway } from '../helpers/gateway.js';
 import { startEcho } from '../hardening/harness.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max cpu time              unlimited            unlimited            seconds

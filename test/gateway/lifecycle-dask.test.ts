@@ -22,9 +22,10 @@ import { join } from 'node:path';
 import { runCerts } from '../pki/cli-harness.js';
 import { startTestGateway, type LogLine, type TestGateway } from '../helpers/gateway.js';
 import {
-  clientPrelude, DASK_2026, eachDaskVersion, requireDask, runClient, spawnDaskScript, startScheduler, startWorker, waitFor,
+  clientPrelude, DASK_2026, eachDaskVersion, requireDask, runClient, spawnDaskScript, startScheduler, startWorker,
   type DaskProcess, type DaskVersion, type TlsFiles,
 } from '../helpers/dask.js';
+import { GiveUp, waitFor } from '../helpers/wait.js';
 import type { TestCluster } from '../helpers/pki.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 
@@ -75,7 +76,7 @@ function startLoop(address: string, tls: TlsFiles, v: DaskVersion, t: Test): Loo
     async progress(n = 2) {
       const target = oks() + n;
       await waitFor(() => {
-        if (!proc.alive()) throw new Error(`client exited:\n${proc.output().slice(-3000)}`);
+        if (!proc.alive()) throw new GiveUp(`client exited:\n${proc.output().slice(-3000)}`);
         return oks() >= target;
       }, { timeoutMs: 120_000, intervalMs: 200, what: `${n} more computations` });
     },

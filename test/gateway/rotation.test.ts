@@ -15,7 +15,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCluster, type TestCluster, type TestIssued } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { renewCertificate } from '../../src/pki/renew.js';
 import { beginRotation, finishRotation, switchRotation } from '../../src/pki/rotation.js';
 import { SessionRegistry } from '../../src/runtime/sessions.js';

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/run.js';
 import { startEmbeddedScheduler } from '../../src/supervisor/embedded.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { DASK_2022, DASK_2026, requireDask, waitFor } from '../helpers/dask.js';
+import { DASK_2022, DASK_2026, requireDask } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { makeTestCluster } from '../helpers/pki.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));

@@ -10,7 +10,8 @@ import { connect } from 'node:net';
 import { startEmbeddedScheduler } from '../../src/supervisor/embedded.js';
 import { readState } from '../../src/pki/records.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
-import { DASK_2026, requireDask, waitFor } from '../helpers/dask.js';
+import { DASK_2026, requireDask } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { SupervisedScheduler } from '../../src/supervisor/scheduler-process.js';
 
 function portOpen(port: number): Promise<boolean> {

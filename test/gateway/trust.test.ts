@@ -6,7 +6,7 @@ import { createMetrics } from '../../src/runtime/metrics.js';
 import { createLogger } from '../../src/log/logger.js';
 import { Writable } from 'node:stream';
 import { encryptPrivateKeyPem } from '../../src/pki/keystore.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 
 function capture() {
   const lines: Array<Record<string, unknown>> = [];

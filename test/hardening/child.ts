@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Flags } from '../../src/config/load.js';
-import { waitFor } from '../helpers/dask.js';
+import { GiveUp, waitFor } from '../helpers/wait.js';
 import { lineSplitter } from '../helpers/json-lines.js';
 import type { Teardown } from './harness.js';
 
@@ -67,7 +67,7 @@ export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphra
   };
   o.t.teardown(() => kill('SIGKILL'));
   const ready = await waitFor(() => {
-    if (exited) throw new Error(`gateway child exited:\n${stderr.join('').slice(-3000)}`);
+    if (exited) throw new GiveUp(`gateway child exited:\n${stderr.join('').slice(-3000)}`);
     return lines.find((l) => l.event === 'child_ready');
   }, { timeoutMs: o.readyTimeoutMs ?? 90_000, what: 'gateway child ready' }).catch(async (e) => { await kill('SIGKILL'); throw e; });
   return {

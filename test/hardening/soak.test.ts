@@ -27,7 +27,7 @@ import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { openFds, rssBytes, startEcho, startHttpUpstream } from './harness.js';
 import { jsonLines, metricValue, REPO, spawnGatewayChild, spawnTs, type GatewayChild } from './child.js';
 

@@ -12,7 +12,6 @@
  *   requireDask(t, v = DASK_2022): boolean   the same rule for a whole file
  *   DASK_PYTHON                     '/usr/bin/python3'
  *   freePort(): Promise<number>     a loopback port that was free a moment ago
- *   waitFor(pred, {timeoutMs, intervalMs, what}) poll a (sync or async) predicate until truthy
  *   startScheduler(opts): DaskProcess & {port, address, dashboardPort}
  *       plain tcp:// on 127.0.0.1; with opts.tls (ca/cert/key) it also holds a
  *       scheduler certificate so it can dial tls:// workers
@@ -30,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { relative } from 'node:path';
 import { freeLoopbackPort } from '../../src/supervisor/embedded.js';
+import { GiveUp, waitFor } from './wait.js';
 
 export const DASK_PYTHON = '/usr/bin/python3';
 
@@ -130,21 +130,6 @@ const running = new Set<DaskProcess>();
 /** A loopback port that was free a moment ago. */
 export const freePort = freeLoopbackPort;
 
-export async function waitFor<T>(pred: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await pred();
-      if (v) return v as NonNullable<T>;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
-  }
-}
-
 function tcpOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host: '127.0.0.1', port });
@@ -211,7 +196,7 @@ export async function startScheduler(opts: SchedulerOptions = {}): Promise<DaskP
   const p = spawnDask(args, env, opts.t, opts.version);
   try {
     await waitFor(async () => {
-      if (!p.alive()) throw new Error(`scheduler exited:\n${p.output()}`);
+      if (!p.alive()) throw new GiveUp(`scheduler exited:\n${p.output()}`);
       return tcpOpen(port);
     }, { timeoutMs: opts.readyTimeoutMs ?? 60_000, intervalMs: 200, what: `scheduler on 127.0.0.1:${port}` });
   } catch (e) {
@@ -242,7 +227,7 @@ export async function startWorker(opts: WorkerOptions): Promise<DaskProcess> {
   const p = spawnDask(args, { ...opts.env }, opts.t, opts.version);
   try {
     await waitFor(() => {
-      if (!p.alive()) throw new Error(`worker ${opts.name} exited:\n${p.output()}`);
+      if (!p.alive()) throw new GiveUp(`worker ${opts.name} exited:\n${p.output()}`);
       return /Registered to:/.test(p.output());
     }, { timeoutMs: opts.readyTimeoutMs ?? 60_000, intervalMs: 200, what: `worker ${opts.name} registered` });
   } catch (e) {

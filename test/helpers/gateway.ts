@@ -17,7 +17,7 @@ import { resolveRunConfig } from '../../src/config/load.js';
 import type { Flags } from '../../src/config/load.js';
 import type { InspectorFactory } from '../../src/terminator/inspector.js';
 import type { TestCluster } from './pki.js';
-import { waitFor } from './dask.js';
+import { waitFor } from './wait.js';
 import { jsonLineSink } from './json-lines.js';
 
 export type LogLine = Record<string, unknown> & { event: string; level: string };

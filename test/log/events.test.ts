@@ -81,6 +81,25 @@ t.test('every event and field name is snake_case', async (t) => {
   t.same([...new Set([...fields, ...documentedFields])].filter((f) => !SNAKE.test(f)).sort(), []);
 });
 
+/** Events a call passes an error to under `err`: operators grep and alert on one name, `error`. */
+function underErr(events: EventScan['events']): string[] {
+  return [...events].filter(([, e]) => e.fields.has('err')).map(([name, e]) => `${name} (${e.sites.join(', ')})`);
+}
+
+t.test('an error is logged under `error`, never `err`', async (t) => {
+  t.same(underErr(scan.events), [], 'no log call has an err field');
+  t.same(underErr(scan.adminEvents), [], 'no audit-trail record has an err field');
+  t.same([...logDoc, ...trailDoc].filter(([, row]) => row.fields.has('err')).map(([name]) => name), [], 'docs/events.md lists no err field');
+  const s = scanFixture(t, [
+    "export function f(log: Logger, e: unknown): void {",
+    "  log.error('named_error', { error: e });",
+    "  const fields = { seq: 1, err: e };",
+    "  log.warn('short_error', fields);",
+    "}",
+  ]);
+  t.same(underErr(s.events), ['short_error (src/uses.ts:5)'], 'the check sees an err field, even one passed in a variable');
+});
+
 t.test('every renamed event maps to a documented event and is no longer emitted', async (t) => {
   t.ok(renamed.length > 0, 'the renamed table is parsed');
   for (const [old, now] of renamed) {
@@ -89,9 +108,16 @@ t.test('every renamed event maps to a documented event and is no longer emitted'
   }
 });
 
+/** Scans a project of the gateway's logger and one file, src/uses.ts, of these lines. */
+function scanFixture(t: Test, lines: string[]): EventScan {
+  const dir = t.testdir({ src: { log: {}, 'uses.ts': ["import type { Logger } from './log/logger.js';", ...lines].join('\n') } });
+  copyFileSync(join(root, 'src', 'log', 'logger.ts'), join(dir, 'src', 'log', 'logger.ts'));
+  writeFileSync(join(dir, 'tsconfig.json'), readFileSync(join(root, 'tsconfig.json')));
+  return scanLogEvents(dir);
+}
+
 t.test('the scan refuses an event name it cannot read', async (t) => {
-  const dir = t.testdir({ src: { log: {}, 'uses.ts': [
-    "import type { Logger } from './log/logger.js';",
+  const s = scanFixture(t, [
     "export function f(log: Logger, name: string): void {",
     "  log.info('literal_event', { a: 1 });",
     "  log.warn(name);",
@@ -100,10 +126,7 @@ t.test('the scan refuses an event name it cannot read', async (t) => {
     "  const { error: e } = log;",
     "  e('also_hidden');",
     "}",
-  ].join('\n') } });
-  copyFileSync(join(root, 'src', 'log', 'logger.ts'), join(dir, 'src', 'log', 'logger.ts'));
-  writeFileSync(join(dir, 'tsconfig.json'), readFileSync(join(root, 'tsconfig.json')));
-  const s = scanLogEvents(dir);
+  ]);
   t.same(sorted(s.events.keys()), ['literal_event', 'log_lines_dropped'], 'and the logger\'s own event, copied with it');
   t.same(sorted(s.events.get('literal_event')!.fields), ['a']);
   t.match(s.problems, [/uses\.ts:4: .*log\.warn/, /uses\.ts:5: .*log\.audit/, /uses\.ts:7: .*error: e/]);

@@ -12,7 +12,7 @@ import { createLogger, MAX_BACKLOG_BYTES, PIPE_BUF, type Logger } from '../../sr
 import { startGateway } from '../../src/gateway/compose.js';
 import { resolveRunConfig } from '../../src/config/load.js';
 import { lineSplitter } from '../helpers/json-lines.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { makeTestCluster } from '../helpers/pki.js';
 import { startEcho } from '../hardening/harness.js';
 import { metricValue } from '../hardening/child.js';

@@ -8,7 +8,8 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCluster } from '../helpers/pki.js';
-import { freePort, requireDask, runClient, spawnDaskScript, stopAll, waitFor, type DaskProcess } from '../helpers/dask.js';
+import { freePort, requireDask, runClient, spawnDaskScript, stopAll, type DaskProcess } from '../helpers/dask.js';
+import { GiveUp, waitFor } from '../helpers/wait.js';
 import { runCerts } from './cli-harness.js';
 
 if (requireDask(t)) {
@@ -38,7 +39,7 @@ if (requireDask(t)) {
     const scheduler = spawnDaskScript(asModule('distributed.cli.dask_scheduler',
       [...schedCmd.slice(2), '--host', '127.0.0.1', '--port', String(port), '--dashboard-address', `127.0.0.1:${dash}`, '--no-show']), { t });
     await waitFor(() => {
-      if (!scheduler.alive()) throw new Error(`scheduler exited:\n${scheduler.output()}`);
+      if (!scheduler.alive()) throw new GiveUp(`scheduler exited:\n${scheduler.output()}`);
       return /Scheduler at:\s+tls:\/\/127\.0\.0\.1/.test(scheduler.output());
     }, { timeoutMs: 90_000, intervalMs: 200, what: 'TLS scheduler' });
     const address = `tls://127.0.0.1:${port}`;
@@ -50,7 +51,7 @@ if (requireDask(t)) {
     const worker: DaskProcess = spawnDaskScript(asModule('distributed.cli.dask_worker',
       [address, ...workerCmd.slice(3), '--host', '127.0.0.1', '--name', 'w1', '--nthreads', '2', '--no-nanny', '--no-dashboard', '--memory-limit', '0']), { t });
     await waitFor(() => {
-      if (!worker.alive()) throw new Error(`worker exited:\n${worker.output()}`);
+      if (!worker.alive()) throw new GiveUp(`worker exited:\n${worker.output()}`);
       return /Registered to:/.test(worker.output());
     }, { timeoutMs: 90_000, intervalMs: 200, what: 'worker registered over TLS' });
 

@@ -10,7 +10,7 @@ import { policyKeys } from '../../src/config/keys/policy.js';
 import type { Component } from '../../src/runtime/context.js';
 import type { InspectorFactory } from '../../src/terminator/inspector.js';
 import { HANDSHAKE, msg } from '../wire/wire-helpers.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 
 function ctx(flags: Record<string, string | boolean>) {
   const lines: Record<string, unknown>[] = [];

@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import { FileWatch, type FileWatchOptions, type Reload } from '../../src/runtime/file-watch.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 
 type Handle = 'poll' | 'debounce' | 'watch';
 const handles = new Map<number, Handle>();

@@ -10,7 +10,8 @@ import type { CommandMain } from '../../src/cli/io.js';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 import { makeTestCluster } from '../helpers/pki.js';
-import { makeContext, telemetryConfig, tempDir, waitFor } from './helpers.js';
+import { makeContext, telemetryConfig, tempDir } from './helpers.js';
+import { GiveUp, waitFor } from '../helpers/wait.js';
 
 const BIN = fileURLToPath(new URL('../../src/cli/bin.ts', import.meta.url));
 
@@ -27,10 +28,10 @@ async function serve(t: Test, dir: string, extra: string[] = []) {
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   t.teardown(async () => { if (child.exitCode === null) { child.kill('SIGTERM'); await exited; } });
-  const port = await waitFor('the receiver to listen', () => {
-    if (child.exitCode !== null) throw new Error(`control-plane-dev exited ${child.exitCode}: ${stderr}`);
+  const port = await waitFor(() => {
+    if (child.exitCode !== null) throw new GiveUp(`control-plane-dev exited ${child.exitCode}: ${stderr}`);
     return /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)?.[1];
-  }, 60_000);
+  }, { what: 'the receiver to listen', timeoutMs: 60_000 });
   return { port: Number(port), stderr: () => stderr, child, exited };
 }
 
@@ -55,10 +56,10 @@ t.test('control-plane-dev: enroll, serve with a generated CA, receive batches, r
   const tel = await startTelemetry(ctx, ctx.telemetry, { revocations: sink, backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
 
-  const listed = await waitFor('a batch listed by the CLI', async () => {
+  const listed = await waitFor(async () => {
     const r = await run(controlPlaneDev, ['batches', '--db', db, '--cluster', cluster.clusterId, '--last', '1'], dir);
     return r.stdout.trim() ? r : undefined;
-  });
+  }, { what: 'a batch listed by the CLI' });
   const batch = JSON.parse(listed.stdout) as { type: string; cluster: string; seq: number; samples: unknown[] };
   t.equal(batch.cluster, cluster.clusterId);
   t.equal(batch.type, 'batch');
@@ -93,8 +94,8 @@ t.test('telemetry preview prints the batch the gateway sends next: same seq, sam
   ctx.metrics.refusalsTotal.inc({ port: '8786', reason: 'unknown_ca' }, 7);
   const tel = await startTelemetry(ctx, ctx.telemetry, { backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
-  await waitFor('the first batch', () => rx.db.batches(cluster.clusterId).length === 1);
-  await waitFor('it is acknowledged', async () => (await ctx.metrics.spoolBatches.get()).values[0]?.value === 0);
+  await waitFor(() => rx.db.batches(cluster.clusterId).length === 1, { what: 'the first batch' });
+  await waitFor(async () => (await ctx.metrics.spoolBatches.get()).values[0]?.value === 0, { what: 'it is acknowledged' });
 
   const config = join(dir, 'gateway.yaml');
   writeFileSync(config, `metrics:\n  listen: 127.0.0.1:${tel.address!.port}\ncontrol-plane:\n  url: ${rx.url().href}\n`);
@@ -104,7 +105,7 @@ t.test('telemetry preview prints the batch the gateway sends next: same seq, sam
   t.equal(preview.cluster, cluster.clusterId, 'the cluster id comes from the state directory');
   t.ok(preview.samples.some((s) => s.name === 'scheduler_gateway_refusals_total' && s.labels['reason'] === 'unknown_ca' && s.value === 7), "the running gateway's own counters are in it");
 
-  await waitFor('the next batch', () => rx.db.batches(cluster.clusterId).length === 2, 10_000);
+  await waitFor(() => rx.db.batches(cluster.clusterId).length === 2, { what: 'the next batch', timeoutMs: 10_000 });
   const sent = JSON.parse(rx.db.batches(cluster.clusterId)[0]!.body) as typeof preview;
   t.equal(sent.seq, preview.seq, 'the preview showed the seq of the batch that was sent next');
   const series = (b: typeof preview) => b.samples.filter((s) => !s.name.startsWith('scheduler_gateway_telemetry_')).map((s) => `${s.source} ${s.name} ${JSON.stringify(s.labels)}`).sort();

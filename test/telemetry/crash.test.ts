@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { storedSeqs, tempDir, testReceiver, waitFor } from './helpers.js';
+import { storedSeqs, tempDir, testReceiver } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/sender.ts', import.meta.url));
 
@@ -27,7 +28,7 @@ t.test('a sender killed with SIGKILL mid-stream and restarted leaves no gap and 
   for (let round = 0; round < 3; round++) {
     const { child, exited } = startSender(t, env);
     const target = seen + 4;
-    await waitFor(`round ${round}: batches flowing`, () => storedSeqs(rx.db, cluster).length >= target, 60_000);
+    await waitFor(() => storedSeqs(rx.db, cluster).length >= target, { what: `round ${round}: batches flowing`, timeoutMs: 60_000 });
     // A random moment is the point: the kill must land at any stage of a batch (spooled, sent, acked).
     await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 120)));
     child.kill('SIGKILL');

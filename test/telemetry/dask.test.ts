@@ -13,7 +13,8 @@ import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { clientPrelude, requireDask, spawnDaskScript, startScheduler, startWorker } from '../helpers/dask.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 import { scrapeText } from '../../src/telemetry/scrape.js';
-import { tempDir, testReceiver, waitFor, type TestReceiver } from './helpers.js';
+import { tempDir, testReceiver, type TestReceiver } from './helpers.js';
+import { GiveUp, waitFor } from '../helpers/wait.js';
 import { TokenStore } from '../../src/tokens/store.js';
 import WebSocket from 'ws';
 
@@ -73,21 +74,21 @@ while not os.path.exists(${JSON.stringify(release)}) and time.time() < deadline:
     time.sleep(0.1)
 c.close()
 `, { t });
-    const out = JSON.parse((await waitFor('the marker tasks computed', () => {
-      if (!client.alive()) throw new Error(`the client exited:\n${client.output().slice(-4000)}`);
+    const out = JSON.parse((await waitFor(() => {
+      if (!client.alive()) throw new GiveUp(`the client exited:\n${client.output().slice(-4000)}`);
       return /^\{"results".*$/m.exec(client.output());
-    }, 120_000))[0]) as { results: number[] };
+    }, { what: 'the marker tasks computed', timeoutMs: 120_000 }))[0]) as { results: number[] };
     t.same(out.results, [1, 2, 3], 'the marker tasks ran through the gateway');
     const raw = await scrapeText(new URL(`http://127.0.0.1:${dashboardPort}/metrics`), { timeoutMs: 5000, maxBytes: 4 << 20 });
     t.ok(raw.includes(MARKER_PREFIX), "the scheduler's own /metrics does carry the marker (so this test can fail)");
 
     // Wait for batches that carry the scheduler's view of those tasks.
-    await waitFor('a batch with scheduler task counts', () => rx.db.batches(cluster.clusterId).some((b) => {
+    await waitFor(() => rx.db.batches(cluster.clusterId).some((b) => {
       const m = JSON.parse(b.body) as { scheduler: { ok: boolean }; samples: { name: string; labels: Record<string, string>; value: number }[] };
       return m.scheduler.ok && m.samples.some((s) => s.name === 'dask_scheduler_prefix_state_totals_total' && s.labels['state'] === 'memory' && s.value >= 25);
-    }), 60_000);
+    }), { what: 'a batch with scheduler task counts', timeoutMs: 60_000 });
     writeFileSync(release, '');
-    await waitFor('the client to close', () => !client.alive(), 30_000);
+    await waitFor(() => !client.alive(), { what: 'the client to close', timeoutMs: 30_000 });
 
     const dbFiles = readdirSync(rx.dir).filter((n) => n.startsWith('receiver.db'));
     t.ok(dbFiles.length >= 1, 'the receiver database exists');
@@ -113,16 +114,16 @@ while True:
 `;
     const m = spawnDaskScript(script('mallory'), { t });
     const b = spawnDaskScript(script('bob'), { t });
-    await waitFor('both clients connected', () => m.output().includes('connected') && b.output().includes('connected'), 60_000);
+    await waitFor(() => m.output().includes('connected') && b.output().includes('connected'), { what: 'both clients connected', timeoutMs: 60_000 });
     const serial = normalizeSerial(mallory.serial);
-    await waitFor('mallory registered as a live session', () => gw.gw.context.sessions.serials().includes(serial), 10_000);
+    await waitFor(() => gw.gw.context.sessions.serials().includes(serial), { what: 'mallory registered as a live session', timeoutMs: 10_000 });
     const sent = Date.now();
     const id = rx.db.enqueueCommand(cluster.clusterId, 'revoke-certificate', { serial: mallory.serial, reason: 'keyCompromise' });
     const closed = await gw.waitForLog((l) => l.event === 'connection_closed' && l.serial === serial && l.reason === 'revoked', 5000, 'mallory cut');
     const elapsed = Date.parse(String(closed.time)) - sent;
     t.ok(elapsed < 2000, `mallory's connection closed ${elapsed} ms after the receiver queued the command`);
     t.ok(gw.gw.context.sessions.serials().includes(normalizeSerial(bob.serial)), "bob's connection stays open");
-    await waitFor('the command result', () => rx.db.command(id)?.status === 'applied', 10_000);
+    await waitFor(() => rx.db.command(id)?.status === 'applied', { what: 'the command result', timeoutMs: 10_000 });
     t.ok(gw.audits('telemetry_command_applied').length >= 1, 'the command is audited');
   });
 
@@ -139,8 +140,8 @@ while True:
       ws.once('error', () => resolve(undefined));
     });
     // The dashboard's token cache picks the new tokens up on its own schedule.
-    const dana = await waitFor('dana WebSocket open', () => open(token), 20_000, 200);
-    const erin = await waitFor('erin WebSocket open', () => open(other.token), 20_000, 200);
+    const dana = await waitFor(() => open(token), { what: 'dana WebSocket open', timeoutMs: 20_000, intervalMs: 200 });
+    const erin = await waitFor(() => open(other.token), { what: 'erin WebSocket open', timeoutMs: 20_000, intervalMs: 200 });
     t.teardown(() => { dana.terminate(); erin.terminate(); });
     const closed = new Promise<number>((r) => dana.once('close', () => r(Date.now())));
     const sent = Date.now();
@@ -148,7 +149,7 @@ while True:
     const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(Infinity), 5000))]);
     t.ok(at - sent < 2000, `dana's WebSocket closed ${at - sent} ms after the receiver queued the command`);
     t.equal(erin.readyState, WebSocket.OPEN, "erin's WebSocket stays open");
-    await waitFor('the command result', () => rx.db.command(id)?.status === 'applied', 10_000);
+    await waitFor(() => rx.db.command(id)?.status === 'applied', { what: 'the command result', timeoutMs: 10_000 });
   });
 }
 

@@ -1,7 +1,8 @@
 import t from 'tap';
 import * as fsp from 'node:fs/promises';
 import { join } from 'node:path';
-import { captureLogger, makeContext, metricValue, telemetryConfig, tempDir, testReceiver, waitFor, storedSeqs } from './helpers.js';
+import { captureLogger, makeContext, metricValue, telemetryConfig, tempDir, testReceiver, storedSeqs } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
 
 t.test('a full disk loses the batches it cannot write, counts and logs them, and the gateway goes on', async (t) => {
   let full = false;
@@ -25,13 +26,13 @@ t.test('a full disk loses the batches it cannot write, counts and logs them, and
   const ctx = makeContext({ clusterId: 'disk-full', log: cap.log, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll('disk-full'), spoolDir: join(dir, 'spool') }) });
   const tel = await startTelemetry(ctx, ctx.telemetry, { backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
-  await waitFor('a first batch stored', () => storedSeqs(rx.db, 'disk-full').length >= 1);
+  await waitFor(() => storedSeqs(rx.db, 'disk-full').length >= 1, { what: 'a first batch stored' });
   full = true;
-  await waitFor('three failed writes', async () => (await metricValue(ctx.metrics.spoolDroppedTotal, { reason: 'write_failed' })) >= 3);
+  await waitFor(async () => (await metricValue(ctx.metrics.spoolDroppedTotal, { reason: 'write_failed' })) >= 3, { what: 'three failed writes' });
   t.ok(cap.lines().some((l) => l['event'] === 'telemetry_batch_failed' && l['level'] === 'error' && /ENOSPC/.test(String(l['problem']))), 'logged with the cause');
   full = false;
   const before = storedSeqs(rx.db, 'disk-full').length;
-  await waitFor('batches flow again once there is space', () => storedSeqs(rx.db, 'disk-full').length >= before + 2);
+  await waitFor(() => storedSeqs(rx.db, 'disk-full').length >= before + 2, { what: 'batches flow again once there is space' });
   const seqs = storedSeqs(rx.db, 'disk-full');
   t.same(seqs, seqs.map((_, i) => seqs[0]! + i), 'no gap: a batch that could not be written was never numbered');
 });

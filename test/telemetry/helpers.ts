@@ -1,7 +1,7 @@
 /**
  * Test fixtures of the telemetry tests: a GatewayContext built by hand, a
- * receiver with a fresh database and development TLS, enrolled clusters, and
- * a poll-until helper. Everything lives in a temp directory removed on teardown.
+ * receiver with a fresh database and development TLS, enrolled clusters.
+ * Everything lives in a temp directory removed on teardown.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -98,17 +98,6 @@ export async function testReceiver(t: Teardown, dir: string): Promise<TestReceiv
   };
   t.teardown(async () => { await r.stop(); db.close(); });
   return r;
-}
-
-/** Polls `check` until it returns a truthy value or the deadline passes. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 /** A test gateway's telemetry slice, and settings no key can express (metrics endpoint off). */

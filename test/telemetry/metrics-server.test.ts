@@ -74,7 +74,7 @@ t.test('a reading of several processes that cannot be combined answers 500 with 
   const bad = await get(server.address.port, '/metrics');
   t.equal(bad.status, 500);
   t.equal(bad.body, 'error\n', 'nothing of the reading leaks into the answer');
-  t.ok(cap.lines().some((l) => l['event'] === 'telemetry_metrics_render_failed' && String((l['err'] as { message?: string }).message).includes('median')), 'the reason is logged');
+  t.ok(cap.lines().some((l) => l['event'] === 'telemetry_metrics_render_failed' && String((l['error'] as { message?: string }).message).includes('median')), 'the reason is logged');
   peer = () => worker.registry.getMetricsAsJSON();
   const good = await get(server.address.port, '/metrics');
   t.equal(good.status, 200);

@@ -3,7 +3,8 @@ import { gzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { CLUSTER_HEADER, SUBPROTOCOL, commandKey, verifyCommandSignature, type CommandMessage } from '../../src/telemetry/protocol.js';
-import { tempDir, testReceiver, waitFor, type TestReceiver } from './helpers.js';
+import { tempDir, testReceiver, type TestReceiver } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
 
 async function connect(rx: TestReceiver, o: { cluster: string; credential: string; path?: string; protocol?: string }): Promise<{ ws: WebSocket; inbox: Record<string, unknown>[] } | { status: number }> {
   const ws = new WebSocket(`wss://127.0.0.1:${rx.port}${o.path ?? '/v1/stream'}`, o.protocol ?? SUBPROTOCOL, {
@@ -42,15 +43,15 @@ t.test('stores a batch once, acks after the commit, acks a duplicate as such, ta
   if (!('ws' in c)) throw new Error('no connection');
   t.teardown(() => c.ws.terminate());
   c.ws.send(batch('c1', 5));
-  await waitFor('ack', () => c.inbox.length === 1);
+  await waitFor(() => c.inbox.length === 1, { what: 'ack' });
   t.same(c.inbox[0], { type: 'ack', seq: 5 });
   t.same(rx.db.batches('c1').map((b) => b.seq), [5], 'stored before the ack was sent');
   c.ws.send(batch('c1', 5));
-  await waitFor('second ack', () => c.inbox.length === 2);
+  await waitFor(() => c.inbox.length === 2, { what: 'second ack' });
   t.same(c.inbox[1], { type: 'ack', seq: 5, duplicate: true });
   t.equal(rx.db.sampleCount('c1'), 1, 'the duplicate added no samples');
   c.ws.send(gzipSync(batch('c1', 6)));
-  await waitFor('gzip ack', () => c.inbox.length === 3);
+  await waitFor(() => c.inbox.length === 3, { what: 'gzip ack' });
   t.same(rx.db.batches('c1').map((b) => b.seq).sort(), [5, 6]);
 });
 
@@ -66,7 +67,7 @@ t.test('nacks batches that are not well-formed or name another cluster, storing 
     JSON.stringify({ ...JSON.parse(batch('c1', 4)), v: 2 }),
   ];
   for (const b of bad) c.ws.send(b);
-  await waitFor('four nacks', () => c.inbox.length === 4);
+  await waitFor(() => c.inbox.length === 4, { what: 'four nacks' });
   t.ok(c.inbox.every((m) => m['type'] === 'nack'));
   t.same(rx.db.batches('c1'), []);
 });
@@ -76,19 +77,19 @@ t.test('queued commands are signed with the cluster credential and redelivered, 
   const id = rx.db.enqueueCommand('c1', 'revoke-token', { token: 'alice' });
   const first = await connect(rx, { cluster: 'c1', credential });
   if (!('ws' in first)) throw new Error('no connection');
-  await waitFor('the command', () => first.inbox.length === 1);
+  await waitFor(() => first.inbox.length === 1, { what: 'the command' });
   const cmd = first.inbox[0] as unknown as CommandMessage;
   t.equal(cmd.id, id);
   t.ok(verifyCommandSignature(commandKey(credential), cmd), 'signed with the key derived from the credential');
   first.ws.terminate();
-  await waitFor('the receiver to see the first stream close', () => !server.connected().includes('c1'));
+  await waitFor(() => !server.connected().includes('c1'), { what: 'the receiver to see the first stream close' });
   const second = await connect(rx, { cluster: 'c1', credential });
   if (!('ws' in second)) throw new Error('no connection');
   t.teardown(() => second.ws.terminate());
-  await waitFor('the command again', () => second.inbox.length === 1);
+  await waitFor(() => second.inbox.length === 1, { what: 'the command again' });
   t.equal((second.inbox[0] as unknown as CommandMessage).id, id, 'still pending, so delivered again');
   second.ws.send(JSON.stringify({ type: 'command-result', id, ok: true }));
-  await waitFor('recorded', () => rx.db.command(id)?.status === 'applied');
+  await waitFor(() => rx.db.command(id)?.status === 'applied', { what: 'recorded' });
 });
 
 t.test('closes the connection on garbage', async (t) => {

@@ -6,7 +6,8 @@ import { TokenStore } from '../../src/tokens/store.js';
 import { readRevokedSerials } from '../../src/pki/revocation.js';
 import { normalizeSerial } from '../../src/pki/peer-certificate.js';
 import { makeTestCluster } from '../helpers/pki.js';
-import { captureLogger, makeContext, telemetryConfig, tempDir, testReceiver, waitFor } from './helpers.js';
+import { captureLogger, makeContext, telemetryConfig, tempDir, testReceiver } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
 
 async function setup(t: Test) {
   const cluster = await makeTestCluster();
@@ -28,7 +29,7 @@ async function setup(t: Test) {
   });
   const tel = await startTelemetry(ctx, ctx.telemetry, { revocations: sink, backoff: { baseMs: 50, capMs: 300 } });
   t.teardown(() => tel.close());
-  await waitFor('the gateway connected to the receiver', () => rx.db.batches(cluster.clusterId).length > 0);
+  await waitFor(() => rx.db.batches(cluster.clusterId).length > 0, { what: 'the gateway connected to the receiver' });
   return { cluster, rx, ctx, store, lines: cap.lines };
 }
 
@@ -52,12 +53,12 @@ t.test('a certificate revocation sent by the receiver closes the live session wi
   ctx.sessions.add(other.session as never);
   const sent = Date.now();
   const id = rx.db.enqueueCommand(cluster.clusterId, 'revoke-certificate', { serial: alice.serial, reason: 'keyCompromise' });
-  await waitFor('the session to close', () => live.closedAt(), 5000, 10);
+  await waitFor(() => live.closedAt(), { what: 'the session to close', timeoutMs: 5000, intervalMs: 10 });
   t.ok(live.closedAt()! - sent < 2000, `closed ${live.closedAt()! - sent} ms after the receiver queued the command`);
   t.equal(live.reason(), 'revoked');
   t.equal(other.closedAt(), undefined, 'a session with another certificate stays open');
   t.ok(readRevokedSerials(cluster.dir).has(normalizeSerial(alice.serial)), 'revoked.json holds the serial');
-  await waitFor('the receiver to record the result', () => rx.db.command(id)?.status === 'applied');
+  await waitFor(() => rx.db.command(id)?.status === 'applied', { what: 'the receiver to record the result' });
   t.ok(lines().some((l) => l['level'] === 'audit' && l['event'] === 'revocation_certificate' && l['serial'] === normalizeSerial(alice.serial)), 'audited');
 });
 
@@ -68,16 +69,16 @@ t.test('a token revocation by name closes the dashboard WebSocket of that token 
   ctx.sessions.add(ws.session as never);
   const sent = Date.now();
   const id = rx.db.enqueueCommand(cluster.clusterId, 'revoke-token', { token: 'carol' });
-  await waitFor('the WebSocket to close', () => ws.closedAt(), 5000, 10);
+  await waitFor(() => ws.closedAt(), { what: 'the WebSocket to close', timeoutMs: 5000, intervalMs: 10 });
   t.ok(ws.closedAt()! - sent < 2000, `closed ${ws.closedAt()! - sent} ms after the receiver queued the command`);
   t.ok(store.list({ includeRevoked: true }).find((r) => r.id === record.id)?.revokedAt, 'the token store marks it revoked');
-  await waitFor('the receiver to record the result', () => rx.db.command(id)?.status === 'applied');
+  await waitFor(() => rx.db.command(id)?.status === 'applied', { what: 'the receiver to record the result' });
 });
 
 t.test('a revocation of an unknown serial is reported as failed and changes nothing', async (t) => {
   const { cluster, rx } = await setup(t);
   const id = rx.db.enqueueCommand(cluster.clusterId, 'revoke-certificate', { serial: 'abcdef0123', reason: 'keyCompromise' });
-  await waitFor('the result', () => rx.db.command(id)?.status !== 'pending');
+  await waitFor(() => rx.db.command(id)?.status !== 'pending', { what: 'the result' });
   const c = rx.db.command(id)!;
   t.equal(c.status, 'failed');
   t.match(c.result, /abcdef0123/);
@@ -89,6 +90,6 @@ t.test('revoking an already revoked certificate again is applied, not an error (
   const dave = await cluster.issue('client', 'dave');
   await cluster.revoke(dave.serial);
   const id = rx.db.enqueueCommand(cluster.clusterId, 'revoke-certificate', { serial: dave.serial, reason: 'superseded' });
-  await waitFor('the result', () => rx.db.command(id)?.status !== 'pending');
+  await waitFor(() => rx.db.command(id)?.status !== 'pending', { what: 'the result' });
   t.equal(rx.db.command(id)!.status, 'applied');
 });

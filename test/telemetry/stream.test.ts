@@ -6,7 +6,8 @@ import { WebSocketServer } from 'ws';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { startTelemetry } from '../../src/telemetry/telemetry.js';
 import { devTls } from '../../src/control-plane-dev/dev-cert.js';
-import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, waitFor, captureLogger, type TelemetryTestContext } from './helpers.js';
+import { makeContext, metricValue, storedSeqs, telemetryConfig, tempDir, testReceiver, captureLogger, type TelemetryTestContext } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
 import type { ReceiverDb } from '../../src/control-plane-dev/receiver-db.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
 import { aggregatedReader } from '../../src/runtime/metrics-aggregate.js';
@@ -38,14 +39,14 @@ t.test('batches made while the receiver is down arrive exactly once after it com
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool') }) });
   const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
-  await waitFor('5 batches spooled while the receiver is down', async () => (await metricValue(ctx.metrics.spoolBatches)) >= 5);
+  await waitFor(async () => (await metricValue(ctx.metrics.spoolBatches)) >= 5, { what: '5 batches spooled while the receiver is down' });
   t.ok((await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'network' })) >= 1, 'failed connections are counted');
   t.equal(storedSeqs(rx.db, cluster).length, 0, 'nothing arrived while the receiver was down');
   await rx.start();
-  await waitFor('at least 3 more batches after the receiver is up', async () => storedSeqs(rx.db, cluster).length >= 8);
+  await waitFor(async () => storedSeqs(rx.db, cluster).length >= 8, { what: 'at least 3 more batches after the receiver is up' });
   await tel.drain(0);
   const made = await spooled(ctx);
-  await waitFor('the spool to drain', async () => (await metricValue(ctx.metrics.spoolBatches)) === 0 && storedSeqs(rx.db, cluster).length === made);
+  await waitFor(async () => (await metricValue(ctx.metrics.spoolBatches)) === 0 && storedSeqs(rx.db, cluster).length === made, { what: 'the spool to drain' });
   assertExactlyOnce(t, rx.db, cluster, made);
   t.equal(await metricValue(ctx.metrics.spoolBytes), 0, 'the spool is empty once everything is acknowledged');
 });
@@ -58,10 +59,10 @@ t.test('nacks, dropped connections and slow acks still end with every batch exac
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool') }) });
   const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
-  await waitFor('12 batches stored', async () => storedSeqs(rx.db, cluster).length >= 12, 30_000);
+  await waitFor(async () => storedSeqs(rx.db, cluster).length >= 12, { what: '12 batches stored', timeoutMs: 30_000 });
   await tel.drain(0);
   const made = await spooled(ctx);
-  await waitFor('the spool to drain', async () => (await metricValue(ctx.metrics.spoolBatches)) === 0 && storedSeqs(rx.db, cluster).length === made, 30_000);
+  await waitFor(async () => (await metricValue(ctx.metrics.spoolBatches)) === 0 && storedSeqs(rx.db, cluster).length === made, { what: 'the spool to drain', timeoutMs: 30_000 });
   assertExactlyOnce(t, rx.db, cluster, made);
   t.ok((await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'nack' })) >= 1, 'nacks are counted');
   t.ok((await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'duplicate' })) >= 1, 'a batch stored but not acknowledged was resent and acknowledged as a duplicate');
@@ -75,8 +76,8 @@ t.test('an ack slower than the timeout cuts the connection and the batch stays s
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: rx.enroll(cluster), spoolDir: join(dir, 'spool'), intervalMs: 200 }) });
   const tel = await startTelemetry(ctx, ctx.telemetry, { ...FAST, ackTimeoutMs: 300 });
   t.teardown(() => tel.close());
-  await waitFor('an ack timeout', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'ack_timeout' })) >= 1);
-  await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
+  await waitFor(async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'ack_timeout' })) >= 1, { what: 'an ack timeout' });
+  await waitFor(() => storedSeqs(rx.db, cluster).length >= 1, { what: 'a stored batch' });
   t.ok((await metricValue(ctx.metrics.spoolBatches)) >= 1, 'unacknowledged batches stay in the spool');
   const seqs = storedSeqs(rx.db, cluster);
   t.equal(new Set(seqs).size, seqs.length, 'resent batches are not stored twice');
@@ -94,8 +95,8 @@ t.test('a control plane whose certificate is not trusted receives nothing', asyn
       const ctx = makeContext({ clusterId: cluster, log: cap.log, config: telemetryConfig({ controlPlane: rx.url(), ca, credential: rx.enroll(cluster), spoolDir: join(dir, cluster) }) });
       const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
       t.teardown(() => tel.close());
-      await waitFor('two refused TLS connections', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'tls' })) >= 2);
-      await waitFor('a spooled batch', async () => (await metricValue(ctx.metrics.spoolBatches)) >= 2);
+      await waitFor(async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'tls' })) >= 2, { what: 'two refused TLS connections' });
+      await waitFor(async () => (await metricValue(ctx.metrics.spoolBatches)) >= 2, { what: 'a spooled batch' });
       t.equal(storedSeqs(rx.db, cluster).length, 0, 'the receiver stored nothing');
       t.equal(await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'sent' }), 0, 'no batch was sent');
       t.ok(cap.lines().some((l) => l['event'] === 'telemetry_stream_failed' && l['reason'] === 'tls'), 'the refusal is logged');
@@ -113,7 +114,7 @@ t.test('a refused credential sends nothing and is counted as auth', async (t) =>
   const ctx = makeContext({ clusterId: cluster, config: telemetryConfig({ controlPlane: rx.url(), ca: rx.caPath, credential: wrong, spoolDir: join(dir, 'spool') }) });
   const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
-  await waitFor('two refused upgrades', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'auth' })) >= 2);
+  await waitFor(async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'auth' })) >= 2, { what: 'two refused upgrades' });
   t.equal(storedSeqs(rx.db, cluster).length, 0, 'the receiver stored nothing');
 });
 
@@ -126,7 +127,7 @@ t.test('gzip batches travel as binary frames and hashed labels arrive as h: valu
   ctx.metrics.certificateExpirySeconds.set({ certificate: 'worker/alice' }, 1000);
   const tel = await startTelemetry(ctx, ctx.telemetry, FAST);
   t.teardown(() => tel.close());
-  await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
+  await waitFor(() => storedSeqs(rx.db, cluster).length >= 1, { what: 'a stored batch' });
   const body = JSON.parse(rx.db.batches(cluster)[0]!.body) as { samples: { name: string; labels: Record<string, string> }[] };
   const expiry = body.samples.find((s) => s.name === 'scheduler_gateway_certificate_expiry_seconds');
   t.match(expiry?.labels['certificate'], /^h:[0-9a-f]{16}$/, 'the certificate name left only as a keyed hash');
@@ -149,7 +150,7 @@ t.test('with a combined reader in the context, /metrics and the stream both carr
   const res = await fetch(`http://127.0.0.1:${tel.address!.port}/metrics`);
   const served = parsePrometheusText(await res.text()).samples.find((s) => s.name === 'scheduler_gateway_bytes_total' && s.labels['direction'] === 'in');
   t.equal(served?.value, 123, '/metrics serves the sum');
-  await waitFor('a stored batch', () => storedSeqs(rx.db, cluster).length >= 1);
+  await waitFor(() => storedSeqs(rx.db, cluster).length >= 1, { what: 'a stored batch' });
   const body = JSON.parse(rx.db.batches(cluster)[0]!.body) as { samples: { name: string; labels: Record<string, string>; value: number }[] };
   t.same(body.samples.filter((s) => s.name === 'scheduler_gateway_bytes_total' && s.labels['direction'] === 'in').map((s) => s.value), [123], 'the batch carries the sum');
 });
@@ -179,9 +180,9 @@ t.test('a control plane answering HTTP errors or garbage is counted and retried,
   const port = (server.address() as { port: number }).port;
   const ctx = makeContext({ clusterId: 'hostile', config: telemetryConfig({ controlPlane: new URL(`https://127.0.0.1:${port}`), ca: tls.caPath, credential: writeCredential(dir), spoolDir: join(dir, 'spool') }) });
   tel = await startTelemetry(ctx, ctx.telemetry, FAST);
-  await waitFor('HTTP errors counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'http' })) >= 2);
+  await waitFor(async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'http' })) >= 2, { what: 'HTTP errors counted' });
   mode = 'garbage';
-  await waitFor('protocol violations counted', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'protocol' })) >= 2);
+  await waitFor(async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'protocol' })) >= 2, { what: 'protocol violations counted' });
   t.ok(upgrades >= 4);
   t.equal(await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'acked' }), 0, 'nothing was taken as acknowledged');
   t.equal(await metricValue(ctx.metrics.spoolBatches), await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'spooled' }), 'every batch is still spooled');
@@ -215,7 +216,7 @@ t.test('a control plane that accepts TCP and never answers delays nothing: batch
     await new Promise((r) => setTimeout(r, 10));
     worstLag = Math.max(worstLag, Date.now() - at - 10);
   }
-  await waitFor('timed-out handshakes', async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'timeout' })) >= 2);
+  await waitFor(async () => (await metricValue(ctx.metrics.streamErrorsTotal, { reason: 'timeout' })) >= 2, { what: 'timed-out handshakes' });
   const made = await metricValue(ctx.metrics.streamBatchesTotal, { outcome: 'spooled' });
   const expected = Math.floor((Date.now() - started) / 100);
   t.ok(made >= expected / 3, `${made} batches made in ${Date.now() - started} ms at a 100 ms interval`);

@@ -10,7 +10,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { request } from 'node:http';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { DASK_VERSIONS, requireDask, runClient, waitFor } from '../helpers/dask.js';
+import { DASK_VERSIONS, requireDask, runClient } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import { probeTls } from './tls-client.js';
 
 let cluster: TestCluster;

@@ -9,7 +9,7 @@ import { connect, type TLSSocket } from 'node:tls';
 import { createHash, randomBytes } from 'node:crypto';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { waitFor } from '../helpers/dask.js';
+import { waitFor } from '../helpers/wait.js';
 import type { InspectorFactory } from '../../src/terminator/inspector.js';
 
 /** These streams are not Dask: the built-in policy inspector is off unless a test injects its own. */
@@ -78,7 +78,7 @@ t.test('a scheduler crash ends the peer; a peer that goes away ends the schedule
   const gw = await startTestGateway({ cluster, scheduler: `127.0.0.1:${port}`, t, flags: RAW });
   const a = await dial(gw);
   a.on('error', () => {});
-  await waitFor(() => ups.length === 1);
+  await waitFor(() => ups.length === 1, { what: 'the scheduler side of the first connection' });
   const aEnded = new Promise((r) => a.once('end', r));
   const aClosed = new Promise((r) => a.once('close', r));
   ups[0]!.resetAndDestroy();
@@ -90,7 +90,7 @@ t.test('a scheduler crash ends the peer; a peer that goes away ends the schedule
   t.match(line.reason, /^scheduler_(closed|error)$/, 'logged as ended by the scheduler side');
 
   const b = await dial(gw);
-  await waitFor(() => ups.length === 2);
+  await waitFor(() => ups.length === 2, { what: 'the scheduler side of the second connection' });
   const upEnded = new Promise((r) => ups[1]!.once('end', r));
   b.destroy();
   await upEnded;
@@ -132,7 +132,7 @@ t.test("an inspector's denial closes both sides and is audited with its code", a
   const s = await dial(gw);
   s.on('error', () => {});
   s.write('harmless;');
-  await waitFor(() => upGot.length > 0);
+  await waitFor(() => upGot.length > 0, { what: 'the harmless bytes upstream' });
   const ended = new Promise((r) => s.once('end', r));
   s.write('terminate');
   await ended;
