@@ -5,12 +5,6 @@
  * answer within its deadline rejects (the caller decides: refuse the
  * connection, leave the process out of /metrics); closing the channel
  * rejects whatever still waits. Handlers that throw answer with an error.
- *
- * The messages of one event-loop turn leave together, as one batch: each
- * pipe message costs a serialization and a write syscall on one side and a
- * read and a parse on the other, and in a handshake storm every connection
- * sends several (admission at accept and after TLS, release, log lines);
- * many connections' messages share one turn. Order is kept: one outbox.
  */
 export interface IpcPort {
   /** Node's: the callback gets an error when the pipe is closed (without one, Node emits 'error', which kills). */
@@ -29,7 +23,7 @@ interface Waiting {
 
 interface Message {
   readonly gw: 1;
-  readonly kind: 'req' | 'res' | 'evt' | 'batch';
+  readonly kind: 'req' | 'res' | 'evt';
   readonly op?: string;
   readonly id?: number;
   readonly body?: unknown;
@@ -37,6 +31,8 @@ interface Message {
 }
 
 export const DEFAULT_REQUEST_MS = 5_000;
+
+const ignore = () => {};
 
 export class ChannelError extends Error {
   override readonly name = 'ChannelError';
@@ -47,7 +43,6 @@ export class Channel {
   readonly #waiting = new Map<number, Waiting>();
   readonly #handlers = new Map<string, Handler>();
   readonly #onMessage = (m: unknown) => this.#receive(m);
-  #outbox: Message[] = [];
   #next = 1;
   #closed = false;
 
@@ -72,7 +67,9 @@ export class Channel {
       }, timeoutMs);
       timer.unref();
       this.#waiting.set(id, { resolve: resolve as (b: unknown) => void, reject, timer });
-      this.#send({ gw: 1, kind: 'req', op, id, body });
+      this.#send({ gw: 1, kind: 'req', op, id, body }, (e) => {
+        if (e) this.#fail(id, new ChannelError(`cannot send ${op}: the other process is gone`));
+      });
     });
   }
 
@@ -87,31 +84,17 @@ export class Channel {
   }
 
   /**
-   * Sends what waits in the outbox now, not at the end of the turn; `done`
-   * runs once that, and everything sent before it, has been written (or the
-   * other side is gone): what a process about to exit waits for.
+   * Always with a callback: a send to a process that just exited then
+   * reports ERR_IPC_CHANNEL_CLOSED there, where without one Node emits
+   * 'error' on the cluster Worker, which nothing listens to: it would kill
+   * the primary. (A false return only means Node's queue is long.)
    */
-  flush(done?: () => void): void {
-    const batch = this.#outbox;
-    this.#outbox = [];
-    if (batch.length === 0 && !done) return;
-    const message = batch.length === 1 ? batch[0] : batch.length === 0 ? { gw: 0 } : { gw: 1, kind: 'batch', body: batch };
-    const gone = () => {
-      for (const m of batch) if (m.kind === 'req') this.#fail(m.id!, new ChannelError(`cannot send ${String(m.op)}: the other process is gone`));
-    };
+  #send(m: Message, done: (error: Error | null) => void = ignore): void {
     try {
-      this.#port.send(message, (e) => {
-        if (e) gone();
-        done?.();
-      });
-    } catch {
-      gone(); // an in-memory port may throw where Node's calls back
-      done?.();
+      this.#port.send(m, done);
+    } catch (e) {
+      done(e as Error); // an in-memory port may throw where Node's calls back
     }
-  }
-
-  #send(m: Message): void {
-    if (this.#outbox.push(m) === 1) setImmediate(() => this.flush());
   }
 
   #fail(id: number, e: Error): void {
@@ -125,10 +108,6 @@ export class Channel {
   #receive(raw: unknown): void {
     if (typeof raw !== 'object' || raw === null || (raw as Message).gw !== 1) return;
     const m = raw as Message;
-    if (m.kind === 'batch') {
-      if (Array.isArray(m.body)) for (const one of m.body) this.#receive(one);
-      return;
-    }
     if (m.kind === 'res') return this.#answered(m);
     const handler = m.op === undefined ? undefined : this.#handlers.get(m.op);
     if (m.kind === 'evt') return void handler?.(m.body);

@@ -20,7 +20,7 @@ const ch = new Channel(process as unknown as IpcPort);
 // IPC writes are queued: exit once the last one (answers, relayed log lines) has left, not before.
 const exit = (code: number) => {
   if (!process.connected) process.exit(code);
-  ch.flush(() => process.exit(code));
+  process.send!({ gw: 0 }, () => process.exit(code));
 };
 const primaryGone = startDataPlaneProcess(ch, exit);
 process.on('disconnect', () => void primaryGone());
