@@ -13,7 +13,7 @@ import t, { type Test } from 'tap';
 import { makeTestCluster } from '../helpers/pki.js';
 import { clientPrelude, eachDaskVersion, runClient, startScheduler, startWorker } from '../helpers/dask.js';
 import { waitFor } from '../helpers/wait.js';
-import { metricValue, spawnGatewayChild, type GatewayChild } from '../hardening/child.js';
+import { collectedMemory, metricValue, spawnGatewayChild, type GatewayChild } from '../hardening/child.js';
 import { rssBytes } from '../hardening/harness.js';
 import { bigFrame0, sampleProcess, steadyClientScript, type Creds, type Flood } from './attackers.js';
 
@@ -41,11 +41,11 @@ eachDaskVersion(t, '30 connections x 60 MiB frame 0: buffered memory held to the
   const creds = { ca: cluster.caPem, cert: mallory.certPem, key: mallory.keyPem };
   const first = await wave(t, gw, creds);
   const firstPeak = sampler.stop();
-  const afterFirst = await collected(gw);
+  const afterFirst = await collectedMemory(gw);
   const again = sampleProcess(gw.pid);
   const second = await wave(t, gw, creds);
   const secondPeak = again.stop();
-  const afterSecond = await collected(gw);
+  const afterSecond = await collectedMemory(gw);
   const out = await steady;
   const evictions = await metricValue(gw.ports.metrics, 'scheduler_gateway_memory_budget_evictions_total');
 
@@ -82,10 +82,3 @@ async function wave(t: Test, gw: GatewayChild, creds: Creds): Promise<{ peakUsed
   return { peakUsed, sentMiB: Math.round(floods.reduce((n, f) => n + f.sent(), 0) / MiB) };
 }
 
-/** The gateway's memory after a full collection (gateway-child.ts answers SIGUSR2). */
-async function collected(gw: GatewayChild): Promise<{ rss: number; arrayBuffers: number }> {
-  const from = gw.lines.length;
-  process.kill(gw.pid, 'SIGUSR2');
-  const line = await waitFor(() => gw.lines.slice(from).find((l) => l.event === 'child_gc'), { what: 'the gateway collected its garbage' });
-  return { rss: line.rss as number, arrayBuffers: line.arrayBuffers as number };
-}

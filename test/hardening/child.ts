@@ -81,6 +81,18 @@ export async function spawnGatewayChild(o: { t: Teardown; flags: Flags; passphra
   };
 }
 
+/** The child's memoryUsage() after a full collection: gateway-child.ts answers SIGUSR2 with a child_gc line. */
+export async function collectedMemory(gw: GatewayChild): Promise<NodeJS.MemoryUsage> {
+  // The newest child_gc line, not an index: the line buffer is trimmed in long runs.
+  const before = gw.lines.findLast((l) => l.event === 'child_gc');
+  process.kill(gw.pid, 'SIGUSR2');
+  const line = await waitFor(() => {
+    const last = gw.lines.findLast((l) => l.event === 'child_gc');
+    return last !== before ? last : undefined;
+  }, { timeoutMs: 30_000, intervalMs: 20, what: 'the gateway collected its garbage' });
+  return line as unknown as NodeJS.MemoryUsage;
+}
+
 /** Scrapes the child's /metrics and returns the value of one series (sum over matching label sets). */
 export async function metricValue(port: number, name: string, labels: Record<string, string> = {}): Promise<number> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);

@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { makeTestCluster, type TestCluster } from '../helpers/pki.js';
 import { waitFor } from '../helpers/wait.js';
 import { openFds, rssBytes, startEcho, startHttpUpstream } from './harness.js';
-import { jsonLines, REPO, spawnGatewayChild, spawnTs, type GatewayChild } from './child.js';
+import { collectedMemory, jsonLines, REPO, spawnGatewayChild, spawnTs, type GatewayChild } from './child.js';
 
 const num = (k: string, d: number) => (process.env[k] && /^\d+$/.test(process.env[k]!) ? Number(process.env[k]) : d);
 const SOAK_SECONDS = num('SOAK_SECONDS', 60);
@@ -69,17 +69,6 @@ async function gateway(t: { teardown(fn: () => unknown): void }, cluster: TestCl
       'dashboard-listen': '127.0.0.1:0', 'dashboard-upstream': `127.0.0.1:${up.port}`, 'metrics-listen': '127.0.0.1:0', ...extra,
     },
   });
-}
-
-/** The gateway's memory after a full collection (gateway-child.ts answers SIGUSR2 with a child_gc line). */
-async function collectedMemory(gw: GatewayChild): Promise<{ rss: number; heapTotal: number }> {
-  const before = gw.lines.findLast((l) => l.event === 'child_gc');
-  process.kill(gw.pid, 'SIGUSR2');
-  const line = await waitFor(() => {
-    const last = gw.lines.findLast((l) => l.event === 'child_gc');
-    return last !== before ? last : undefined;
-  }, { timeoutMs: 10_000, intervalMs: 20, what: 'the gateway collected its garbage' });
-  return { rss: line.rss as number, heapTotal: line.heapTotal as number };
 }
 
 /** Least-squares slope of y over x. */
